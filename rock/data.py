@@ -1,0 +1,506 @@
+"""Data stage: the prompt pool slices and the five benchmarks as local jsonl (paper 5.1, 5.2, App. C).
+
+What it writes (paths from :mod:`rock.paths`, rows validated one by one):
+
+* ``{run_dir}/data/prompts_stage1.jsonl`` and ``prompts_stage2.jsonl``: ``{"id", "prompt"}``.
+  The pool is OpenThoughts3 [21]: keep rows whose ``domain`` is ``math``, take the first human turn
+  of ``conversations`` as the prompt, then cut positions [0, 20k) for stage 1 (20k teacher samples)
+  and [20k, 30k) for stage 2 ("positions 20k-30k of the same source", App. C). Positions count
+  the domain-filtered rows in dataset order; ``id`` is ``prompt-<position>``. ASSUMED: prompts are
+  not deduplicated (the paper and the authors' scripts slice positions).
+* ``{run_dir}/data/<benchmark>.jsonl`` in one normalised format per benchmark:
+  math500 ``{problem, solution, answer, subject, level, unique_id}``; ifeval ``{key, prompt,
+  instruction_id_list, kwargs}`` (lm-eval's IFEval rows); aime24/aime25/hmmt25 ``{id, problem,
+  answer}`` with ``answer`` a string.
+
+Sources: at paper scale the hub, through ``datasets.load_dataset(id, split=...)`` (imported lazily;
+the prompt pool is streamed and reading stops after the last slice position); at toy scale the
+jsonl files of the toy world, ``{run_dir}/world/raw/<name>.jsonl`` (``rock toy build``), written
+with the hub's own field names. The field names of each hub dataset are in
+:data:`BENCHMARK_FIELDS`: MATH-500 ``problem/solution/answer/subject/level/unique_id``, IFEval
+``key/prompt/instruction_id_list/kwargs``, Maxwell-Jia/AIME_2024 ``ID/Problem/Answer``,
+math-ai/aime25 ``id/problem/answer``, MathArena/hmmt_feb_2025 ``problem_idx/problem/answer``.
+
+A malformed row stops the stage with a :class:`rock.errors.DataError` naming file, line (the row
+number, 1-based, for hub datasets) and field. Run it as::
+
+    rock data prompts --hub open-thoughts/OpenThoughts3-1.2M --split train --streaming \\
+        --stage1 0 20000 --stage2 20000 30000 --run-dir results/paper
+    rock data benchmark math500 --hub HuggingFaceH4/MATH-500 --split test \\
+        --out results/paper/data/math500.jsonl
+    rock data all --config tests/config_toy/config.yaml     # everything a config asks for
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from rock import paths
+from rock.atomic import write_jsonl
+from rock.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+#: normalised field -> source field names tried in order (hub names first; the toy world writes
+#: the hub's names). Maxwell-Jia/AIME_2024 capitalises its fields; MathArena numbers problems.
+BENCHMARK_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "math500": {"problem": ("problem",), "solution": ("solution",), "answer": ("answer",),
+                "subject": ("subject",), "level": ("level",), "unique_id": ("unique_id",)},
+    "ifeval": {"key": ("key",), "prompt": ("prompt",),
+               "instruction_id_list": ("instruction_id_list",), "kwargs": ("kwargs",)},
+    "aime24": {"id": ("ID", "id"), "problem": ("Problem", "problem"), "answer": ("Answer", "answer")},
+    "aime25": {"id": ("id",), "problem": ("problem",), "answer": ("answer",)},
+    "hmmt25": {"id": ("problem_idx", "id"), "problem": ("problem",), "answer": ("answer",)},
+}
+#: the field that identifies a row (must be unique within a benchmark)
+ID_FIELD = {"math500": "unique_id", "ifeval": "key", "aime24": "id", "aime25": "id", "hmmt25": "id"}
+#: lm-eval IFEval instruction ids look like "group:name" (e.g. "keywords:existence")
+INSTRUCTION_ID = re.compile(r"^[a-z_]+:[a-z0-9_]+$")
+#: speakers that count as the user in a conversation turn ({"from", "value"} or {"role", "content"})
+HUMAN_SPEAKERS = ("human", "user")
+
+assert set(BENCHMARK_FIELDS) == set(paths.BENCHMARKS)
+
+
+# ------------------------------------------------------------------------------------------------
+# Config dataclasses (built at the CLI edge)
+# ------------------------------------------------------------------------------------------------
+
+@dataclass
+class Source:
+    """Where rows come from: a hub dataset (``hub`` id + ``split``) or a local ``jsonl`` file."""
+
+    hub: str | None = None
+    split: str = "train"
+    jsonl: str | None = None
+    streaming: bool = False
+    """hub only: iterate lazily (``load_dataset(..., streaming=True)``) instead of downloading"""
+
+    def __post_init__(self) -> None:
+        if (self.hub is None) == (self.jsonl is None):
+            raise ConfigError("give exactly one source: a hub dataset id or a local jsonl file")
+
+    @property
+    def label(self) -> str:
+        """Names the source in errors: the file, or ``hub:<id>[<split>]``."""
+        return self.jsonl if self.jsonl is not None else f"hub:{self.hub}[{self.split}]"
+
+
+@dataclass
+class PoolConfig:
+    """The prompt pool and the two stage slices (paper App. C)."""
+
+    source: Source
+    stage1: tuple[int, int]
+    stage2: tuple[int, int]
+    prompt_field: str = "conversations"
+    domain_field: str | None = "domain"
+    domain: str | None = "math"
+
+    def __post_init__(self) -> None:
+        self.stage1, self.stage2 = tuple(self.stage1), tuple(self.stage2)
+        for name, (start, end) in (("stage1", self.stage1), ("stage2", self.stage2)):
+            if not 0 <= start < end:
+                raise ConfigError(f"{name} slice [{start}, {end}): need 0 <= start < end")
+        if self.stage1[0] < self.stage2[1] and self.stage2[0] < self.stage1[1]:
+            raise ConfigError(f"stage1 slice {list(self.stage1)} and stage2 slice "
+                              f"{list(self.stage2)} overlap; stage 2 uses separate prompts")
+        if (self.domain_field is None) != (self.domain is None):
+            raise ConfigError("domain_field and domain go together (both set or both null)")
+
+    @property
+    def needed(self) -> int:
+        """How many domain rows must be read: the largest slice end."""
+        return max(self.stage1[1], self.stage2[1])
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading rows (I/O edge)
+# ------------------------------------------------------------------------------------------------
+
+def missing_file_fix(path: str | Path) -> str:
+    """How to make a missing input file (toy world files come from rule toy_world)."""
+    if "/world/raw/" in str(path).replace("\\", "/"):
+        return ("build the toy world first: `snakemake --profile workflow/profiles/toy` "
+                "or `rock toy build --config tests/config_toy/config.yaml`")
+    return "check the path, or use data.source: hub"
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, row)`` for each non-blank line; bad JSON is a :class:`DataError`."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError("file not found", file=str(path), fix=missing_file_fix(path))
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"not valid JSON ({err.msg})", file=str(path), line=lineno) from None
+            if not isinstance(row, dict):
+                raise DataError(f"a row must be a JSON object, got {type(row).__name__}",
+                                file=str(path), line=lineno)
+            yield lineno, row
+
+
+def load_hub(dataset: str, split: str, *, streaming: bool = False) -> Iterable[Mapping]:
+    """``datasets.load_dataset(dataset, split=split)``; imported here so that the toy run and the
+    CLI's ``--help`` never import ``datasets``."""
+    import datasets
+
+    log.info("loading %s (split %s%s) from the hub", dataset, split,
+             ", streaming" if streaming else "")
+    return datasets.load_dataset(dataset, split=split, streaming=streaming)
+
+
+def iter_rows(source: Source) -> Iterator[tuple[int, Mapping]]:
+    """``(line, row)`` pairs of a source: jsonl line numbers, or 1-based hub row numbers."""
+    if source.jsonl is not None:
+        yield from read_jsonl(source.jsonl)
+    else:
+        for index, row in enumerate(load_hub(source.hub, source.split, streaming=source.streaming)):
+            yield index + 1, row
+
+
+# ------------------------------------------------------------------------------------------------
+# Prompt pool (pure)
+# ------------------------------------------------------------------------------------------------
+
+def first_human_turn(conversation: Any, *, file: str, line: int, field: str) -> str:
+    """The first user turn of an OpenThoughts-style conversation.
+
+    Turns are ``{"from": "human", "value": ...}`` (OpenThoughts3) or ``{"role": "user",
+    "content": ...}``; a plain string is taken as the prompt itself.
+    """
+    if isinstance(conversation, str):
+        text = conversation
+    elif isinstance(conversation, list):
+        text = None
+        for turn in conversation:
+            if not isinstance(turn, Mapping):
+                raise DataError("conversation turns must be objects", file=file, line=line,
+                                field=field)
+            speaker = turn.get("from", turn.get("role"))
+            if speaker in HUMAN_SPEAKERS:
+                text = turn.get("value", turn.get("content"))
+                break
+        if text is None:
+            raise DataError(f"no turn from {' or '.join(HUMAN_SPEAKERS)}", file=file, line=line,
+                            field=field)
+    else:
+        raise DataError(f"expected a conversation (list of turns) or a string, got "
+                        f"{type(conversation).__name__}", file=file, line=line, field=field)
+    if not isinstance(text, str) or not text.strip():
+        raise DataError("the first human turn is empty", file=file, line=line, field=field)
+    return text
+
+
+def pool_prompts(rows: Iterable[tuple[int, Mapping]], cfg: PoolConfig, *, file: str) -> list[str]:
+    """Prompts of the domain-filtered pool in order, up to position ``cfg.needed`` (exclusive).
+
+    Rows of other domains are skipped without further checks; a kept row must have a usable
+    prompt. Stops reading as soon as enough prompts are collected (the pool has 1.2M rows).
+    """
+    prompts: list[str] = []
+    progress = tqdm(total=cfg.needed, desc="prompt pool", unit="prompt", mininterval=5)
+    with progress:
+        for line, row in rows:
+            if not isinstance(row, Mapping):
+                raise DataError("a row must be an object", file=file, line=line)
+            if cfg.domain_field is not None:
+                if cfg.domain_field not in row:
+                    raise DataError("missing", file=file, line=line, field=cfg.domain_field)
+                if row[cfg.domain_field] != cfg.domain:
+                    continue
+            if cfg.prompt_field not in row:
+                raise DataError("missing", file=file, line=line, field=cfg.prompt_field)
+            prompts.append(first_human_turn(row[cfg.prompt_field], file=file, line=line,
+                                            field=cfg.prompt_field))
+            progress.update(1)
+            if len(prompts) >= cfg.needed:
+                break
+    if len(prompts) < cfg.needed:
+        kept = f"rows with {cfg.domain_field} == {cfg.domain!r}" if cfg.domain_field else "rows"
+        raise DataError(f"only {len(prompts)} {kept}; the slices need {cfg.needed}", file=file,
+                        fix="lower data.stage1_slice / data.stage2_slice or use a larger pool")
+    return prompts
+
+
+def slice_rows(prompts: list[str], start: int, end: int) -> list[dict]:
+    """``{"id": "prompt-<position>", "prompt"}`` rows for positions [start, end)."""
+    if not 0 <= start < end <= len(prompts):
+        raise ValueError(f"slice [{start}, {end}) outside a pool of {len(prompts)} prompts")
+    return [{"id": f"prompt-{pos}", "prompt": prompts[pos]} for pos in range(start, end)]
+
+
+# ------------------------------------------------------------------------------------------------
+# Benchmarks (pure)
+# ------------------------------------------------------------------------------------------------
+
+def _pick(row: Mapping, names: tuple[str, ...], *, file: str, line: int) -> tuple[str, Any]:
+    for name in names:
+        if name in row:
+            return name, row[name]
+    raise DataError("missing", file=file, line=line, field=names[0])
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text(value: Any, *, file: str, line: int, field: str, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise DataError(f"expected a string, got {type(value).__name__}", file=file, line=line,
+                        field=field)
+    if not allow_empty and not value.strip():
+        raise DataError("is empty", file=file, line=line, field=field)
+    return value
+
+
+def _answer(value: Any, *, file: str, line: int, field: str) -> str:
+    """Competition answers are strings; integer answers (AIME on the hub) become strings."""
+    if _is_int(value):
+        return str(value)
+    return _text(value, file=file, line=line, field=field)
+
+
+def _row_id(value: Any, *, file: str, line: int, field: str) -> str:
+    if _is_int(value):
+        return str(value)
+    return _text(value, file=file, line=line, field=field)
+
+
+def normalise_row(name: str, row: Mapping, *, file: str, line: int) -> dict:
+    """One benchmark row in the normalised format of ``name``; :class:`DataError` if malformed."""
+    if name not in BENCHMARK_FIELDS:
+        raise ValueError(f"unknown benchmark {name!r}; choose from {sorted(BENCHMARK_FIELDS)}")
+    if not isinstance(row, Mapping):
+        raise DataError("a row must be an object", file=file, line=line)
+    got = {out: _pick(row, names, file=file, line=line)
+           for out, names in BENCHMARK_FIELDS[name].items()}
+    where = dict(file=file, line=line)
+
+    if name == "math500":
+        out = {}
+        for key in ("problem", "answer", "subject", "unique_id"):
+            field, value = got[key]
+            out[key] = _text(value, field=field, **where)
+        field, value = got["solution"]
+        out["solution"] = _text(value, field=field, allow_empty=True, **where)
+        field, value = got["level"]
+        if not _is_int(value) or value < 1:
+            raise DataError(f"expected a positive integer, got {value!r}", field=field, **where)
+        out["level"] = value
+        return {k: out[k] for k in BENCHMARK_FIELDS[name]}
+
+    if name == "ifeval":
+        field, key = got["key"]
+        if not _is_int(key):
+            raise DataError(f"expected an integer, got {key!r}", field=field, **where)
+        field, prompt = got["prompt"]
+        prompt = _text(prompt, field=field, **where)
+        field, ids = got["instruction_id_list"]
+        if not isinstance(ids, list) or not ids:
+            raise DataError("expected a non-empty list of instruction ids", field=field, **where)
+        for item in ids:
+            if not isinstance(item, str) or not INSTRUCTION_ID.match(item):
+                raise DataError(f"{item!r} is not an lm-eval instruction id (group:name)",
+                                field=field, **where)
+        field, kwargs = got["kwargs"]
+        if (not isinstance(kwargs, list) or len(kwargs) != len(ids)
+                or not all(isinstance(k, Mapping) for k in kwargs)):
+            raise DataError(f"expected a list of {len(ids)} objects, one per instruction id",
+                            field=field, **where)
+        return {"key": key, "prompt": prompt, "instruction_id_list": list(ids),
+                "kwargs": [dict(k) for k in kwargs]}
+
+    # aime24, aime25, hmmt25
+    field, value = got["id"]
+    row_id = _row_id(value, field=field, **where)
+    field, value = got["problem"]
+    problem = _text(value, field=field, **where)
+    field, value = got["answer"]
+    answer = _answer(value, field=field, **where)
+    return {"id": row_id, "problem": problem, "answer": answer}
+
+
+def normalise_benchmark(name: str, rows: Iterable[tuple[int, Mapping]], *, file: str) -> list[dict]:
+    """Normalise every row; ids must be unique; an empty benchmark is an error."""
+    out: list[dict] = []
+    seen: dict[Any, int] = {}
+    id_field = ID_FIELD[name]
+    for line, row in rows:
+        norm = normalise_row(name, row, file=file, line=line)
+        key = norm[id_field]
+        if key in seen:
+            raise DataError(f"duplicate {id_field} {key!r} (first on line {seen[key]})", file=file,
+                            line=line, field=BENCHMARK_FIELDS[name][id_field][0])
+        seen[key] = line
+        out.append(norm)
+    if not out:
+        raise DataError(f"no rows for benchmark {name}", file=file)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Stage entry points
+# ------------------------------------------------------------------------------------------------
+
+def make_prompts(cfg: PoolConfig, out: Mapping[int, str | Path]) -> dict[int, Path]:
+    """Write the stage-1 and stage-2 prompt files (``out`` maps stage -> path; by default
+    :func:`rock.paths.prompts`); returns stage -> path."""
+    prompts = pool_prompts(iter_rows(cfg.source), cfg, file=cfg.source.label)
+    written = {}
+    for stage, (start, end) in ((1, cfg.stage1), (2, cfg.stage2)):
+        path = Path(out[stage])
+        write_jsonl(path, slice_rows(prompts, start, end))
+        log.info("stage %d: %d prompts (positions %d-%d) -> %s", stage, end - start, start, end,
+                 path)
+        written[stage] = path
+    return written
+
+
+def make_benchmark(name: str, source: Source, out: str | Path) -> Path:
+    """Write benchmark ``name`` in the normalised format to ``out`` (by default
+    :func:`rock.paths.benchmark`)."""
+    rows = normalise_benchmark(name, iter_rows(source), file=source.label)
+    path = Path(out)
+    write_jsonl(path, rows)
+    log.info("%s: %d rows from %s -> %s", name, len(rows), source.label, path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# CLI edge: `rock data prompts|benchmark|all`
+# ------------------------------------------------------------------------------------------------
+
+def _add_source_args(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--hub", metavar="ID", help="hub dataset id (datasets.load_dataset)")
+    src.add_argument("--jsonl", metavar="PATH", help="local jsonl file in the hub's field names")
+    p.add_argument("--split", help="hub split (default: from --config, else train)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = __doc__.split("Run it as::")[1]
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prompts", help="slice the prompt pool into prompts_stage{1,2}.jsonl")
+    p.add_argument("--config", help="config file: fills every option not given (data section)")
+    p.add_argument("--run-dir", help="output root (default: run_dir of --config)")
+    p.add_argument("--out1", help="stage-1 output (default: <run-dir>/data/prompts_stage1.jsonl)")
+    p.add_argument("--out2", help="stage-2 output (default: <run-dir>/data/prompts_stage2.jsonl)")
+    _add_source_args(p)
+    p.add_argument("--streaming", action=argparse.BooleanOptionalAction, default=None,
+                   help="stream the hub pool (default: data.prompt_pool.streaming, else off)")
+    p.add_argument("--prompt-field", help="conversation field (default conversations)")
+    p.add_argument("--domain-field", help="domain field (default domain; '' keeps every row)")
+    p.add_argument("--domain", help="kept domain (default math)")
+    p.add_argument("--stage1", nargs=2, type=int, metavar=("START", "END"))
+    p.add_argument("--stage2", nargs=2, type=int, metavar=("START", "END"))
+
+    b = sub.add_parser("benchmark", help="materialize one benchmark as data/<name>.jsonl")
+    b.add_argument("name", choices=paths.BENCHMARKS)
+    b.add_argument("--config", help="config file: fills every option not given (data section)")
+    b.add_argument("--run-dir", help="output root (default: run_dir of --config)")
+    b.add_argument("--out", help="output file (default: <run-dir>/data/<name>.jsonl)")
+    _add_source_args(b)
+
+    a = sub.add_parser("all", help="prompts and every benchmark of data.benchmarks of a config")
+    a.add_argument("--config", required=True)
+
+
+def _config(path: str | None) -> dict | None:
+    if path is None:
+        return None
+    from rock.config import load_config
+
+    return load_config(path)
+
+
+def _require(value, option: str):
+    if value is None:
+        raise ConfigError(f"{option} is required (or give --config FILE)")
+    return value
+
+
+def pool_from_args(args: argparse.Namespace, cfg: dict | None) -> tuple[PoolConfig, str | None]:
+    """Build the :class:`PoolConfig` and run_dir (None if not given) from flags, falling back on
+    ``cfg``."""
+    data = (cfg or {}).get("data", {})
+    pool = data.get("prompt_pool", {})
+    run_dir = args.run_dir or (cfg or {}).get("run_dir")
+    hub, jsonl = args.hub, args.jsonl
+    if hub is None and jsonl is None and cfg is not None:
+        if data["source"] == "toy":
+            jsonl = str(paths.world_raw(run_dir, "openthoughts"))
+        else:
+            hub = pool["dataset"]
+    streaming = args.streaming if args.streaming is not None else pool.get("streaming", False)
+    source = Source(hub=hub, jsonl=jsonl, split=args.split or pool.get("split", "train"),
+                    streaming=bool(streaming and hub is not None))
+    domain_field = args.domain_field if args.domain_field is not None else \
+        pool.get("domain_field", "domain")
+    domain = args.domain if args.domain is not None else pool.get("domain", "math")
+    if domain_field == "":
+        domain_field, domain = None, None
+    pool_cfg = PoolConfig(
+        source=source,
+        stage1=_require(args.stage1 or data.get("stage1_slice"), "--stage1"),
+        stage2=_require(args.stage2 or data.get("stage2_slice"), "--stage2"),
+        prompt_field=args.prompt_field or pool.get("prompt_field", "conversations"),
+        domain_field=domain_field, domain=domain)
+    return pool_cfg, run_dir
+
+
+def benchmark_source(name: str, cfg: dict | None, run_dir: str, *, hub: str | None = None,
+                     jsonl: str | None = None, split: str | None = None) -> Source:
+    """The source of benchmark ``name``: flags first, else the config's data section."""
+    entry = (cfg or {}).get("data", {}).get("benchmarks", {}).get(name, {})
+    if hub is None and jsonl is None and cfg is not None:
+        if cfg["data"]["source"] == "toy":
+            jsonl = str(paths.world_raw(run_dir, name))
+        elif entry:
+            hub = entry["dataset"]
+        else:
+            raise ConfigError(f"data.benchmarks has no entry '{name}'")
+    return Source(hub=hub, jsonl=jsonl, split=split or entry.get("split", "train"))
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = _config(args.config)
+    if args.command == "prompts":
+        pool_cfg, run_dir = pool_from_args(args, cfg)
+        if args.out1 is None or args.out2 is None:
+            run_dir = _require(run_dir, "--run-dir or --out1/--out2")
+        make_prompts(pool_cfg, {1: args.out1 or paths.prompts(run_dir, 1),
+                                2: args.out2 or paths.prompts(run_dir, 2)})
+    elif args.command == "benchmark":
+        run_dir = args.run_dir or (cfg or {}).get("run_dir")
+        if args.out is None:
+            run_dir = _require(run_dir, "--run-dir or --out")
+        source = benchmark_source(args.name, cfg, run_dir, hub=args.hub, jsonl=args.jsonl,
+                                  split=args.split)
+        make_benchmark(args.name, source, args.out or paths.benchmark(run_dir, args.name))
+    else:  # all
+        none = argparse.Namespace(run_dir=None, hub=None, jsonl=None, split=None, streaming=None,
+                                  prompt_field=None, domain_field=None, domain=None, stage1=None,
+                                  stage2=None)
+        pool_cfg, run_dir = pool_from_args(none, cfg)
+        make_prompts(pool_cfg, {stage: paths.prompts(run_dir, stage) for stage in (1, 2)})
+        for name in cfg["data"]["benchmarks"]:
+            make_benchmark(name, benchmark_source(name, cfg, run_dir),
+                           paths.benchmark(run_dir, name))
+    return 0

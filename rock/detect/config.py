@@ -1,0 +1,107 @@
+"""The ``detection`` config section, parsed at the CLI edge into dataclasses [Sec. 2.2-2.5, App. B, E].
+
+Layout (see config.yaml for every value and why)::
+
+    detection:
+      loss: reverse_kl              # per-occurrence loss (Eq. 15) or log_ratio (Eq. 2)
+      downstream_mode: context      # whose rocks feed geometry, knockout and freeze
+      top_k: 100                    # K (Sec. 2.4)
+      tau_r: null                   # Eq. 14 threshold instead of top_k
+      k_screen: 200                 # knockout screening pool (App. D.3)
+      n_controls: 100
+      seed: 0
+      context: {...}                # Sec. 2.2: tau_*, radius, representation, similarity, gamma, eta
+      official: {...}               # the authors' selection
+      stability: {sizes, k_grid, n_repeats}
+      clusters: {discourse_markers}
+      reference: {rock_ids, control_ids}   # the authors' ids, for the comparison (paper scale)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rock.detect.clusters import DEFAULT_DISCOURSE_MARKERS
+from rock.detect.context import ContextSpec
+from rock.detect.core import MODES, DetectionConfig
+from rock.errors import ConfigError
+
+_CONTEXT_SPEC_KEYS = {"representation", "similarity", "radius", "gamma", "include_center",
+                      "max_per_type", "block_elements", "pack_rows", "heavy_ratio"}
+_MODE_KEYS = {"min_freq", "drop_top_frequent", "tau_mode", "tau_pre", "tau_post", "eta", "controls"}
+_TOP_KEYS = {"loss", "downstream_mode", "top_k", "tau_r", "k_screen", "n_controls", "seed",
+             "hidden_checkpoint", "context", "official", "stability", "clusters", "reference"}
+
+
+@dataclass(frozen=True)
+class StabilityConfig:
+    sizes: tuple[int, ...] = (50, 100, 200, 300, 400)     # App. E
+    k_grid: tuple[int, ...] = (10, 25, 50, 75, 100, 125, 150, 200, 250, 300)
+    n_repeats: int = 1
+
+    def __post_init__(self):
+        if not self.sizes or any(not isinstance(n, int) or n < 1 for n in self.sizes):
+            raise ConfigError(f"detection.stability.sizes must be integers >= 1 (got {self.sizes})")
+        if not self.k_grid or any(not isinstance(k, int) or k < 1 for k in self.k_grid):
+            raise ConfigError(f"detection.stability.k_grid must be integers >= 1 (got {self.k_grid})")
+        if not isinstance(self.n_repeats, int) or self.n_repeats < 1:
+            raise ConfigError(f"detection.stability.n_repeats must be >= 1 (got {self.n_repeats})")
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """Everything ``rock detect`` needs, per mode."""
+
+    modes: dict[str, DetectionConfig]
+    context: ContextSpec
+    stability: StabilityConfig
+    downstream_mode: str = "context"
+    hidden_checkpoint: str = "post"
+    discourse_markers: tuple[str, ...] = DEFAULT_DISCOURSE_MARKERS
+    reference_rock_ids: str | None = None
+    reference_control_ids: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def from_dict(section: dict | None) -> "DetectionSettings":
+        sec = dict(section or {})
+        unknown = set(sec) - _TOP_KEYS
+        if unknown:
+            raise ConfigError(f"detection: unknown keys {sorted(unknown)}; allowed {sorted(_TOP_KEYS)}")
+        ctx = dict(sec.get("context") or {})
+        off = dict(sec.get("official") or {})
+        bad = set(ctx) - _CONTEXT_SPEC_KEYS - _MODE_KEYS
+        if bad:
+            raise ConfigError(f"detection.context: unknown keys {sorted(bad)}")
+        bad = set(off) - _MODE_KEYS
+        if bad:
+            raise ConfigError(f"detection.official: unknown keys {sorted(bad)} (windows use "
+                              f"detection.context.radius; allowed here: {sorted(_MODE_KEYS)})")
+        common = {k: sec[k] for k in ("loss", "top_k", "tau_r", "k_screen", "n_controls", "seed") if k in sec}
+        spec = ContextSpec(**{k: v for k, v in ctx.items() if k in _CONTEXT_SPEC_KEYS},
+                           seed=int(sec.get("seed", 0)))
+        context_cfg = DetectionConfig(mode="context", **common,
+                                      **{k: v for k, v in ctx.items() if k in _MODE_KEYS})
+        official_cfg = DetectionConfig.official(**{**{k: v for k, v in common.items()
+                                                      if k not in ("tau_r", "loss")},
+                                                   **{k: v for k, v in off.items() if k in _MODE_KEYS}})
+        st = dict(sec.get("stability") or {})
+        for name, sub, allowed in (("stability", st, {"sizes", "k_grid", "n_repeats"}),
+                                   ("clusters", sec.get("clusters") or {}, {"discourse_markers"}),
+                                   ("reference", sec.get("reference") or {}, {"rock_ids", "control_ids"})):
+            if set(sub) - allowed:
+                raise ConfigError(f"detection.{name}: unknown keys {sorted(set(sub) - allowed)}; "
+                                  f"allowed {sorted(allowed)}")
+        stability = StabilityConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in st.items()})
+        downstream = sec.get("downstream_mode", "context")
+        if downstream not in MODES:
+            raise ConfigError(f"detection.downstream_mode '{downstream}' unknown; use one of {MODES}")
+        clusters = dict(sec.get("clusters") or {})
+        markers = tuple(clusters.get("discourse_markers", DEFAULT_DISCOURSE_MARKERS))
+        ref = dict(sec.get("reference") or {})
+        return DetectionSettings(
+            modes={"context": context_cfg, "official": official_cfg}, context=spec, stability=stability,
+            downstream_mode=downstream, hidden_checkpoint=sec.get("hidden_checkpoint", "post"),
+            discourse_markers=markers, reference_rock_ids=ref.get("rock_ids"),
+            reference_control_ids=ref.get("control_ids"))

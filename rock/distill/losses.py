@@ -1,0 +1,361 @@
+"""Distillation losses over the full vocabulary, computed in chunks of positions.
+
+Paper: per-token reverse KL of on-policy distillation (Section 2.1, Eq. 1), the sampled log-ratio
+``l_t = log p_s(x_t) - log p_t(x_t)`` (Eq. 2), vanilla KD ``(1 - kd_ratio) * CE + kd_ratio * KD``
+with forward KL in stage 1 and reverse KL in stage 2 (Section 5.1, Appendix C), and per-token
+weights ``w(x_t, t)`` (Section 4.2, Eq. 19).
+
+Alignment (the one rule every caller must follow). Row ``i`` of a logits matrix here is the
+distribution that PREDICTS target token ``targets[i]``; for a causal LM run on ``ids`` that is
+``logits[:, :-1]`` against ``ids[:, 1:]`` (:func:`shift_for_targets`). A weight ``w(x_t, t)`` for
+token ``x_t`` therefore multiplies the loss of the row that predicts ``x_t`` (the logits at position
+``t - 1``), never the row after it. (The authors' ``token_freeze_kd`` selects the mask on the
+*input* token of each predicting position, which zeroes the token after a rock token; see
+``shared/reference/README.md``.)
+
+Normalisation (``normalization``), over all loss positions of one optimizer step (the global batch):
+  * ``token_mean``: ``sum_t w_t * loss_t / sum_t mask_t``. With all weights 1 this is KDFlow's
+    global-batch token mean; a frozen token (``w = 0``) still counts in the denominator, so freezing
+    removes its gradient and leaves every other token's gradient unchanged (Eq. 19 read literally).
+    Default.
+  * ``weight_mean``: ``sum_t w_t * loss_t / sum_t w_t * mask_t``: the authors' freeze code. The
+    remaining tokens are renormalised, so freezing also scales up every other token's gradient.
+
+Memory. Nothing of shape ``[positions x vocab]`` in fp32 is ever materialised beyond one chunk of
+``chunk_size`` positions (default: :data:`CHUNK_ELEMENTS` // vocab). The loss is a custom autograd
+function that computes the gradient with respect to the student logits chunk by chunk during the
+forward pass (as Liger-Kernel's fused losses do) and keeps it in the logits' own dtype; backward
+only scales it. Peak extra memory is therefore one gradient-sized buffer in the logits dtype plus
+one fp32 chunk, against about five fp32 ``[positions x vocab]`` tensors for the naive autograd
+computation (``benchmarks/bench_kl.py`` measures it). Teacher logits are constants (no gradient).
+
+KD temperature ``T`` divides both logits before the softmax; as in KDFlow, the loss is not
+multiplied by ``T**2``. Cross-entropy always uses the untempered student logits.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from rock.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+#: KD divergences: forward KL(teacher || student) [C, stage 1], reverse KL(student || teacher) [2.1 Eq. 1]
+DIVERGENCES = ("forward_kl", "reverse_kl")
+#: loss normalisations (module docstring)
+NORMALIZATIONS = ("token_mean", "weight_mean")
+#: default fp32 elements per chunk (32M elements = 128 MiB per temporary); chunk_size = this // vocab.
+#: ASSUMED: the paper gives no number; this keeps the handful of fp32 temporaries of one chunk under
+#: ~1 GiB at V = 151,936 (220 positions per chunk) while a toy vocabulary needs a single chunk.
+CHUNK_ELEMENTS = 2**25
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """What to compute per token: ``(1 - kd_ratio) * CE + kd_ratio * divergence`` [5.1, C]."""
+
+    divergence: str = "reverse_kl"
+    kd_ratio: float = 1.0
+    temperature: float = 1.0
+    chunk_size: int | None = None  # positions per chunk; None -> CHUNK_ELEMENTS // vocab
+
+    def __post_init__(self):
+        if self.divergence not in DIVERGENCES:
+            raise ConfigError(f"loss '{self.divergence}' unknown; use one of {DIVERGENCES}")
+        if not 0.0 <= self.kd_ratio <= 1.0:
+            raise ConfigError(f"kd_ratio {self.kd_ratio} outside [0, 1]")
+        if not self.temperature > 0:
+            raise ConfigError(f"kd_temperature {self.temperature} must be > 0")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ConfigError(f"chunk_size {self.chunk_size} must be >= 1")
+
+
+def chunk_rows(vocab: int, chunk_size: int | None = None) -> int:
+    """Positions per chunk for a vocabulary of ``vocab`` entries."""
+    return int(chunk_size) if chunk_size else max(1, CHUNK_ELEMENTS // max(1, vocab))
+
+
+def shift_for_targets(logits: torch.Tensor, input_ids: torch.Tensor):
+    """Causal-LM alignment: ``(logits[:, :-1], input_ids[:, 1:])`` so row i predicts target i."""
+    return logits[:, :-1], input_ids[:, 1:]
+
+
+# --------------------------------------------------------------------------------------------
+# per-chunk math (fp32); each returns values per row and, if asked, d value / d student logits
+# --------------------------------------------------------------------------------------------
+
+def _divergence_chunk(s: torch.Tensor, t: torch.Tensor, divergence: str, temperature: float,
+                      with_grad: bool):
+    """KD term per row of one chunk. ``s``, ``t``: [n, V] logits (any float dtype).
+
+    reverse KL: ``sum_v p_s (log p_s - log p_t)``; d/dz_s = p_s (A - KL) / T with A = log p_s - log p_t.
+    forward KL: ``sum_v p_t (log p_t - log p_s)``; d/dz_s = (p_s - p_t) / T.
+    """
+    ls = torch.log_softmax(s.float() / temperature, dim=-1)
+    lt = torch.log_softmax(t.float() / temperature, dim=-1)
+    if divergence == "reverse_kl":
+        ps = ls.exp()
+        diff = ls.sub_(lt)                     # A = log p_s - log p_t (reuses ls's storage)
+        del lt
+        value = (ps * diff).sum(-1)
+        if not with_grad:
+            return value, None
+        grad = diff.sub_(value[:, None]).mul_(ps)
+    else:
+        pt = lt.exp()
+        value = (pt * (lt - ls)).sum(-1)
+        if not with_grad:
+            return value, None
+        grad = ls.exp_().sub_(pt)              # p_s - p_t (reuses ls's storage)
+    if temperature != 1.0:
+        grad.div_(temperature)
+    return value, grad
+
+
+def _ce_chunk(s: torch.Tensor, targets: torch.Tensor, with_grad: bool):
+    """Cross-entropy ``-log p_s(target)`` per row; d/dz_s = p_s - onehot(target)."""
+    ls = torch.log_softmax(s.float(), dim=-1)
+    value = -ls.gather(-1, targets[:, None]).squeeze(-1)
+    if not with_grad:
+        return value, None
+    grad = ls.exp_()
+    grad.scatter_add_(-1, targets[:, None], torch.full_like(value[:, None], -1.0))
+    return value, grad
+
+
+class _ChunkedTokenLoss(torch.autograd.Function):
+    """Per-row ``(1 - r) * CE_i + r * KD_i`` with d/d student logits built chunk by chunk in forward.
+
+    Inputs: student ``[N, V]``, teacher ``[N, V]`` or None, targets ``[N]``, active ``[N]`` bool
+    (rows that are not active get 0 and no work). Outputs: the per-row loss ``[N]`` fp32
+    (differentiable), and KD and CE ``[N]`` (not differentiable). The gradient buffer has the student
+    logits' dtype and shape; backward scales its rows by the incoming per-row gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, student, teacher, targets, active, kd_ratio, divergence, temperature, rows):
+        need_grad = ctx.needs_input_grad[0]
+        n = student.shape[0]
+        kd = torch.zeros(n, dtype=torch.float32, device=student.device)
+        ce = torch.zeros(n, dtype=torch.float32, device=student.device)
+        grad = torch.zeros_like(student) if need_grad else None
+        use_kd, use_ce = kd_ratio > 0 and teacher is not None, kd_ratio < 1
+        with torch.no_grad():
+            for a in range(0, n, rows):
+                b = min(n, a + rows)
+                if not bool(active[a:b].any()):
+                    continue
+                g = None
+                if use_kd:
+                    kd[a:b], g_kd = _divergence_chunk(student[a:b], teacher[a:b], divergence,
+                                                      temperature, need_grad)
+                    g = g_kd.mul_(kd_ratio) if need_grad else None
+                if use_ce:
+                    ce[a:b], g_ce = _ce_chunk(student[a:b], targets[a:b], need_grad)
+                    if need_grad:
+                        g_ce.mul_(1.0 - kd_ratio)
+                        g = g_ce if g is None else g.add_(g_ce)
+                if need_grad:
+                    g.mul_(active[a:b, None].to(g.dtype))
+                    grad[a:b].copy_(g)
+            act = active.to(torch.float32)
+            kd.mul_(act)
+            ce.mul_(act)
+            per_row = kd * kd_ratio + ce * (1.0 - kd_ratio)
+        ctx.save_for_backward(grad)
+        ctx.consumed = False
+        ctx.mark_non_differentiable(kd, ce)
+        return per_row, kd, ce
+
+    @staticmethod
+    def backward(ctx, grad_rows, _gkd, _gce):
+        (grad,) = ctx.saved_tensors
+        if grad is None or grad_rows is None:
+            return (None,) * 8
+        scale = grad_rows.to(grad.dtype)[:, None]
+        # scale in place the first time (saves one [N, V] buffer); a second backward
+        # (retain_graph=True) must not see a scaled buffer
+        grad = grad.mul_(scale) if not ctx.consumed else None
+        if grad is None:
+            raise RuntimeError("chunked distillation loss: backward called twice; "
+                               "recompute the loss instead of retain_graph=True")
+        ctx.consumed = True
+        return grad, None, None, None, None, None, None, None
+
+
+def token_losses(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
+                 targets: torch.Tensor, spec: LossSpec, *, active: torch.Tensor | None = None):
+    """Per-token vanilla-KD loss ``(1 - kd_ratio) * CE + kd_ratio * divergence`` [5.1, C].
+
+    Row i of the logits predicts ``targets[..., i]``. Returns ``(loss, kd, ce)``, fp32, shaped like
+    ``targets``; ``loss`` is differentiable w.r.t. ``student_logits``; rows where ``active`` is false
+    are 0 and cost nothing. Teacher logits are constants.
+    """
+    vocab = student_logits.shape[-1]
+    shape = targets.shape
+    s = student_logits.reshape(-1, vocab)
+    t = None
+    if spec.kd_ratio > 0:
+        if teacher_logits is None:
+            raise ConfigError("kd_ratio > 0 needs teacher logits")
+        if teacher_logits.shape != student_logits.shape:
+            raise ModelError(f"teacher logits {tuple(teacher_logits.shape)} and student logits "
+                             f"{tuple(student_logits.shape)} differ; align both to the shared "
+                             "vocabulary first (rock.distill.losses.shared_vocab)")
+        t = teacher_logits.reshape(-1, vocab).detach()
+    act = (torch.ones(s.shape[0], dtype=torch.bool, device=s.device) if active is None
+           else active.reshape(-1).to(device=s.device, dtype=torch.bool))
+    per_row, kd, ce = _ChunkedTokenLoss.apply(
+        s, t, targets.reshape(-1).to(s.device), act, float(spec.kd_ratio), spec.divergence,
+        float(spec.temperature), chunk_rows(vocab, spec.chunk_size))
+    return per_row.reshape(shape), kd.reshape(shape), ce.reshape(shape)
+
+
+def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,
+                 targets: torch.Tensor, mask: torch.Tensor, spec: LossSpec, *,
+                 weights: torch.Tensor | None = None, normalization: str = "token_mean",
+                 denominator: float | torch.Tensor | None = None):
+    """Weighted vanilla-KD loss over the masked rows, normalised (module docstring).
+
+    Args:
+        student_logits: ``[..., V]``; row i predicts ``targets[..., i]`` (gradient flows here).
+        teacher_logits: ``[..., V]`` or None when ``spec.kd_ratio == 0``; treated as constants.
+        targets: ``[...]`` token ids (used by CE).
+        mask: ``[...]`` 1 where the row is a loss position (response token), else 0.
+        weights: ``[...]`` per-token weight ``w(x_t, t)`` of Eq. 19 aligned with ``targets`` (the
+            weight of token ``targets[i]`` applies to row i, the row that predicts it); None = 1.
+        normalization: ``token_mean`` or ``weight_mean``.
+        denominator: the normaliser over the whole global batch when this call sees only one
+            micro-batch; None computes it from this call's ``mask``/``weights``.
+
+    Returns:
+        ``(loss, per_token)``: the scalar loss (differentiable w.r.t. ``student_logits``) and a dict
+        of per-row fp32 tensors shaped like ``targets``: ``kd`` and ``ce`` (0 where not computed),
+        and ``loss = (1 - kd_ratio) * ce + kd_ratio * kd`` (unweighted).
+    """
+    if normalization not in NORMALIZATIONS:
+        raise ConfigError(f"loss_normalization '{normalization}' unknown; use one of {NORMALIZATIONS}")
+    m = mask.to(torch.float32)
+    w = m if weights is None else weights.to(torch.float32) * m
+    if denominator is None:
+        denominator = float(w.sum() if normalization == "weight_mean" else m.sum())
+    denom = float(denominator)
+    if denom <= 0:  # nothing to learn from (all masked or all frozen): loss 0, gradient 0, no NaN
+        denom = 1.0
+    per_row, kd, ce = token_losses(student_logits, teacher_logits, targets, spec, active=w != 0)
+    total = (per_row.double() * w.to(per_row.device).double()).sum() / denom
+    return total.to(torch.float32), {"kd": kd, "ce": ce,
+                                     "loss": spec.kd_ratio * kd + (1.0 - spec.kd_ratio) * ce}
+
+
+def loss_denominator(masks, weights=None, normalization: str = "token_mean") -> float:
+    """Normaliser of one global batch from its micro-batches' masks (and weights)."""
+    if normalization not in NORMALIZATIONS:
+        raise ConfigError(f"loss_normalization '{normalization}' unknown; use one of {NORMALIZATIONS}")
+    total = 0.0
+    for i, m in enumerate(masks):
+        m = m.to(torch.float32)
+        if normalization == "weight_mean" and weights is not None and weights[i] is not None:
+            m = m * weights[i].to(torch.float32)
+        total += float(m.sum())
+    return total
+
+
+@torch.no_grad()
+def token_statistics(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                     targets: torch.Tensor, *, temperature: float = 1.0,
+                     chunk_size: int | None = None) -> dict[str, torch.Tensor]:
+    """Per-position statistics on sampled tokens [2.1 Eq. 1-2; 2.3] (no gradient).
+
+    Row i of the logits predicts ``targets[i]``. Returns fp32 tensors shaped like ``targets``:
+      * ``reverse_kl``: ``KL(p_s || p_t)`` over the full vocabulary (Eq. 1 summand),
+      * ``log_ratio``: ``l_t = log p_s(x_t) - log p_t(x_t)`` (Eq. 2),
+      * ``student_entropy``, ``teacher_entropy``: ``-sum_v p log p``,
+      * ``student_logprob``, ``teacher_logprob``: ``log p(x_t)``.
+    """
+    if teacher_logits.shape != student_logits.shape:
+        raise ModelError(f"teacher logits {tuple(teacher_logits.shape)} and student logits "
+                         f"{tuple(student_logits.shape)} differ; align both to the shared vocabulary")
+    vocab = student_logits.shape[-1]
+    shape = targets.shape
+    s = student_logits.reshape(-1, vocab)
+    t = teacher_logits.reshape(-1, vocab)
+    y = targets.reshape(-1).to(s.device)
+    n = s.shape[0]
+    names = ("reverse_kl", "log_ratio", "student_entropy", "teacher_entropy",
+             "student_logprob", "teacher_logprob")
+    out = {k: torch.empty(n, dtype=torch.float32, device=s.device) for k in names}
+    rows = chunk_rows(vocab, chunk_size)
+    for a in range(0, n, rows):
+        b = min(n, a + rows)
+        ls = torch.log_softmax(s[a:b].float() / temperature, dim=-1)
+        lt = torch.log_softmax(t[a:b].float() / temperature, dim=-1)
+        ps, pt = ls.exp(), lt.exp()
+        out["reverse_kl"][a:b] = (ps * (ls - lt)).sum(-1)
+        out["student_entropy"][a:b] = -(ps * ls).sum(-1)
+        out["teacher_entropy"][a:b] = -(pt * lt).sum(-1)
+        lps = ls.gather(-1, y[a:b, None]).squeeze(-1)
+        lpt = lt.gather(-1, y[a:b, None]).squeeze(-1)
+        out["student_logprob"][a:b], out["teacher_logprob"][a:b] = lps, lpt
+        out["log_ratio"][a:b] = lps - lpt
+    return {k: v.reshape(shape) for k, v in out.items()}
+
+
+def shared_vocab(student_tokenizer, teacher_tokenizer, student_vocab: int, teacher_vocab: int, *,
+                 student_name: str = "student", teacher_name: str = "teacher") -> int:
+    """Number of logit columns teacher and student share, or :class:`ModelError`.
+
+    Both tokenizers must map the same strings to the same ids (else KD over the vocabulary is
+    meaningless). The models' output sizes may differ by padding rows (Qwen3 pads its embedding
+    matrix past ``len(tokenizer)``); logits are then truncated to the smaller size, with a warning,
+    which is safe because ids beyond the tokenizer are never produced by it (KDFlow does the same).
+    """
+    sv, tv = student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
+    if sv != tv:
+        only_s = sorted(set(sv) - set(tv))[:5]
+        only_t = sorted(set(tv) - set(sv))[:5]
+        moved = sorted(k for k in set(sv) & set(tv) if sv[k] != tv[k])[:5]
+        raise ModelError(
+            f"{student_name} and {teacher_name} tokenizers differ ({len(sv)} vs {len(tv)} entries; "
+            f"only in student {only_s}, only in teacher {only_t}, different ids {moved}); "
+            "same-vocabulary KD needs one tokenizer: pick a teacher/student pair from one family")
+    n_tok = len(student_tokenizer)
+    shared = min(student_vocab, teacher_vocab)
+    if shared < n_tok:
+        raise ModelError(f"model output size {shared} is smaller than the tokenizer ({n_tok} ids); "
+                         f"check {student_name}/{teacher_name} config.vocab_size")
+    if student_vocab != teacher_vocab:
+        msg = (f"{student_name} has {student_vocab} output rows and {teacher_name} {teacher_vocab}; "
+               f"the tokenizers agree ({n_tok} ids), so logits are truncated to the shared {shared}")
+        log.warning(msg)
+        warnings.warn(msg, stacklevel=2)
+    return shared
+
+
+def truncate_vocab(logits: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Keep the first ``vocab`` logit columns (a view)."""
+    return logits if logits.shape[-1] == vocab else logits[..., :vocab]
+
+
+def naive_loss_reference(student_logits, teacher_logits, targets, mask, spec: LossSpec, *,
+                         weights=None, normalization="token_mean"):
+    """Unchunked float64 autograd reference of :func:`distill_loss` (tests and benchmarks only)."""
+    s = student_logits.double()
+    ls = F.log_softmax(s / spec.temperature, -1)
+    lt = F.log_softmax(teacher_logits.double() / spec.temperature, -1) if teacher_logits is not None else None
+    if spec.divergence == "reverse_kl":
+        kd = (ls.exp() * (ls - lt)).sum(-1) if lt is not None else torch.zeros_like(ls[..., 0])
+    else:
+        kd = (lt.exp() * (lt - ls)).sum(-1)
+    ce = -F.log_softmax(s, -1).gather(-1, targets[..., None]).squeeze(-1)
+    per = spec.kd_ratio * kd + (1 - spec.kd_ratio) * ce
+    m = mask.double()
+    w = m if weights is None else weights.double() * m
+    denom = w.sum() if normalization == "weight_mean" else m.sum()
+    return (w * per).sum() / denom

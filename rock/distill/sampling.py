@@ -1,0 +1,388 @@
+"""Sampling from a model: teacher answers for stage 1 and student rollouts for stage 2 [5.1, C].
+
+Two interchangeable generators share one method, ``generate(prompts, n=, temperature=, top_p=,
+max_new_tokens=, seed=) -> list[list[Completion]]`` (prompt token ids in, ``n`` completions per
+prompt out):
+
+* :class:`HfGenerator` (CPU and GPU): batched ``transformers`` ``generate`` with left padding. The
+  sampler is exactly temperature + nucleus (``top_k`` disabled), so a model's own
+  ``generation_config.json`` defaults (Qwen3-Instruct ships ``top_k=20``) never leak in. Seeded
+  through ``torch.manual_seed``; rollouts of the model being trained use the same model object, so
+  they always see the current weights.
+* :class:`VllmGenerator` (GPU only; vLLM 0.33.0, imported lazily): ``vllm.LLM(...)`` plus one
+  ``vllm.SamplingParams(n=, temperature=, top_p=, max_tokens=, seed=)`` per prompt. For stage 2 it
+  runs colocated with the trainer in sleep mode and receives the trainer's weights every step
+  (:meth:`VllmGenerator.push_weights`; GPU-NOTES.md sections 1, 5). Only ``engine_kwargs`` and
+  ``sampling_kwargs`` decide what vLLM is asked for; tests check them with a fake ``vllm`` module.
+
+Teacher privileged context (toy): with ``models.teacher_system_prompts`` non-empty, the teacher's
+chat input gets ``{"role": "system", "content": choice}`` before the user message, the choice drawn
+per sequence with ``random.Random(f"{seed}:{key}").choice`` (key = prompt id and sample index); the
+student's input never has it. With an empty list both inputs are identical.
+
+``rock distill teacher-samples`` (:func:`sample_teacher`) writes ``teacher_samples.jsonl`` rows
+``{"id", "prompt", "response", "teacher_system", "finish_reason", "n_response_tokens"}`` in shards
+that survive a kill (a rerun skips finished shards), then one atomic rename.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from rock.atomic import atomic_path, write_json
+from rock.errors import ConfigError, DataError, ModelError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Completion:
+    """One sampled continuation: generated ids (with the stop token if it stopped) and why it ended."""
+
+    token_ids: list[int]
+    finish_reason: str  # "stop" (a stop token was generated) or "length" (max_new_tokens reached)
+
+
+# --------------------------------------------------------------------------------------------
+# prompts
+# --------------------------------------------------------------------------------------------
+
+def chat_prompt_ids(tokenizer, text: str, *, system: str | None = None,
+                    enable_thinking: bool = False) -> list[int]:
+    """Token ids of the chat-templated prompt (generation prompt appended) [C].
+
+    ``enable_thinking`` is passed to templates that know it (Qwen3) and ignored by others.
+    """
+    messages = ([{"role": "system", "content": system}] if system else []) + \
+        [{"role": "user", "content": text}]
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ModelError(f"tokenizer {getattr(tokenizer, 'name_or_path', '?')} has no chat template; "
+                         "use an instruct model or add a ChatML template to tokenizer_config.json")
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                             enable_thinking=enable_thinking)
+    return list(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+
+
+def teacher_system_choice(system_prompts: Sequence[str], seed: int, key: str) -> str | None:
+    """The hidden teacher context for one sequence (PREAMBLE: toy teacher privileged context)."""
+    if not system_prompts:
+        return None
+    return random.Random(f"{seed}:{key}").choice(list(system_prompts))
+
+
+def stop_token_ids(tokenizer, model_config=None, generation_config=None) -> list[int]:
+    """Ids that end a completion: the tokenizer's eos plus the model's generation eos ids."""
+    ids: list[int] = []
+    for source in (tokenizer, generation_config, model_config):
+        value = getattr(source, "eos_token_id", None) if source is not None else None
+        for v in (value if isinstance(value, (list, tuple)) else [value]):
+            if v is not None and int(v) not in ids:
+                ids.append(int(v))
+    if not ids:
+        raise ModelError("no eos token: set eos_token in the tokenizer or eos_token_id in the model "
+                         "config, or completions never stop")
+    return ids
+
+
+def cut_at_stop(ids: Sequence[int], stop_ids: Sequence[int]) -> Completion:
+    """Cut generated ids after the first stop token (kept); without one the completion hit the limit."""
+    stops = set(stop_ids)
+    for i, tok in enumerate(ids):
+        if tok in stops:
+            return Completion(list(ids[: i + 1]), "stop")
+    return Completion(list(ids), "length")
+
+
+def derive_seed(*parts: int) -> int:
+    """A 31-bit seed from integers (stable across runs and Python versions)."""
+    return random.Random(":".join(str(int(p)) for p in parts)).getrandbits(31)
+
+
+# --------------------------------------------------------------------------------------------
+# generators
+# --------------------------------------------------------------------------------------------
+
+class HfGenerator:
+    """Batched sampling with ``transformers`` (left padding, temperature + top-p only)."""
+
+    def __init__(self, model, tokenizer, *, batch_size: int = 8, stop_ids: Sequence[int] | None = None,
+                 pad_id: int | None = None, vocab_limit: int | None = None, show_progress: bool = False):
+        self.model = model
+        # ids >= vocab_limit (padding rows of the embedding past the shared vocabulary) are never
+        # sampled, so every rollout token exists for the teacher too
+        n_out = model.config.vocab_size
+        self.suppress = list(range(vocab_limit, n_out)) if vocab_limit and vocab_limit < n_out else None
+        self.batch_size = int(batch_size)
+        self.stop_ids = list(stop_ids or stop_token_ids(tokenizer, model.config,
+                                                        getattr(model, "generation_config", None)))
+        pad = pad_id if pad_id is not None else tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else self.stop_ids[0])
+        self.show_progress = show_progress
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _config(self, temperature: float, top_p: float, max_new_tokens: int):
+        from transformers import GenerationConfig
+
+        greedy = temperature == 0
+        return GenerationConfig(
+            do_sample=not greedy, temperature=None if greedy else float(temperature),
+            top_p=None if greedy else float(top_p), top_k=None, max_new_tokens=int(max_new_tokens),
+            eos_token_id=self.stop_ids, pad_token_id=self.pad_id, use_cache=True,
+            suppress_tokens=self.suppress)
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[Sequence[int]], *, n: int = 1, temperature: float = 1.0,
+                 top_p: float = 1.0, max_new_tokens: int = 256, seed: int = 0) -> list[list[Completion]]:
+        if any(len(p) == 0 for p in prompts):
+            raise DataError("empty prompt passed to generate(); filter empty prompts first")
+        flat = [list(p) for p in prompts for _ in range(n)]
+        gen_cfg = self._config(temperature, top_p, max_new_tokens)
+        was_training = self.model.training
+        self.model.eval()
+        torch.manual_seed(seed)
+        out: list[Completion] = []
+        try:
+            batches = range(0, len(flat), self.batch_size)
+            for a in tqdm(batches, desc="generate", disable=not self.show_progress, leave=False):
+                chunk = flat[a:a + self.batch_size]
+                width = max(len(p) for p in chunk)
+                ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+                attn = torch.zeros((len(chunk), width), dtype=torch.long)
+                for i, p in enumerate(chunk):
+                    ids[i, width - len(p):] = torch.tensor(p)
+                    attn[i, width - len(p):] = 1
+                seqs = self.model.generate(input_ids=ids.to(self.device), attention_mask=attn.to(self.device),
+                                           generation_config=gen_cfg)
+                for row in seqs[:, width:].tolist():
+                    out.append(cut_at_stop(row, self.stop_ids))
+        finally:
+            self.model.train(was_training)
+        return [out[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+
+class VllmGenerator:
+    """vLLM 0.33.0 engine (GPU only). See GPU-NOTES.md sections 1, 2 and 5 for every call used.
+
+    ``colocate=True`` is TRL's colocated layout: one engine per trainer rank group with
+    ``distributed_executor_backend="external_launcher"`` (needs torchrun's RANK/WORLD_SIZE and
+    ``VLLM_ENABLE_V1_MULTIPROCESSING=0``, which that backend forces), sleep mode on, and weights
+    pushed from the trainer every step.
+    """
+
+    def __init__(self, model: str, *, tensor_parallel_size: int = 1, seed: int = 0,
+                 dtype: str = "bfloat16", gpu_memory_utilization: float = 0.9,
+                 max_model_len: int | None = None, enable_sleep_mode: bool = False,
+                 colocate: bool = False, stop_ids: Sequence[int] | None = None, vllm_module=None):
+        self.vllm = vllm_module or _import_vllm()
+        self.stop_ids = [int(i) for i in stop_ids] if stop_ids else []
+        self.kwargs = self.engine_kwargs(
+            model, tensor_parallel_size=tensor_parallel_size, seed=seed, dtype=dtype,
+            gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
+            enable_sleep_mode=enable_sleep_mode, colocate=colocate)
+        self.llm = self.vllm.LLM(**self.kwargs)
+        self.asleep = False
+
+    @staticmethod
+    def engine_kwargs(model: str, *, tensor_parallel_size: int, seed: int, dtype: str,
+                      gpu_memory_utilization: float, max_model_len: int | None,
+                      enable_sleep_mode: bool, colocate: bool) -> dict:
+        """Arguments of ``vllm.LLM`` (vllm/entrypoints/llm.py, 0.33.0)."""
+        kw = dict(model=model, tensor_parallel_size=int(tensor_parallel_size), seed=int(seed),
+                  dtype=dtype, gpu_memory_utilization=float(gpu_memory_utilization),
+                  enable_sleep_mode=bool(enable_sleep_mode), enable_prefix_caching=False)
+        if max_model_len:
+            kw["max_model_len"] = int(max_model_len)
+        if colocate:  # TRL colocate (trl/generation/vllm_generation.py), GPU-NOTES section 1
+            kw.update(distributed_executor_backend="external_launcher", max_num_batched_tokens=4096)
+        return kw
+
+    @staticmethod
+    def sampling_kwargs(*, n: int, temperature: float, top_p: float, max_new_tokens: int,
+                        seed: int, stop_ids: Sequence[int] | None = None) -> dict:
+        """Arguments of ``vllm.SamplingParams`` (vllm/sampling_params.py, 0.33.0).
+
+        ``top_k=-1`` disables top-k so the sampler is temperature + top-p only, as in the HF
+        backend; a per-request ``seed`` gets its own generator (GPU-NOTES section 2).
+        """
+        kw = dict(n=int(n), temperature=float(temperature), top_p=float(top_p), top_k=-1,
+                  max_tokens=int(max_new_tokens), seed=int(seed))
+        if stop_ids:
+            kw["stop_token_ids"] = [int(i) for i in stop_ids]
+        return kw
+
+    def generate(self, prompts: Sequence[Sequence[int]], *, n: int = 1, temperature: float = 1.0,
+                 top_p: float = 1.0, max_new_tokens: int = 256, seed: int = 0) -> list[list[Completion]]:
+        stop_ids = self.stop_ids
+        params = [self.vllm.SamplingParams(**self.sampling_kwargs(
+            n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+            seed=derive_seed(seed, i), stop_ids=stop_ids)) for i in range(len(prompts))]
+        requests = [{"prompt_token_ids": list(p)} for p in prompts]
+        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        result = []
+        for out in outputs:
+            comps = []
+            for c in out.outputs:
+                ids = list(c.token_ids)
+                reason = "stop" if c.finish_reason == "stop" else "length"
+                # vLLM drops a stop token given in stop_token_ids from the output only when it is
+                # not the eos; keep the convention "stop token included" for both backends
+                if reason == "stop" and stop_ids and (not ids or ids[-1] not in stop_ids):
+                    ids.append(int(getattr(c, "stop_reason", None) or stop_ids[0]))
+                comps.append(Completion(ids, reason))
+            result.append(comps)
+        return result
+
+    # --- colocated training (stage 2) --------------------------------------------------------
+    def sleep(self) -> None:
+        """Level 2: drop weights and KV cache (they are rewritten before the next generate)."""
+        self.llm.sleep(level=2)
+        self.asleep = True
+
+    def push_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int:
+        """Write trainer weights into the engine (GPU-NOTES section 1, 5).
+
+        Order (vllm docs/features/sleep_mode.md): wake weights only, write, then wake the KV cache;
+        trained weights must be the last write (trl#5312), and the prefix cache is reset.
+        """
+        if self.asleep:
+            self.llm.wake_up(tags=["weights"])
+        model = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
+        count = 0
+        for name, tensor in named_tensors:
+            model.load_weights(weights=[(name, tensor)])
+            count += 1
+        if self.asleep:
+            self.llm.wake_up(tags=["kv_cache"])
+            self.asleep = False
+        self.llm.reset_prefix_cache()
+        return count
+
+
+def _import_vllm():
+    try:
+        return importlib.import_module("vllm")
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ConfigError("backend 'vllm' needs the vLLM package (GPU container envs/gpu.yaml); "
+                          "on CPU set backend: hf") from err
+
+
+# --------------------------------------------------------------------------------------------
+# stage: teacher samples
+# --------------------------------------------------------------------------------------------
+
+def read_prompts(path: str | os.PathLike) -> list[dict]:
+    """Rows ``{"id": str, "prompt": str}`` of a prompts jsonl (rock.data); bad rows are DataError."""
+    rows = []
+    path = Path(path)
+    if not path.exists():
+        raise DataError("file not found", file=str(path), fix="run `rock data` first")
+    with open(path) as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"invalid JSON ({err.msg})", file=str(path), line=n) from err
+            for key in ("id", "prompt"):
+                if not isinstance(row.get(key), str):
+                    raise DataError("missing or not a string", file=str(path), line=n, field=key,
+                                    fix="rows are {\"id\": str, \"prompt\": str}")
+            rows.append(row)
+    return rows
+
+
+def sample_teacher(rows: list[dict], tokenizer, generator, *, out_path: str | os.PathLike,
+                   temperature: float, top_p: float, max_new_tokens: int, seed: int,
+                   system_prompts: Sequence[str] = (), enable_thinking: bool = False,
+                   max_prompt_len: int = 0, shard_size: int = 256) -> dict:
+    """Teacher answers to ``rows`` [C]: one sample per prompt, written as ``out_path`` (jsonl).
+
+    Shard ``k`` (prompts ``k*shard_size ...``) is sampled with seed ``derive_seed(seed, k)`` and
+    written atomically under ``<out_path>.parts/``; a rerun after a kill skips finished shards, so
+    the result does not depend on where it was interrupted. Empty and over-long prompts are skipped
+    and counted in the returned summary.
+    """
+    out_path = Path(out_path)
+    parts = out_path.parent / (out_path.name + ".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    summary = {"n_prompts": len(rows), "n_empty_prompts": 0, "n_overlong_prompts": 0,
+               "n_samples": 0, "n_truncated_responses": 0, "n_empty_responses": 0,
+               "response_tokens": 0, "generate_seconds": 0.0}
+    n_shards = (len(rows) + shard_size - 1) // shard_size
+    for k in tqdm(range(n_shards), desc="teacher samples", unit="shard"):
+        shard = parts / f"shard_{k:05d}.jsonl"
+        stats_file = parts / f"shard_{k:05d}.json"
+        if shard.exists() and stats_file.exists():
+            stats = json.loads(stats_file.read_text())
+        else:
+            stats, out_rows = _sample_shard(
+                rows[k * shard_size:(k + 1) * shard_size], tokenizer, generator,
+                temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                seed=derive_seed(seed, k), system_seed=seed, system_prompts=system_prompts,
+                enable_thinking=enable_thinking, max_prompt_len=max_prompt_len)
+            with atomic_path(shard) as tmp, open(tmp, "w") as fh:
+                for r in out_rows:
+                    fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+            write_json(stats_file, stats)
+        for key, v in stats.items():
+            summary[key] = summary.get(key, 0) + v if key != "n_prompts" else summary[key]
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as dst:
+        for k in range(n_shards):
+            with open(parts / f"shard_{k:05d}.jsonl", "rb") as src:
+                shutil.copyfileobj(src, dst)
+    shutil.rmtree(parts, ignore_errors=True)
+    log.info("teacher samples: %s", summary)
+    return summary
+
+
+def _sample_shard(rows, tokenizer, generator, *, temperature, top_p, max_new_tokens, seed,
+                  system_seed, system_prompts, enable_thinking, max_prompt_len):
+    stats = {"n_empty_prompts": 0, "n_overlong_prompts": 0, "n_samples": 0,
+             "n_truncated_responses": 0, "n_empty_responses": 0, "response_tokens": 0,
+             "generate_seconds": 0.0}
+    keep, prompt_ids, systems = [], [], []
+    for row in rows:
+        if not row["prompt"].strip():
+            stats["n_empty_prompts"] += 1
+            continue
+        system = teacher_system_choice(system_prompts, system_seed, f"{row['id']}:0")
+        ids = chat_prompt_ids(tokenizer, row["prompt"], system=system, enable_thinking=enable_thinking)
+        if max_prompt_len and len(ids) > max_prompt_len:
+            stats["n_overlong_prompts"] += 1
+            continue
+        keep.append(row)
+        prompt_ids.append(ids)
+        systems.append(system)
+    t0 = time.perf_counter()
+    comps = generator.generate(prompt_ids, n=1, temperature=temperature, top_p=top_p,
+                               max_new_tokens=max_new_tokens, seed=seed) if prompt_ids else []
+    stats["generate_seconds"] = time.perf_counter() - t0
+    out = []
+    for row, system, (c,) in zip(keep, systems, comps):
+        body = c.token_ids[:-1] if c.finish_reason == "stop" else c.token_ids  # drop the stop token
+        stats["n_samples"] += 1
+        stats["response_tokens"] += len(c.token_ids)
+        stats["n_truncated_responses"] += c.finish_reason == "length"
+        stats["n_empty_responses"] += len(body) == 0
+        out.append({"id": row["id"], "prompt": row["prompt"],
+                    "response": tokenizer.decode(body, skip_special_tokens=False),
+                    "teacher_system": system, "finish_reason": c.finish_reason,
+                    "n_response_tokens": len(c.token_ids)})
+    return stats, out
+

@@ -1,0 +1,333 @@
+"""The optimisation step shared by stage 1 (off-policy) and stage 2 (on-policy) KD [5.1, C].
+
+One call of :meth:`Trainer.step` takes the sequences of one optimizer step (the global batch, or
+this rank's share of it), runs the frozen teacher and the student on them in micro-batches, and
+accumulates the gradient of the chunked vanilla-KD loss (:mod:`rock.distill.losses`) over the
+response tokens only; then it clips, steps AdamW and the learning-rate schedule.
+
+A :class:`TrainSequence` is ``student_ids = student prompt + response`` and ``teacher_ids =
+teacher prompt + the same response`` (the teacher prompt may carry the toy's hidden system message,
+so the two prompts differ in length). Both sides are LEFT padded, so the response tokens of every
+sequence end at the last column on both sides and the logits of the last ``R + 1`` positions line
+up row by row (``logits_to_keep``; row i predicts target i, losses module docstring).
+
+Token weights (Eq. 19) are pluggable: ``weighter(input_ids, response_mask, token_loss)`` gets the
+student-side ``[B, L]`` ids and response mask of the step's sequences (and, if its attribute
+``needs_loss`` is true, the per-token reverse KL ``[B, L]`` of a scoring pass) and returns
+token-aligned ``[B, L]`` weights (``weights[b, t]`` multiplies the loss of generating token ``t``),
+optionally with a dict of counts for the step log (e.g. ``rock.freeze.masks.rock_freeze_weights``).
+
+Precision: CPU runs are fp32. On GPU the student keeps fp32 master weights and runs under bf16
+autocast (or FSDP2 mixed precision), the teacher is loaded in bf16 (Appendix C: bf16).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+from rock.distill.config import TrainConfig
+from rock.distill.losses import LossSpec, distill_loss, token_statistics, truncate_vocab
+from rock.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Where and how to compute: device, compute dtype and (under torchrun) rank and world size."""
+
+    device: torch.device
+    dtype: torch.dtype = torch.float32
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def all_sum(self, values: Sequence[float]) -> list[float]:
+        if self.world == 1:
+            return [float(v) for v in values]
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(t)
+        return t.tolist()
+
+    def all_max(self, value: int) -> int:
+        if self.world == 1:
+            return int(value)
+        t = torch.tensor([int(value)], dtype=torch.long, device=self.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return int(t.item())
+
+    def autocast(self):
+        if self.device.type == "cuda" and self.dtype != torch.float32:
+            return torch.autocast("cuda", dtype=self.dtype)
+        return nullcontext()
+
+
+def make_runtime(device: str = "auto", dtype: str = "bfloat16") -> Runtime:
+    """CPU -> fp32; CUDA -> ``dtype`` (bf16 in the paper); torchrun (WORLD_SIZE > 1) -> distributed."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from rock.distill import fsdp
+
+        rank, world, dev = fsdp.init_distributed()
+        return Runtime(dev, getattr(torch, dtype), rank, world)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but no GPU is visible; use device: auto or cpu")
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        return Runtime(torch.device("cuda"), getattr(torch, dtype))
+    return Runtime(torch.device("cpu"), torch.float32)
+
+
+def load_causal_lm(path: str, runtime: Runtime, *, trainable: bool, gradient_checkpointing: bool = False):
+    """A ``transformers`` causal LM from a hub id or local directory, placed for ``runtime``.
+
+    Trainable models keep fp32 master weights (KDFlow: ``model.float()``); frozen ones (the teacher)
+    are loaded in the compute dtype. Under torchrun both are sharded with FSDP2.
+    """
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.float32 if trainable else runtime.dtype
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"{path}: cannot load a causal LM ({err}); give a local HF model directory "
+                         "or a hub id reachable from this machine") from err
+    if trainable and gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if runtime.world > 1:
+        from rock.distill import fsdp
+
+        model = fsdp.shard(model, runtime, trainable=trainable)
+    else:
+        model.to(runtime.device)
+    model.train(trainable)
+    if not trainable:
+        model.requires_grad_(False)
+    return model
+
+
+@dataclass
+class TrainSequence:
+    """One training example: both model views of one (prompt, response) pair."""
+
+    key: str
+    student_ids: list[int]
+    teacher_ids: list[int]
+    n_response: int
+
+    def __post_init__(self):
+        if not 1 <= self.n_response < min(len(self.student_ids), len(self.teacher_ids)) + 1:
+            raise ValueError(f"{self.key}: bad n_response {self.n_response}")
+        if self.student_ids[-self.n_response:] != self.teacher_ids[-self.n_response:]:
+            raise ValueError(f"{self.key}: student and teacher responses differ")
+
+    @property
+    def response(self) -> list[int]:
+        return self.student_ids[-self.n_response:]
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, ...]:
+    """``(ids, attention_mask, position_ids)`` ``[B, L]``, left padded; positions count real tokens."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, width - len(r):] = torch.as_tensor(list(r), dtype=torch.long)
+            attn[i, width - len(r):] = 1
+    pos = (attn.cumsum(-1) - 1).clamp_min(0)
+    return ids.to(device), attn.to(device), pos.to(device)
+
+
+def response_mask_right(lengths: Sequence[int], width: int, device) -> torch.Tensor:
+    """``[B, width]`` float mask that is 1 on the last ``lengths[b]`` columns."""
+    cols = torch.arange(width, device=device)[None, :]
+    n = torch.as_tensor(list(lengths), device=device)[:, None]
+    return (cols >= width - n).to(torch.float32)
+
+
+def response_logits(model, rows: Sequence[Sequence[int]], keep: int, pad_id: int, vocab: int,
+                    runtime: Runtime) -> torch.Tensor:
+    """Logits ``[B, keep - 1, vocab]`` of the last ``keep - 1`` predicting positions.
+
+    With left padding, row j of the result predicts column ``L - keep + 1 + j`` of the ids, i.e. the
+    last ``keep - 1`` tokens of every sequence (the response when ``keep = R_max + 1``).
+    """
+    ids, attn, pos = left_pad(rows, pad_id, runtime.device)
+    with runtime.autocast():
+        out = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=keep,
+                    use_cache=False)
+    return truncate_vocab(out.logits[:, :-1], vocab)
+
+
+@dataclass
+class StepResult:
+    """What one optimizer step did (a row of the per-step log)."""
+
+    loss: float = 0.0
+    mean_kd: float = 0.0
+    mean_ce: float = 0.0
+    n_sequences: int = 0
+    n_response_tokens: int = 0
+    n_frozen_tokens: int = 0
+    weight_sum: float = 0.0
+    grad_norm: float = 0.0
+    lr: float = 0.0
+    extra: dict = field(default_factory=dict)
+    token_rows: dict | None = None
+
+
+def make_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
+    """Linear warmup over ``ceil(warmup_ratio * total_steps)`` steps, then ``cfg.lr_scheduler``."""
+    from transformers import get_scheduler
+
+    warmup = math.ceil(cfg.warmup_ratio * total_steps)
+    if cfg.lr_scheduler == "cosine_with_min_lr":
+        return get_scheduler("cosine_with_min_lr", optimizer, num_warmup_steps=warmup,
+                             num_training_steps=total_steps,
+                             scheduler_specific_kwargs={"min_lr": cfg.min_lr})
+    if cfg.lr_scheduler == "linear":
+        return get_scheduler("linear", optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+    return get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=warmup)
+
+
+Weighter = Callable[..., "torch.Tensor | tuple[torch.Tensor, dict]"]
+
+
+class Trainer:
+    """Optimizer, schedule and the KD update of one global batch (module docstring)."""
+
+    def __init__(self, student, teacher, cfg: TrainConfig, runtime: Runtime, *, total_steps: int,
+                 vocab: int, pad_id: int, weighter: Weighter | None = None):
+        self.student, self.teacher, self.cfg, self.runtime = student, teacher, cfg, runtime
+        self.vocab, self.pad_id, self.weighter = vocab, pad_id, weighter
+        self.spec = LossSpec(cfg.loss, kd_ratio=cfg.kd_ratio, temperature=cfg.kd_temperature,
+                             chunk_size=cfg.chunk_size or None)
+        params = [p for p in student.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas),
+                                           weight_decay=cfg.weight_decay, eps=1e-8)
+        self.scheduler = make_scheduler(self.optimizer, cfg, max(1, total_steps))
+
+    # --- token weights -----------------------------------------------------------------------
+    def _weights(self, seqs: Sequence[TrainSequence]):
+        """Per-sequence response weights (aligned with response tokens) and the weighter's counts."""
+        if self.weighter is None:
+            return None, {}
+        ids, _, _ = left_pad([s.student_ids for s in seqs], self.pad_id, self.runtime.device)
+        resp = response_mask_right([s.n_response for s in seqs], ids.shape[1], ids.device)
+        token_loss = None
+        if getattr(self.weighter, "needs_loss", False):
+            token_loss = self.score(seqs)["reverse_kl_tokens"]
+        out = self.weighter(ids, resp.bool(), token_loss)
+        w, counts = (out if isinstance(out, tuple) else (out, {}))
+        if hasattr(counts, "as_dict"):
+            counts = counts.as_dict()
+        if tuple(w.shape) != tuple(ids.shape):
+            raise ConfigError(f"token weights have shape {tuple(w.shape)}, expected {tuple(ids.shape)} "
+                              "(token-aligned, like input_ids)")
+        per_seq = [w[i, ids.shape[1] - s.n_response:].float() for i, s in enumerate(seqs)]
+        return per_seq, dict(counts)
+
+    @torch.no_grad()
+    def score(self, seqs: Sequence[TrainSequence]) -> dict:
+        """No-grad per-token statistics of ``seqs`` (reverse KL etc.), token-aligned ``[B, L]``."""
+        rows_s = [s.student_ids for s in seqs]
+        width = max(len(r) for r in rows_s)
+        out = torch.zeros((len(seqs), width), dtype=torch.float32, device=self.runtime.device)
+        for i, s in enumerate(seqs):
+            keep = s.n_response + 1
+            ls = response_logits(self.student, [s.student_ids], keep, self.pad_id, self.vocab, self.runtime)
+            lt = response_logits(self.teacher, [s.teacher_ids], keep, self.pad_id, self.vocab, self.runtime)
+            st = token_statistics(ls[0], lt[0], torch.as_tensor(s.response, device=ls.device),
+                                  temperature=self.spec.temperature, chunk_size=self.spec.chunk_size)
+            out[i, width - s.n_response:] = st["reverse_kl"]
+        return {"reverse_kl_tokens": out}
+
+    # --- one optimizer step ------------------------------------------------------------------
+    def step(self, seqs: Sequence[TrainSequence], *, keep_token_rows: bool = False) -> StepResult:
+        """KD update on ``seqs`` (this rank's share of the global batch)."""
+        cfg, rt = self.cfg, self.runtime
+        self.student.train()
+        weights, counts = self._weights(seqs) if seqs else (None, {})
+        n_tok = sum(s.n_response for s in seqs)
+        w_sum = float(sum(float(w.sum()) for w in weights)) if weights is not None else float(n_tok)
+        n_frozen = sum(int((w != 1).sum()) for w in weights) if weights is not None else 0
+        g_tok, g_w = rt.all_sum([n_tok, w_sum])
+        denominator = g_w if cfg.loss_normalization == "weight_mean" else g_tok
+        micro = [list(range(i, min(len(seqs), i + cfg.micro_batch)))
+                 for i in range(0, len(seqs), cfg.micro_batch)]
+        n_micro = rt.all_max(len(micro))
+        loss_sum = kd_sum = ce_sum = 0.0
+        records = {"key": [], "index": [], "token_id": [], "kd": [], "ce": [], "weight": []} \
+            if keep_token_rows else None
+        for m in range(n_micro):
+            idx = micro[m] if m < len(micro) else []
+            if idx:
+                batch = [seqs[i] for i in idx]
+                w_b = [weights[i] for i in idx] if weights is not None else None
+            else:  # FSDP needs the same collectives on every rank: a zero-weight dummy
+                batch = [TrainSequence("dummy", [self.pad_id] * 2, [self.pad_id] * 2, 1)]
+                w_b = [torch.zeros(1, device=rt.device)]
+            keep = max(s.n_response for s in batch) + 1
+            t_logits = response_logits(self.teacher, [s.teacher_ids for s in batch], keep,
+                                        self.pad_id, self.vocab, rt) if self.spec.kd_ratio > 0 else None
+            s_logits = response_logits(self.student, [s.student_ids for s in batch], keep,
+                                       self.pad_id, self.vocab, rt)
+            width = keep - 1
+            targets = torch.full((len(batch), width), self.pad_id, dtype=torch.long, device=rt.device)
+            wmat = torch.zeros((len(batch), width), dtype=torch.float32, device=rt.device)
+            for j, s in enumerate(batch):
+                targets[j, width - s.n_response:] = torch.as_tensor(s.response, device=rt.device)
+                wmat[j, width - s.n_response:] = 1.0 if w_b is None else w_b[j].to(rt.device)
+            mask = response_mask_right([s.n_response for s in batch], width, rt.device)
+            if not idx:
+                mask.zero_()
+            loss, per = distill_loss(s_logits, t_logits, targets, mask, self.spec, weights=wmat,
+                                     normalization=cfg.loss_normalization, denominator=denominator)
+            # each rank's loss is already normalised by the global denominator; FSDP averages
+            # gradients over ranks, so multiply by the world size to get their sum
+            (loss * rt.world).backward()
+            loss_sum += float(loss)
+            kd_sum += float((per["kd"] * mask).sum())
+            ce_sum += float((per["ce"] * mask).sum())
+            if records is not None and idx:
+                for j, s in enumerate(batch):
+                    sl = slice(width - s.n_response, width)
+                    records["key"] += [s.key] * s.n_response
+                    records["index"] += list(range(s.n_response))
+                    records["token_id"] += s.response
+                    records["kd"] += per["kd"][j, sl].tolist()
+                    records["ce"] += per["ce"][j, sl].tolist()
+                    records["weight"] += wmat[j, sl].tolist()
+            del s_logits, t_logits, loss, per
+        grad_norm = self._clip()
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        g_loss, g_kd, g_ce, g_seq, g_frozen = rt.all_sum([loss_sum, kd_sum, ce_sum, len(seqs), n_frozen])
+        return StepResult(loss=g_loss, mean_kd=g_kd / g_tok if g_tok else float("nan"),
+                          mean_ce=g_ce / g_tok if g_tok else float("nan"), n_sequences=int(g_seq),
+                          n_response_tokens=int(g_tok), n_frozen_tokens=int(g_frozen), weight_sum=g_w,
+                          grad_norm=grad_norm, lr=lr, extra=counts, token_rows=records)
+
+    def _clip(self) -> float:
+        params = [p for p in self.student.parameters() if p.grad is not None]
+        if not params:
+            return 0.0
+        max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
+        if self.runtime.world > 1:
+            from rock.distill import fsdp
+
+            return fsdp.clip_grad_norm(params, max_norm)
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))

@@ -1,0 +1,121 @@
+"""``rock evaluate``: lm-eval evaluation with token suppression and Pass@1 over runs [5.2, D.3].
+
+Evaluates one model (hub id or local HF directory) on benchmarks (MATH-500, IFEval, AIME24, AIME25,
+HMMT25-Feb) through lm-evaluation-harness 0.4.13, ``n_runs`` times with distinct seeds, optionally
+under several token-suppression sets (the knockout of Section 3.2 / Appendix D.3), loading the
+model and building the tasks once. Writes a tidy per-problem parquet table and a summary json
+(Pass@1 per run, mean, std, provenance).
+
+    rock evaluate --config tests/config_toy/config.yaml --model results/toy/world/student \\
+        --model-name student --benchmark math500 \\
+        --table results/toy/eval/student/math500/per_problem.parquet \\
+        --summary results/toy/eval/student/math500/summary.json
+    rock evaluate ... --suppress-sets sets.json   # {"none": [], "rock_17": [1723], ...}
+
+Modules: :mod:`.config` (settings), :mod:`.benchmarks` (task YAMLs in ``tasks/``),
+:mod:`.models` (lm-eval HF/vLLM models with suppression and seeds), :mod:`.runner` (evaluations,
+table, summary), :mod:`.verify` (math-verify off the main thread), :mod:`.ifeval` (offline IFEval).
+This file stays import-light: heavy imports happen inside :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="config YAML (uses run_dir, seed, models, evaluation)")
+    parser.add_argument("--model", required=True, help="hub id or local HF model directory")
+    parser.add_argument("--model-name", required=True, help="name in the table (teacher, student, stage1, ...)")
+    parser.add_argument("--benchmark", action="append", required=True,
+                        help="benchmark to evaluate (repeat for several): math500 ifeval aime24 aime25 hmmt25")
+    parser.add_argument("--table", required=True, help="output per-problem parquet")
+    parser.add_argument("--summary", required=True, help="output summary json")
+    parser.add_argument("--suppress-sets", help='json {"set_id": [token ids], ...}; default {"none": []}')
+    parser.add_argument("--run-dir", help="override config run_dir (local benchmark files live under it)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    over = parser.add_argument_group("overrides of the config's evaluation section")
+    over.add_argument("--backend", choices=["hf", "vllm"])
+    over.add_argument("--prompt-format", choices=["question_answer", "chat_boxed"])
+    over.add_argument("--dataset-source", choices=["hub", "local"])
+    over.add_argument("--n-runs", type=int)
+    over.add_argument("--temperature", type=float)
+    over.add_argument("--max-gen-toks", type=int)
+    over.add_argument("--limit", type=int)
+    over.add_argument("--device")
+
+
+def load_suppression_sets(path: str | None) -> dict[str, list[int]]:
+    """Read ``{"set_id": [ids]}``; ids are checked against the model's vocabulary later."""
+    from rock.errors import DataError
+    from rock.evaluate.runner import BASELINE_SET
+
+    if not path:
+        return {BASELINE_SET: []}
+    try:
+        sets = json.loads(Path(path).read_text())
+    except FileNotFoundError as err:
+        raise DataError("suppression-set file not found", file=path) from err
+    except json.JSONDecodeError as err:
+        raise DataError(f"not valid json ({err.msg})", file=path, line=err.lineno) from err
+    if not isinstance(sets, dict) or not all(isinstance(v, list) for v in sets.values()):
+        raise DataError('expected an object {"set_id": [token ids], ...}', file=path,
+                        fix='e.g. {"none": [], "rock_17": [1723]}')
+    return {str(k): v for k, v in sets.items()}
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from rock import paths
+    from rock.atomic import atomic_path, write_json
+    from rock.errors import ConfigError
+    from rock.evaluate.benchmarks import build_tasks
+    from rock.evaluate.config import check_benchmarks, from_section
+    from rock.evaluate.models import make_lm
+    from rock.evaluate.runner import Evaluator, provenance, summarise
+
+    try:
+        config = yaml.safe_load(Path(args.config).read_text()) or {}
+    except FileNotFoundError as err:
+        raise ConfigError(f"{args.config}: config file not found") from err
+    if "evaluation" not in config:
+        raise ConfigError(f"{args.config}: no 'evaluation' section (fix: copy it from config.yaml)")
+    cfg = from_section(config["evaluation"], seed=config.get("seed"),
+                       enable_thinking=(config.get("models") or {}).get("enable_thinking"),
+                       backend=args.backend, prompt_format=args.prompt_format,
+                       dataset_source=args.dataset_source, n_runs=args.n_runs, temperature=args.temperature,
+                       max_gen_toks=args.max_gen_toks, limit=args.limit, device=args.device)
+    benchmarks = check_benchmarks(args.benchmark)
+    run_dir = args.run_dir or config.get("run_dir")
+    if cfg.dataset_source == "local" and not run_dir:
+        raise ConfigError(f"{args.config}: dataset_source 'local' needs run_dir")
+    data_files = ({b: paths.benchmark(run_dir, b) for b in benchmarks}
+                  if cfg.dataset_source == "local" else {})
+    sets = load_suppression_sets(args.suppress_sets)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+    log.info("evaluating %s (%s) on %s with %s", args.model_name, args.model, benchmarks, cfg)
+    taskset = build_tasks(benchmarks, prompt_format=cfg.prompt_format, data_files=data_files,
+                          generation_kwargs=cfg.generation_kwargs())
+    lm = make_lm(cfg, args.model)
+    table = Evaluator(lm, taskset, cfg, model_name=args.model_name).run(sets)
+    summary = {"pass_at_1": summarise(table),
+               "provenance": provenance(cfg, taskset, model=args.model, model_name=args.model_name,
+                                        suppression_sets=sets, data_files={k: str(v) for k, v in data_files.items()})}
+    with atomic_path(args.table) as tmp:
+        table.to_parquet(tmp, index=False)
+    write_json(args.summary, summary)
+    for task, by_set in summary["pass_at_1"].items():
+        for sid, s in by_set.items():
+            log.info("%s %s [%s]: Pass@1 %.4f over %d runs %s", args.model_name, task, sid, s["pass_at_1"],
+                     s["n_runs"], [round(v, 4) for v in s["pass_at_1_per_run"]])
+    return 0

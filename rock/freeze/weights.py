@@ -1,0 +1,127 @@
+"""The per-token weight hook that turns a stage-2 run into a freeze regime [4.2, Eq. 19].
+
+:class:`FreezeWeights` is called by the stage-2 trainer once per rollout batch, after the rollouts
+and before the loss. It returns token-aligned weights (``weights[b, t]`` multiplies the loss of the
+distribution that produced ``input_ids[b, t]``; see :mod:`rock.freeze.masks`) and a flat dict of
+counts for the per-step training log.
+
+* baseline (``selection: none``): weight 1 on every response token (the trainer's plain loss).
+  The counts still say how many positions *would* be frozen, so the rock share of the output tokens is measured in every
+  regime (Sec. 4.3 says 18%, the take-away 30%).
+* ``rock``: ``lambda`` on ``x_t in R`` and ``t in W_R`` (masks.py).
+* ``random``: ``lambda`` on windows W_S drawn by :func:`rock.freeze.control.sample_matched_windows`
+  to match the W_R of the *same* rollouts in window length and token frequency. The sampler's own
+  generator is seeded by ``(seed, step)``; the hook never touches torch's, numpy's or Python's
+  global RNG, so every regime sees the same rollout and dropout randomness from the trainer.
+
+Columns added to the log (prefix ``freeze_``): ``response_tokens, frozen_tokens, rock_tokens,
+window_only_tokens, frozen_windows, weight_sum, frozen_fraction`` for the applied weights, and
+``rock_occurrences`` / ``rock_window_tokens`` / ``rock_windows`` for what Rock-Freeze would freeze
+on these rollouts; the random regime adds ``target_windows, matched_windows, fallback_windows,
+unmatched_windows``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from rock.freeze.config import ControlConfig, Regime
+from rock.freeze.control import MatchAccumulator, sample_matched_windows
+from rock.freeze.masks import count_runs, mask_stats, rock_window_masks, weights_from_frozen
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FreezeWeights:
+    """Weight hook of one regime. ``token_freq[v]`` is Freq(v) from detection (0 if unseen).
+
+    The random control of step ``s`` on rank ``r`` is drawn with ``np.random.default_rng([seed, s,
+    r])``; the hook counts steps itself (``step``), so a resumed run sets ``step`` to the resumed
+    optimizer step.
+    """
+
+    regime: Regime
+    rock_ids: list[int]
+    radius: int
+    token_freq: np.ndarray
+    anchor: str = "all"
+    loss_threshold: float | None = None
+    control: ControlConfig = field(default_factory=ControlConfig)
+    seed: int = 0
+    rank: int = 0
+    """data-parallel rank: each rank draws its own control windows for its own rollouts"""
+    step: int = 0
+    """optimizer step of the next call (counted by the hook; set it when a run resumes)"""
+    match: MatchAccumulator = field(init=False)
+
+    def __post_init__(self):
+        self.rock_ids = sorted({int(v) for v in self.rock_ids})
+        self._rock_tensor = torch.tensor(self.rock_ids, dtype=torch.long)
+        self.token_freq = np.asarray(self.token_freq, dtype=np.int64)
+        self.match = MatchAccumulator(bin_base=self.control.bin_base)
+        if self.regime.freezes and not self.rock_ids:
+            log.warning("regime %s: the Rock set is empty, nothing will be frozen", self.regime.name)
+
+    @property
+    def needs_loss(self) -> bool:
+        """Whether the trainer must pass the per-token loss (``anchor='high_loss'``); the name is
+        the attribute :class:`rock.distill.trainer.Trainer` looks for."""
+        return self.anchor == "high_loss"
+
+    def __call__(self, input_ids: torch.Tensor, response_mask: torch.Tensor,
+                 token_loss: torch.Tensor | None = None, *,
+                 step: int | None = None) -> tuple[torch.Tensor, dict]:
+        """Weights ``[B, L]`` (token-aligned, float32) and the log counts of one optimizer step.
+
+        The call signature is the trainer's ``weighter(input_ids, response_mask, token_loss)``
+        (:mod:`rock.distill.trainer`), called once per optimizer step with that step's sequences.
+
+        Args:
+            input_ids: ``[B, L]`` prompt + response (+ padding) ids of the step's sequences.
+            response_mask: ``[B, L]``, true on the response tokens (the loss positions).
+            token_loss: ``[B, L]`` token-aligned per-token loss, only for ``anchor='high_loss'``.
+            step: optimizer step (seeds the random control); default: the hook's own counter.
+        """
+        if step is None:
+            step = self.step
+        self.step = int(step) + 1
+        ids = input_ids.detach().cpu()
+        resp = response_mask.detach().cpu().bool()
+        loss = token_loss.detach().cpu() if token_loss is not None else None
+        if self.anchor == "high_loss" and loss is None:
+            raise ValueError("freeze.window_anchor 'high_loss' needs the per-token loss from the "
+                             "trainer (token_loss); use window_anchor 'all' otherwise")
+        is_rock, in_window = rock_window_masks(ids, resp, self._rock_tensor, self.radius,
+                                               anchor=self.anchor, token_loss=loss,
+                                               loss_threshold=self.loss_threshold)
+        rock_frozen = is_rock | in_window
+        extra = {"freeze_rock_occurrences": int(is_rock.sum()),
+                 "freeze_rock_window_tokens": int(rock_frozen.sum()),
+                 "freeze_rock_windows": count_runs(rock_frozen)}
+        sel, lam = self.regime.selection, float(self.regime.lam)
+        if sel == "none":
+            frozen = torch.zeros_like(resp)
+        elif sel == "rock":
+            frozen = rock_frozen
+        else:
+            rng = np.random.default_rng([int(self.seed), int(step), int(self.rank)])
+            sample = sample_matched_windows(
+                ids.numpy(), resp.numpy(), rock_frozen.numpy(), self.rock_ids, self.token_freq, rng,
+                bin_base=self.control.bin_base, exclude_rock_centres=self.control.exclude_rock_centres,
+                max_tries=self.control.max_tries, max_bin_distance=self.control.max_bin_distance,
+                n_proposals=self.control.n_proposals)
+            self.match.update(ids.numpy(), rock_frozen.numpy(), sample.mask, self.token_freq)
+            frozen = torch.from_numpy(sample.mask)
+            extra.update({"freeze_target_windows": sample.n_target_spans,
+                          "freeze_matched_windows": sample.n_matched,
+                          "freeze_fallback_windows": sample.n_fallback,
+                          "freeze_unmatched_windows": sample.n_unmatched})
+        weights = weights_from_frozen(frozen, resp, lam)
+        stats = mask_stats(frozen, is_rock, resp, weights).as_dict()
+        stats.update(extra)
+        return weights.to(input_ids.device), stats

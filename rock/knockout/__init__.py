@@ -1,0 +1,36 @@
+"""Inference-time knockout and its statistics (``rock knockout``) [Sec. 3, App. D].
+
+Which tokens of the screening pool are *Pillars* (removing them at decode time hurts accuracy),
+*Stumbling Blocks* (removing them helps) or *Neutral* (Eq. 22)? Four steps, each a subcommand and a
+Snakemake rule (``workflow/rules/knockout.smk``)::
+
+    rock knockout pool    --config config.yaml --candidates C --windows W --tokens T \\
+                          --pool-out knockout/pool.parquet --plan-out knockout/plan.json
+    rock knockout shard   --config config.yaml --plan knockout/plan.json --shard 3 \\
+                          --model distill/stage2/model --run-dir results/paper \\
+                          --out knockout/shards/shard_3.parquet          # one job per shard
+    rock knockout gather  --plan knockout/plan.json --shards knockout/shards/*.parquet \\
+                          --out knockout/per_problem.parquet
+    rock knockout analyze --config config.yaml --pool knockout/pool.parquet \\
+                          --plan knockout/plan.json --per-problem knockout/per_problem.parquet \\
+                          --out-dir knockout/results
+
+Modules: :mod:`.config` (``knockout`` section), :mod:`.pool` (screening pool, window sets, plan),
+:mod:`.runner` (the evaluation seam, shards, gather), :mod:`.stats` (Delta, paired bootstrap,
+Eq. 22, census, multiple testing, correlations), :mod:`.analysis` (all statistics from the
+gathered table), :mod:`.figures` (Figures 4 and 6, Tables 1 and 2), :mod:`.cli` (I/O).
+"""
+
+from __future__ import annotations
+
+
+def add_arguments(parser):
+    from rock.knockout.cli import add_arguments as _add
+
+    _add(parser)
+
+
+def run(args) -> int:
+    from rock.knockout.cli import run as _run
+
+    return _run(args)

@@ -1,0 +1,106 @@
+"""Configuration of the knockout stage (config section ``knockout``) [Sec. 3.2, App. D.2-D.4].
+
+Parsed at the CLI edge (:func:`from_file`) and passed down as a :class:`KnockoutConfig`; library code
+never reads the config file. Paper values are cited; the others are marked ASSUMED in
+``config.yaml`` with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rock.errors import ConfigError
+
+LEVELS = ("token", "window")            # Eq. 20 and Eq. 21
+WINDOW_MEMBERS = ("pool", "core")       # which "Rock Token candidates" join a window set (Eq. 21)
+
+
+@dataclass
+class KnockoutConfig:
+    """Knockout settings. Field defaults are the paper's values where it gives them."""
+
+    k_screen: int = field(default=200, metadata={"help": "screening pool size K_screen [D.3]"})
+    k_core: int = field(default=100, metadata={"help": "stable core K for the robustness check [D.2]"})
+    tasks: list[str] = field(default_factory=lambda: ["math500", "ifeval"],
+                             metadata={"help": "benchmarks probed [D.3]; first two form Table 2's agreement"})
+    levels: list[str] = field(default_factory=lambda: list(LEVELS),
+                              metadata={"help": "token (Eq. 20) and/or window (Eq. 21) knockouts"})
+    window_members: str = field(default="pool", metadata={
+        "help": "'pool': the window set holds the screened candidates found in W(v); "
+                "'core': only the top-k_core rock tokens (plus v)"})
+    window_min_share: float = field(default=0.0, metadata={
+        "help": "a candidate joins v's window set if it occurs in at least this share of v's "
+                "windows; 0 = any window (the union, Eq. 21 read literally)"})
+    n_runs: int = field(default=4, metadata={"help": "repeated sampled runs per problem [D.3]"})
+    seed: int = field(default=0, metadata={"help": "run r is decoded with seed + r; baseline same"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature [D.3]"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling"})
+    max_gen_toks: int = field(default=4096, metadata={"help": "generation budget per answer"})
+    limit: int | None = field(default=None, metadata={
+        "help": "decode only the first N problems of each task; null = the whole benchmark"})
+    n_shards: int = field(default=1, metadata={"help": "suppression sets are split over this many jobs"})
+    epsilon: float = field(default=0.01, metadata={"help": "effect threshold of Eq. 22"})
+    alpha: float = field(default=0.05, metadata={"help": "bootstrap test level [D.3]"})
+    n_resamples: int = field(default=10_000, metadata={"help": "bootstrap resamples [D.3]"})
+    bootstrap_seed: int = field(default=0, metadata={"help": "seed of the resampling stream"})
+    fdr_q: list[float] = field(default_factory=lambda: [0.05, 0.10, 0.20],
+                               metadata={"help": "Benjamini-Hochberg levels [D.2]"})
+
+    def __post_init__(self):
+        def bad(name, why):
+            raise ConfigError(f"knockout.{name}: {why} (got {getattr(self, name)!r})")
+
+        for name in ("k_screen", "k_core", "n_runs", "max_gen_toks", "n_shards", "n_resamples"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                bad(name, "must be an integer >= 1")
+        if not self.tasks or len(set(self.tasks)) != len(self.tasks):
+            bad("tasks", "must be a non-empty list of distinct benchmark names")
+        if not self.levels or any(lv not in LEVELS for lv in self.levels) \
+                or len(set(self.levels)) != len(self.levels):
+            bad("levels", f"must be a non-empty subset of {list(LEVELS)}")
+        if self.window_members not in WINDOW_MEMBERS:
+            bad("window_members", f"must be one of {list(WINDOW_MEMBERS)}")
+        if not 0.0 <= self.window_min_share <= 1.0:
+            bad("window_min_share", "must be in [0, 1]")
+        if self.temperature <= 0:
+            bad("temperature", "must be > 0 (the knockout samples, App. D.3)")
+        if not 0.0 < self.top_p <= 1.0:
+            bad("top_p", "must be in (0, 1]")
+        if not 0.0 <= self.epsilon < 1.0:
+            bad("epsilon", "must be in [0, 1)")
+        if not 0.0 < self.alpha < 1.0:
+            bad("alpha", "must be in (0, 1)")
+        if not self.fdr_q or any(not 0.0 < q < 1.0 for q in self.fdr_q):
+            bad("fdr_q", "must be a non-empty list of levels in (0, 1)")
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+            bad("limit", "must be null or an integer >= 1")
+
+    @property
+    def seeds(self) -> list[int]:
+        """Seeds of the repeated runs; every suppression set and the baseline use the same ones."""
+        return [self.seed + r for r in range(self.n_runs)]
+
+
+def from_dict(section: dict, *, source: str = "config") -> KnockoutConfig:
+    """Build the config from the ``knockout`` section; unknown keys are errors."""
+    names = {f.name for f in dataclasses.fields(KnockoutConfig)}
+    unknown = sorted(set(section) - names)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) knockout.{unknown[0]} (known: {sorted(names)})")
+    try:
+        return KnockoutConfig(**section)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def from_file(path: str | Path, overrides: dict | None = None) -> KnockoutConfig:
+    """Validate a config file (:func:`rock.config.load_config`), take its ``knockout`` section and
+    apply ``overrides`` (CLI flags; None = keep)."""
+    from rock.config import load_config
+
+    cfg = load_config(path)
+    section = dict(cfg.get("knockout") or {})
+    section.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return from_dict(section, source=str(path))

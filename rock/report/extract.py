@@ -1,0 +1,704 @@
+"""Extractors: from a metric key of an expected table to the number a run produced.
+
+Every row of ``results/expected/paper/claims.csv`` and ``results/expected/toy/golden.csv`` names a
+``metric``. :data:`REGISTRY` maps each key to a :class:`Metric`: which artifact it is read from and
+one small function per artifact type that reads it:
+
+* :func:`json_value`   a field of a stage's JSON summary (dotted path; several candidate files and
+                       keys are tried, first hit wins, so a stage may nest its numbers as it likes)
+* :func:`table1_cell`  Pearson r or p of one predictor on one benchmark (Table 1 CSV, wide or long)
+* :func:`table2_cell`  one count of the Pillar census (Table 2 CSV)
+* :func:`cross_task`   one cell of Table 2's cross-task agreement line
+* :func:`config_value` a value of the run's config (paper hyperparameters, App. C)
+* :func:`derived`      a function of other metrics (a ratio, a difference)
+
+Generic keys ``json:<relpath>#<dotted.key>`` read any JSON under the run directory; the golden
+table of the toy run uses them for the numbers of ``world/world.json`` and the stage summaries.
+
+Readers are tolerant by design: a missing file, key or column raises :class:`NotRun` with the
+reason, which the check reports as "not run", never as an error of the check itself.
+
+The artifact locations below are the report's view of what the stages write (DESIGN.md, stages
+5-9). They are relative to ``run_dir`` and may be globs; the first existing candidate wins. When a
+stage lands its paths in :mod:`rock.paths`, point the candidates there.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rock import paths
+
+#: benchmarks of the knockout (App. D.3) and their spellings in tables
+KNOCKOUT_BENCHMARKS = ("math500", "ifeval")
+#: Table 1 predictors in the paper's row order [App. D.1] (normalised names, see :func:`norm`)
+TABLE1_PREDICTORS = ("frequency", "rock_count", "rock_rate", "pre_opd_kl", "post_opd_kl",
+                     "kl_improvement", "teacher_entropy", "pre_opd_student_entropy",
+                     "post_opd_student_entropy")
+#: gradient-geometry groups [Sec. 2.6]
+GEOMETRY_GROUPS = ("rock", "highkl", "random")
+#: sign tests of App. D.2: per benchmark, combined, and restricted to the stable core
+SIGN_TESTS = ("combined", "math500", "ifeval", "core")
+
+# ---- artifact candidates (relative to run_dir; globs allowed; first existing wins) -----------
+_R = Path()  # rock.paths functions called with an empty run_dir give paths relative to run_dir
+
+
+def _p(path: Path) -> str:
+    return str(path)
+
+
+ARTIFACTS: dict[str, tuple[str, ...]] = {
+    "world": (_p(paths.world_dir(_R) / "world.json"),),
+    # detection, context-aware mode (Sec. 2.2) and the authors' selection (official)
+    **{f"detect_{mode}_{name.split('.')[0]}": (_p(paths.detection_file(_R, mode, name)),)
+       for mode in paths.DETECTION_MODES
+       for name in ("info.json", "density.csv", "stability_summary.csv", "clusters.csv",
+                    "clusters_summary.csv", "control_matching.csv")},
+    "detect_comparison": (_p(paths.detection_comparison(_R)),),
+    "geometry_summary": (_p(paths.geometry_dir(_R) / "summary.json"),),
+    "knockout_summary": (_p(paths.knockout_result(_R, "multiple_testing.json")),
+                         "knockout/summary.json"),
+    "table1": (_p(paths.knockout_result(_R, "table1.csv")), "knockout/**/table1*.csv"),
+    "table2": (_p(paths.knockout_result(_R, "table2.csv")), "knockout/**/table2.csv"),
+    "cross_task": (_p(paths.knockout_result(_R, "table2_agreement.csv")),
+                   "knockout/**/*agreement*.csv"),
+    # freeze training (rock.freeze.report): the regime table and the speedup summary
+    "freeze_regimes": ("freeze/regimes.csv", "freeze/regime_table.csv", "freeze/*regime*.csv",
+                       "freeze/**/*regime*.csv"),
+}
+#: figure files (PNG for the page, PDF next to them), looked up the same way
+FIGURES: dict[str, tuple[str, ...]] = {
+    "figure2": (_p(paths.figure2(_R, "context", "png")), "detect/**/figure2*.png"),
+    "figure2_official": (_p(paths.figure2(_R, "official", "png")),),
+    "figure3": (_p(paths.figure3(_R, "png")), "geometry/**/figure3*.png"),
+    "figure4": (_p(paths.knockout_result(_R, "figure4.png")), "knockout/**/figure4*.png"),
+    "figure5": ("freeze/figure5.png", "freeze/**/figure5*.png"),
+    "figure6": (_p(paths.knockout_result(_R, "figure6.png")), "knockout/**/figure6*.png"),
+}
+
+
+class NotRun(Exception):
+    """The artifact (or the field in it) a metric needs does not exist (yet)."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What an extractor may look at: the run directory and the run's config (already parsed)."""
+
+    run_dir: Path
+    config: dict | None = None
+    config_path: Path | None = None
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Measured:
+    value: Any
+    artifact: str  # the file (relative to run_dir where possible) and field it came from
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    artifact: str          # human-readable: where it is read from
+    read: Callable[[Context], Measured]
+    help: str = ""
+    golden: bool = True    # recorded into the toy golden table when it resolves
+    source: tuple[str, str] | None = None  # (artifact name, json key) of plain JSON fields
+
+
+# ============================================================================================
+# low-level readers (tolerant: NotRun on anything missing)
+# ============================================================================================
+
+def norm(name: str) -> str:
+    """Normalise a label for matching: ``"Pre-OPD student entropy"`` -> ``pre_opd_student_entropy``,
+    ``"MATH-500"`` -> ``math500``, ``"High-KL"`` -> ``highkl``."""
+    s = re.sub(r"[^0-9a-z]+", "_", str(name).strip().lower()).strip("_")
+    return {"math_500": "math500", "high_kl": "highkl", "rare_high_kl": "highkl",
+            "rare_highkl": "highkl", "rocks": "rock", "ctrl": "random"}.get(s, s)
+
+
+def find_artifact(ctx: Context, name: str, table: dict[str, tuple[str, ...]] = ARTIFACTS) -> Path:
+    """First existing file among the candidates of ``name`` under ``ctx.run_dir``; NotRun if none."""
+    for pattern in table[name]:
+        if any(ch in pattern for ch in "*?["):
+            hits = sorted(p for p in ctx.run_dir.glob(pattern) if p.is_file())
+            if hits:
+                return hits[0]
+        else:
+            p = ctx.run_dir / pattern
+            if p.is_file():
+                return p
+    raise NotRun(f"{name} not produced (looked for {', '.join(table[name])} under {ctx.run_dir})")
+
+
+def rel(ctx: Context, p: Path) -> str:
+    try:
+        return str(p.relative_to(ctx.run_dir))
+    except ValueError:
+        return str(p)
+
+
+def load_json(ctx: Context, p: Path) -> Any:
+    key = ("json", str(p))
+    if key not in ctx._cache:
+        try:
+            ctx._cache[key] = json.loads(p.read_text())
+        except (OSError, ValueError) as err:
+            raise NotRun(f"{rel(ctx, p)} unreadable: {err}") from None
+    return ctx._cache[key]
+
+
+def load_csv(ctx: Context, p: Path):
+    import pandas as pd
+
+    key = ("csv", str(p))
+    if key not in ctx._cache:
+        try:
+            ctx._cache[key] = pd.read_csv(p)
+        except (OSError, ValueError) as err:
+            raise NotRun(f"{rel(ctx, p)} unreadable: {err}") from None
+    return ctx._cache[key]
+
+
+def dig(obj: Any, dotted: str) -> Any:
+    """``dig({"a": {"b": 1}}, "a.b") == 1``; list indices are numbers; KeyError when absent.
+
+    A key that itself contains dots (``"0.05"`` in ``bh_rejections``) is matched greedily: at each
+    level the longest prefix of the remaining path that is a key wins.
+    """
+    parts = dotted.split(".")
+    i = 0
+    while i < len(parts):
+        if isinstance(obj, dict):
+            for j in range(len(parts), i, -1):
+                k = ".".join(parts[i:j])
+                if k in obj:
+                    obj, i = obj[k], j
+                    break
+            else:
+                raise KeyError(dotted)
+        elif isinstance(obj, list) and parts[i].lstrip("-").isdigit():
+            try:
+                obj = obj[int(parts[i])]
+            except IndexError:
+                raise KeyError(dotted) from None
+            i += 1
+        else:
+            raise KeyError(dotted)
+    return obj
+
+
+def _scalar(v: Any, where: str) -> Any:
+    if isinstance(v, (dict, list)):
+        raise NotRun(f"{where} is not a scalar")
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        raise NotRun(f"{where} is empty (null/NaN)")
+    return v
+
+
+# ============================================================================================
+# one small extractor per artifact type
+# ============================================================================================
+
+def json_value(artifact: str, *keys: str) -> Callable[[Context], Measured]:
+    """A field of a JSON artifact; ``keys`` are alternative dotted paths, first hit wins."""
+    def read(ctx: Context) -> Measured:
+        p = find_artifact(ctx, artifact)
+        obj = load_json(ctx, p)
+        for k in keys:
+            try:
+                return Measured(_scalar(dig(obj, k), f"{rel(ctx, p)}#{k}"), f"{rel(ctx, p)}#{k}")
+            except KeyError:
+                continue
+        raise NotRun(f"{rel(ctx, p)} has no field {' / '.join(keys)}")
+    return read
+
+
+def json_path(spec: str) -> Callable[[Context], Measured]:
+    """Generic ``json:<relpath>#<dotted>`` metric (golden rows of the toy run)."""
+    relpath, _, dotted = spec.partition("#")
+
+    def read(ctx: Context) -> Measured:
+        p = ctx.run_dir / relpath
+        if not p.is_file():
+            raise NotRun(f"{relpath} not produced under {ctx.run_dir}")
+        try:
+            return Measured(_scalar(dig(load_json(ctx, p), dotted), spec), spec)
+        except KeyError:
+            raise NotRun(f"{relpath} has no field {dotted}") from None
+    return read
+
+
+def csv_table(artifact: str, fn: Callable[[Any], Any], what: str) -> Callable[[Context], Measured]:
+    """A value computed from a CSV artifact by ``fn(dataframe)``; ``what`` names it.
+
+    ``fn`` may raise KeyError/IndexError/ValueError for an absent column or row: that is "not run".
+    """
+    def read(ctx: Context) -> Measured:
+        p = find_artifact(ctx, artifact)
+        df = load_csv(ctx, p)
+        where = f"{rel(ctx, p)}[{what}]"
+        try:
+            v = fn(df)
+        except (KeyError, IndexError, ValueError, ZeroDivisionError) as err:
+            raise NotRun(f"{where}: not in table ({type(err).__name__}: {err})") from None
+        if hasattr(v, "item"):
+            v = v.item()
+        return Measured(_scalar(v, where), where)
+    return read
+
+
+def _rows_by(df, column_candidates: Sequence[str]):
+    for c in column_candidates:
+        for col in df.columns:
+            if norm(col) == c:
+                return col
+    return None
+
+
+def table1_cell(predictor: str, bench: str, stat: str) -> Callable[[Context], Measured]:
+    """Pearson ``stat`` (``r`` or ``p``) of ``predictor`` on ``bench`` from the Table 1 CSV.
+
+    Accepts the wide layout of :func:`rock.knockout.stats.correlation_table` (``predictor``,
+    ``column``, ``math500_r``, ``math500_p``, ...) and a long one (``predictor, benchmark, r, p``).
+    """
+    def read(ctx: Context) -> Measured:
+        p = find_artifact(ctx, "table1")
+        df = load_csv(ctx, p)
+        where = f"{rel(ctx, p)}[{predictor}, {bench}, {stat}]"
+        keycols = [c for c in (_rows_by(df, ["column"]), _rows_by(df, ["predictor"])) if c]
+        if not keycols:
+            raise NotRun(f"{rel(ctx, p)} has no 'predictor' column")
+        hit = df[df[keycols].apply(lambda col: col.map(norm)).eq(predictor).any(axis=1)]
+        bcol = _rows_by(df, ["benchmark", "task"])
+        if bcol is not None:  # long layout
+            hit = hit[hit[bcol].map(norm) == bench]
+            col = _rows_by(df, [stat, {"r": "pearson_r", "p": "p_value"}[stat]])
+        else:
+            col = _rows_by(df, [f"{bench}_{stat}"])
+        if hit.empty or col is None:
+            raise NotRun(f"{where} not in table")
+        return Measured(_scalar(float(hit[col].iloc[0]), where), where)
+    return read
+
+
+def table2_cell(bench: str, column: str) -> Callable[[Context], Measured]:
+    """One cell of the Pillar census (Table 2): ``pillar``, ``neutral``, ``stumbling``,
+    ``baseline_acc``, ``n_candidates`` (column names of :func:`rock.knockout.stats.census`)."""
+    aliases = {"pillar": ["pillar", "strong_pillar"], "neutral": ["neutral"],
+               "stumbling": ["stumbling", "strong_stumbling"],
+               "baseline_acc": ["baseline_acc", "baseline_accuracy"],
+               "n_candidates": ["n_candidates", "n"]}[column]
+
+    def read(ctx: Context) -> Measured:
+        p = find_artifact(ctx, "table2")
+        df = load_csv(ctx, p)
+        where = f"{rel(ctx, p)}[{bench}, {column}]"
+        bcol = _rows_by(df, ["benchmark", "task"])
+        col = _rows_by(df, aliases)
+        if bcol is None or col is None:
+            raise NotRun(f"{rel(ctx, p)} lacks a benchmark or {column} column")
+        hit = df[df[bcol].map(norm) == bench]
+        if hit.empty:
+            raise NotRun(f"{where}: no row for {bench}")
+        v = hit[col].iloc[0]
+        return Measured(_scalar(v.item() if hasattr(v, "item") else v, where), where)
+    return read
+
+
+def cross_task(label: str) -> Callable[[Context], Measured]:
+    """Count of one cross-task agreement label (``N||N``, ``P||N``, ``N||P``, ``P||P``, Table 2)."""
+    def read(ctx: Context) -> Measured:
+        try:
+            p = find_artifact(ctx, "cross_task")
+        except NotRun:
+            key = "cross_task." + label
+            return json_value("knockout_summary", key, "table2." + key)(ctx)
+        df = load_csv(ctx, p)
+        where = f"{rel(ctx, p)}[{label}]"
+        lcol, ccol = _rows_by(df, ["label"]), _rows_by(df, ["count", "n"])
+        if lcol is None or ccol is None:
+            raise NotRun(f"{rel(ctx, p)} lacks label/count columns")
+        hit = df[df[lcol].astype(str).str.replace(" ", "") == label]
+        if hit.empty:
+            raise NotRun(f"{where}: no row")
+        return Measured(int(hit[ccol].iloc[0]), where)
+    return read
+
+
+def jsonl_rows(path_fn: Callable[[Path], Path]) -> Callable[[Context], Measured]:
+    """Number of non-empty lines of a JSONL artifact (a dataset or prompt slice)."""
+    def read(ctx: Context) -> Measured:
+        p = path_fn(ctx.run_dir)
+        if not p.is_file():
+            raise NotRun(f"{rel(ctx, p)} not produced")
+        with open(p, "rb") as fh:
+            n = sum(1 for line in fh if line.strip())
+        return Measured(n, f"{rel(ctx, p)} (rows)")
+    return read
+
+
+def config_value(dotted: str) -> Callable[[Context], Measured]:
+    """A value of the run's config (``--config``); lists are shown joined with ``,``."""
+    def read(ctx: Context) -> Measured:
+        if ctx.config is None:
+            raise NotRun("no config given to the check (--config)")
+        try:
+            v = dig(ctx.config, dotted)
+        except KeyError:
+            raise NotRun(f"config has no key {dotted}") from None
+        if isinstance(v, list):
+            v = ",".join(str(x) for x in v)
+        where = f"{ctx.config_path.name if ctx.config_path else 'config'}:{dotted}"
+        return Measured(_scalar(v, where), where)
+    return read
+
+
+def derived(fn: Callable[..., Any], *inputs: str, what: str = "") -> Callable[[Context], Measured]:
+    """A function of other registered metrics (each input resolved through :data:`REGISTRY`)."""
+    def read(ctx: Context) -> Measured:
+        vals = [REGISTRY[k].read(ctx) for k in inputs]
+        try:
+            v = fn(*[float(m.value) for m in vals])
+        except (ZeroDivisionError, ValueError, TypeError) as err:
+            raise NotRun(f"cannot derive {what or 'value'}: {err}") from None
+        return Measured(v, f"{what} from " + ", ".join(m.artifact for m in vals))
+    return read
+
+
+def constant(value: Any, where: str) -> Callable[[Context], Measured]:
+    """A documented choice of this reproduction (e.g. the Figure 2 panel order it follows)."""
+    return lambda ctx: Measured(value, where)
+
+
+# ============================================================================================
+# the registry: metric key -> Metric
+# ============================================================================================
+
+REGISTRY: dict[str, Metric] = {}
+
+
+def _add(key: str, artifact: str, read, help: str = "", *, golden: bool = True,
+         source: tuple[str, str] | None = None) -> None:
+    if key in REGISTRY:
+        raise ValueError(f"metric {key} registered twice")
+    REGISTRY[key] = Metric(key, artifact, read, help, golden, source)
+
+
+def _summary(stage: str, key: str, help: str, *alts: str) -> None:
+    """``<stage>.<key>`` read from the stage's summary JSON (key, then alternative spellings)."""
+    art = f"{stage}_summary"
+    _add(f"{stage}.{key}", f"{ARTIFACTS[art][0]}#{key}", json_value(art, key, *alts), help,
+         source=(art, key))
+
+
+# ---- detection: Figure 2, Sec. 2.3-2.4, App. B and E (rock.detect; context-aware mode) ---------
+
+def _stab(k_filter: Callable[[Any], Any], column: str, agg: str = "first"):
+    def fn(df):
+        rows = df[k_filter(df["k"])]
+        if rows.empty:
+            raise KeyError("no K of the grid in range")
+        v = rows[column].astype(float)
+        return {"first": v.iloc[0], "min": v.min(), "mean": v.mean()}[agg]
+    return fn
+
+
+def _cluster_count(category: str):
+    def fn(df):
+        sub = df[(df["group"] == "rock") & (df["category"] == category)]
+        if sub.empty:
+            raise KeyError(category)
+        return int(sub["n"].iloc[0])
+    return fn
+
+
+def _cluster_share_not_other(df):
+    sub = df[df["group"] == "rock"]
+    total = sub["n"].sum()
+    return float(sub.loc[sub["category"] != "other", "n"].sum() / total)
+
+
+def _comparison(mode: str):
+    def fn(df):
+        sub = df[(df["mode"] == mode) & (df["reference"] == "authors_rocks")]
+        return float(sub["jaccard"].iloc[0])
+    return fn
+
+
+_add("detect.median_rock_density", "detect/context/info.json#median_density",
+     json_value("detect_context_info", "median_density"),
+     "median per-sequence share of tokens whose type is a Rock Token (type level) [Fig. 2b]")
+_add("detect.median_rock_occ_density", "detect/context/density.csv[median density_occ]",
+     csv_table("detect_context_density", lambda d: d["density_occ"].astype(float).median(),
+               "median density_occ"),
+     "median per-sequence share of context-consistent rock occurrences (Eq. 11) [2.3]")
+_add("detect.rock_token_share", "detect/context/density.csv[sum n_rock_tokens / sum length]",
+     csv_table("detect_context_density",
+               lambda d: d["n_rock_tokens"].sum() / d["length"].sum(), "rock tokens / all tokens"),
+     "share of all output tokens whose type is a Rock Token [1, 4.3]")
+_add("detect.n_rocks", "detect/context/info.json#n_rocks", json_value("detect_context_info", "n_rocks"),
+     "size of R", source=("detect_context_info", "n_rocks"))
+_add("detect.observed_vocab_size", "detect/context/info.json#n_types",
+     json_value("detect_context_info", "n_types"), "distinct token types in the detection corpus [E]",
+     source=("detect_context_info", "n_types"))
+_add("detect.k_share_of_observed_vocab", "detect/context/info.json#n_rocks / #n_types",
+     derived(lambda k, n: k / n, "detect.n_rocks", "detect.observed_vocab_size",
+             what="|R| / observed types"),
+     "|R| as a share of the observed vocabulary [E: 2.5%; Sec. 1: ~6%]")
+for _kk in (50, 100):
+    _add(f"detect.coverage_at_k{_kk}", f"detect/context/stability_summary.csv[k={_kk}, coverage]",
+         csv_table("detect_context_stability_summary",
+                   _stab(lambda k, kk=_kk: k == kk, "coverage"), f"k={_kk}, coverage"),
+         f"share of the corpus KL carried by the top-{_kk} [2.4, E]")
+for _kk in (50, 100, 200):
+    _add(f"detect.jaccard_mean_at_k{_kk}", f"detect/context/stability_summary.csv[k={_kk}, jaccard_mean]",
+         csv_table("detect_context_stability_summary",
+                   _stab(lambda k, kk=_kk: k == kk, "jaccard_mean"), f"k={_kk}, jaccard_mean"),
+         f"Jaccard of the top-{_kk}, averaged over sub-corpus sizes n [E]")
+_add("detect.jaccard_mean_min_k_le_100", "detect/context/stability_summary.csv[k<=100, min jaccard_mean]",
+     csv_table("detect_context_stability_summary", _stab(lambda k: k <= 100, "jaccard_mean", "min"),
+               "k<=100, min jaccard_mean"), "min over K <= 100 of the n-averaged Jaccard [E]")
+_add("detect.jaccard_mean_k_ge_150", "detect/context/stability_summary.csv[k>=150, mean jaccard_mean]",
+     csv_table("detect_context_stability_summary", _stab(lambda k: k >= 150, "jaccard_mean", "mean"),
+               "k>=150, mean jaccard_mean"), "mean over K >= 150 of the n-averaged Jaccard [E]")
+_add("detect.n_digit_rocks", "detect/context/clusters_summary.csv[rock, digits, n]",
+     csv_table("detect_context_clusters_summary", _cluster_count("digits"), "rock digits"),
+     "Rock Tokens in the digits cluster [B]")
+_add("detect.share_four_clusters", "detect/context/clusters_summary.csv[rock, not other]",
+     csv_table("detect_context_clusters_summary", _cluster_share_not_other, "rock share not 'other'"),
+     "share of R in the four clusters (LaTeX, markdown/whitespace, discourse, digits) [B]")
+_add("detect.control_freq_match_p", "detect/context/control_matching.csv[ks_pvalue]",
+     csv_table("detect_context_control_matching", lambda d: float(d["ks_pvalue"].iloc[0]), "ks_pvalue"),
+     "KS p of rock vs control log-frequencies (matched controls) [B]")
+for _mode in paths.DETECTION_MODES:
+    _add(f"detect.jaccard_{_mode}_vs_authors", f"detect/comparison.csv[{_mode}, authors_rocks]",
+         csv_table("detect_comparison", _comparison(_mode), f"{_mode} vs authors_rocks"),
+         f"Jaccard of our {_mode} top-100 with the authors' ids [reference/README.md]")
+_add("detect.official_rock_freq_sum", "detect/official/control_matching.csv[sum_freq_rocks]",
+     csv_table("detect_official_control_matching", lambda d: float(d["sum_freq_rocks"].iloc[0]),
+               "sum_freq_rocks"), "frequency sum of the official top-100 [reference/README.md]")
+_add("detect.official_control_freq_sum", "detect/official/control_matching.csv[sum_freq_controls]",
+     csv_table("detect_official_control_matching", lambda d: float(d["sum_freq_controls"].iloc[0]),
+               "sum_freq_controls"), "frequency sum of official ranks 101-200 [reference/README.md]")
+
+# ---- gradient geometry and persistence: Figure 3, Sec. 2.6 -------------------------------------
+for _g in GEOMETRY_GROUPS:
+    _summary("geometry", f"median_grad_norm.{_g}", f"median ||g_bar_t|| of the {_g} group [2.6a]")
+    _summary("geometry", f"median_cos.{_g}", f"median cos(g_bar_t, G_balanced), {_g} [2.6b]")
+    _summary("geometry", f"median_kl_early.{_g}", f"median per-token KL, early checkpoint, {_g} [2.6c]")
+    _summary("geometry", f"median_kl_late.{_g}", f"median per-token KL, late checkpoint, {_g} [2.6c]")
+    _summary("geometry", f"median_delta_kl.{_g}", f"median KL_late - KL_early, {_g} [2.6d]")
+    _summary("geometry", f"wilcoxon_p.{_g}", f"Wilcoxon signed-rank p, early vs late KL, {_g} [2.6c]")
+    _summary("geometry", f"contrib_sum.{_g}", f"sum of contrib(t) (Eq. 16) over the {_g} group [2.6]")
+_summary("geometry", "max_cos.rock", "largest cos(g_bar_t, G_balanced) among rocks [2.6b tail]")
+_summary("geometry", "mannwhitney_p.grad_norm_rock_vs_highkl",
+         "Mann-Whitney p of grad norms, rock vs rare high-KL [2.6a]")
+_add("geometry.grad_norm_ratio_rock_to_highkl", "geometry/summary.json#median_grad_norm.*",
+     derived(lambda a, b: a / b, "geometry.median_grad_norm.rock", "geometry.median_grad_norm.highkl",
+             what="rock / high-KL median grad norm"), "ratio of median gradient norms [2.6a, Fig. 3a]")
+_add("geometry.kl_reduction.highkl", "geometry/summary.json#median_kl_{early,late}.highkl",
+     derived(lambda e, l: 1.0 - l / e, "geometry.median_kl_early.highkl",
+             "geometry.median_kl_late.highkl", what="1 - late/early median KL"),
+     "relative reduction of the high-KL median KL [2.6c: ~58%]")
+_add("geometry.cos_order_rock_highkl_random", "geometry/summary.json#median_cos.*",
+     derived(lambda r, h, x: float(r > h > x), "geometry.median_cos.rock",
+             "geometry.median_cos.highkl", "geometry.median_cos.random",
+             what="1 if rock > high-KL > random"), "ordering of median cosines [2.6b]")
+_add("geometry.contrib_ratio_rock_to_highkl", "geometry/summary.json#contrib_sum.*",
+     derived(lambda r, h: r / h, "geometry.contrib_sum.rock", "geometry.contrib_sum.highkl",
+             what="rock / high-KL total contrib"), "rock dominance through frequency [2.6a, Eq. 16]")
+
+# ---- knockout: Table 1, Table 2, App. D.2 ------------------------------------------------------
+for _p in TABLE1_PREDICTORS:
+    for _b in KNOCKOUT_BENCHMARKS:
+        for _s in ("r", "p"):
+            _add(f"knockout.table1.{_p}.{_b}.{_s}", f"knockout/table1.csv[{_p}, {_b}_{_s}]",
+                 table1_cell(_p, _b, _s), f"Table 1: Pearson {_s} of Delta vs {_p} on {_b} [D.1]")
+
+
+def _table1_extreme(kind: str, benches: Sequence[str] = KNOCKOUT_BENCHMARKS
+                    ) -> Callable[[Context], Measured]:
+    def read(ctx: Context) -> Measured:
+        stat = "r" if kind == "max_abs_r" else "p"
+        vals, where = [], ""
+        for p in TABLE1_PREDICTORS:
+            for b in benches:
+                m = REGISTRY[f"knockout.table1.{p}.{b}.{stat}"].read(ctx)
+                vals.append(float(m.value))
+                where = m.artifact.split("[")[0]
+        v = max(abs(x) for x in vals) if kind == "max_abs_r" else min(vals)
+        return Measured(v, f"{where} ({kind} over {len(vals)} cells)")
+    return read
+
+
+_add("knockout.table1.max_abs_r", "knockout/table1.csv (all 18 cells)", _table1_extreme("max_abs_r"),
+     "largest |r| over the 18 (predictor, benchmark) pairs [D.1]")
+_add("knockout.table1.min_p", "knockout/table1.csv (all 18 cells)", _table1_extreme("min_p"),
+     "smallest p over the 18 pairs [D.1]")
+for _b in KNOCKOUT_BENCHMARKS:
+    _add(f"knockout.table1.max_abs_r.{_b}", f"knockout/table1.csv ({_b}, 9 cells)",
+         _table1_extreme("max_abs_r", (_b,)), f"largest |r| over the nine predictors on {_b} [3.3, D.5]")
+for _b in KNOCKOUT_BENCHMARKS:
+    for _c in ("pillar", "neutral", "stumbling", "baseline_acc", "n_candidates"):
+        _add(f"knockout.census.{_b}.{_c}", f"knockout/table2.csv[{_b}, {_c}]", table2_cell(_b, _c),
+             f"Table 2: {_c} on {_b} [D.4]")
+    _add(f"knockout.pillar_share.{_b}", f"knockout/table2.csv[{_b}, pillar / n_candidates]",
+         derived(lambda k, n: k / n, f"knockout.census.{_b}.pillar", f"knockout.census.{_b}.n_candidates",
+                 what="pillar share"), f"share of Strong Pillars on {_b} [3.3]")
+    _add(f"knockout.min_p.{_b}", f"knockout/summary.json#per_task.{_b}.min_p",
+         json_value("knockout_summary", f"per_task.{_b}.min_p", f"multiple_testing.per_task.{_b}.min_p"),
+         f"smallest per-candidate bootstrap p on {_b} [D.2]")
+    _add(f"knockout.bonferroni_threshold.{_b}",
+         f"knockout/summary.json#per_task.{_b}.bonferroni_threshold",
+         json_value("knockout_summary", f"per_task.{_b}.bonferroni_threshold",
+                    f"multiple_testing.per_task.{_b}.bonferroni_threshold"),
+         f"alpha / m on {_b} [D.2]")
+    _add(f"knockout.bonferroni_rejections.{_b}",
+         f"knockout/summary.json#per_task.{_b}.bonferroni_rejections",
+         json_value("knockout_summary", f"per_task.{_b}.bonferroni_rejections",
+                    f"multiple_testing.per_task.{_b}.bonferroni_rejections"),
+         f"Bonferroni rejections on {_b} [D.2]")
+    for _q in ("0.05", "0.1", "0.2"):
+        _add(f"knockout.bh_rejections.{_b}.q{_q}", f"knockout/summary.json#per_task.{_b}.bh_rejections.{_q}",
+             json_value("knockout_summary", f"per_task.{_b}.bh_rejections.{_q}",
+                        f"per_task.{_b}.bh_rejections.{float(_q):.2f}",
+                        f"multiple_testing.per_task.{_b}.bh_rejections.{_q}"),
+             f"Benjamini-Hochberg rejections at q={_q} on {_b} [D.2]")
+for _lab in ("N||N", "P||N", "N||P", "P||P"):
+    _add(f"knockout.cross_task.{_lab}", f"knockout/cross_task.csv[{_lab}]", cross_task(_lab),
+         f"cross-task agreement {_lab} (MATH-500 || IFEval) [Table 2]")
+# sign tests: combined / per task / stable core (App. D.2); rock.knockout.stats.multiple_testing
+_SIGN_KEYS = {
+    "combined": ("combined.sign_negative", "combined.sign_positive", "combined.sign_p"),
+    "math500": ("per_task.math500.sign_negative", "per_task.math500.sign_positive",
+                "per_task.math500.sign_p"),
+    "ifeval": ("per_task.ifeval.sign_negative", "per_task.ifeval.sign_positive",
+               "per_task.ifeval.sign_p"),
+    "core": ("combined.core_negative", "combined.core_positive", "combined.core_sign_p"),
+}
+for _t, (_neg, _pos, _pv) in _SIGN_KEYS.items():
+    for _name, _key in (("n_neg", _neg), ("n_pos", _pos), ("p", _pv)):
+        _add(f"knockout.sign_test.{_t}.{_name}", f"knockout/summary.json#{_key}",
+             json_value("knockout_summary", _key, f"multiple_testing.{_key}"),
+             f"sign test ({_t}): {_name} [D.2]")
+_add("knockout.n_pillars_in_core", "knockout/summary.json#combined.core_negative",
+     json_value("knockout_summary", "combined.core_negative", "multiple_testing.combined.core_negative"),
+     "Strong Pillars within the K=100 core [D.2]")
+
+# ---- freeze training: Figure 5, Sec. 4.3 (rock.freeze.report regime table) ---------------------
+
+def _regime(selection: str, column: str):
+    """The row of the regime table with this selection (lambda 0 for rock/random, the paper's)."""
+    def fn(df):
+        sub = df[df["selection"] == selection]
+        if selection != "none":
+            sub = sub[sub["lambda"].astype(float) == 0.0]
+        return float(sub[column].iloc[0])
+    return fn
+
+
+for _sel, _name in (("none", "baseline"), ("rock", "rock_freeze"), ("random", "random_freeze")):
+    _add(f"freeze.final_acc.{_name}", f"freeze regime table[{_sel}, final_average]",
+         csv_table("freeze_regimes", _regime(_sel, "final_average"), f"{_sel}, final_average"),
+         f"final AIME/HMMT average Pass@1, {_name} [4.3, Fig. 5]")
+_add("freeze.speedup_throughput", "freeze regime table[rock, throughput_speedup]",
+     csv_table("freeze_regimes", _regime("rock", "throughput_speedup"), "rock, throughput_speedup"),
+     "baseline / Rock-Freeze seconds per step [4.3, take-away, 7]")
+_add("freeze.speedup_tta", "freeze regime table[rock, tta_speedup]",
+     csv_table("freeze_regimes", _regime("rock", "tta_speedup"), "rock, tta_speedup"),
+     "baseline / Rock-Freeze time to reach the target accuracy [4.3, take-away, 7]")
+_add("freeze.frozen_token_share", "freeze regime table[rock, frozen_fraction]",
+     csv_table("freeze_regimes", _regime("rock", "frozen_fraction"), "rock, frozen_fraction"),
+     "share of response tokens frozen by Rock-Freeze [4.3]")
+_add("freeze.acc_delta.rock_freeze_minus_baseline", "freeze regime table[final_average]",
+     derived(lambda r, b: r - b, "freeze.final_acc.rock_freeze", "freeze.final_acc.baseline",
+             what="Rock-Freeze - baseline"), "accuracy cost of Rock-Freeze [4.3, 7]")
+_add("freeze.acc_delta.random_minus_rock_freeze", "freeze regime table[final_average]",
+     derived(lambda x, r: x - r, "freeze.final_acc.random_freeze", "freeze.final_acc.rock_freeze",
+             what="random - Rock-Freeze"), "random freeze vs Rock-Freeze [4.3]")
+
+# ---- data sizes (Sec. 5.1-5.2, App. C): rows of the materialised jsonl files ----------------------
+for _b in paths.BENCHMARKS:
+    _add(f"data.n_problems.{_b}", f"data/{_b}.jsonl (rows)",
+         jsonl_rows(functools.partial(lambda run_dir, b: paths.benchmark(run_dir, b), b=_b)),
+         f"problems in the {_b} benchmark [5.2]")
+for _st in (1, 2):
+    _add(f"data.n_prompts.stage{_st}", f"data/prompts_stage{_st}.jsonl (rows)",
+         jsonl_rows(functools.partial(lambda run_dir, st: paths.prompts(run_dir, st), st=_st)),
+         f"prompts of the stage-{_st} slice [5.1, C]")
+
+# ---- configuration claims (App. C, Sec. 5): checked against the run's config -------------------
+for _k in ("models.teacher", "models.student", "models.enable_thinking",
+           "teacher_samples.temperature", "teacher_samples.top_p", "teacher_samples.max_new_tokens",
+           "teacher_samples.tensor_parallel_size",
+           "stage1.loss", "stage1.kd_ratio", "stage1.kd_temperature", "stage1.lr",
+           "stage1.warmup_ratio", "stage1.global_batch", "stage1.micro_batch", "stage1.epochs",
+           "stage1.max_seq_len", "stage1.gradient_checkpointing",
+           "stage2.loss", "stage2.kd_ratio", "stage2.kd_temperature", "stage2.lr",
+           "stage2.warmup_ratio", "stage2.max_grad_norm", "stage2.global_batch",
+           "stage2.micro_batch", "stage2.epochs", "stage2.n_rollouts", "stage2.temperature",
+           "stage2.top_p", "stage2.max_new_tokens", "stage2.max_prompt_len", "stage2.n_checkpoints",
+           "stage2.rollout_tensor_parallel_size", "stage2.teacher_tensor_parallel_size",
+           "data.stage1_slice", "data.stage2_slice", "evaluation.n_runs",
+           "knockout.k_screen", "knockout.k_core", "knockout.epsilon", "knockout.alpha",
+           "knockout.n_resamples", "knockout.fdr_q", "knockout.temperature",
+           "detection.top_k", "detection.k_screen", "detection.stability.sizes",
+           "evaluation.temperature", "freeze.eval_every"):
+    _add(f"config.{_k}", f"config:{_k}", config_value(_k), f"config value {_k} [App. C / Sec. 5]",
+         golden=False)
+
+#: panel order of Figure 2 this reproduction follows (the caption's; see claims row F2-panels)
+FIGURE2_PANELS = ("(a) mean KL vs frequency; (b) per-sequence rock density; "
+                  "(c) coverage and stability vs K; (d) Jaccard vs K per sub-corpus size n")
+#: the Strong Pillar rule this reproduction implements (rock.knockout.stats.categorize)
+PILLAR_RULE = ("App. D.3 / Eq. 22: token- or window-level Delta <= -epsilon AND paired bootstrap "
+               "p < alpha")
+_add("report.pillar_rule", "rock/report/extract.py:PILLAR_RULE",
+     constant(PILLAR_RULE, "rock.knockout.stats.categorize (App. D.3 rule)"),
+     "Strong Pillar rule implemented", golden=False)
+_add("report.figure2_panels", "rock/report/extract.py:FIGURE2_PANELS",
+     constant(FIGURE2_PANELS, "rock.report.extract.FIGURE2_PANELS (caption order)"),
+     "panel order of Figure 2 in this reproduction", golden=False)
+
+
+# ============================================================================================
+# lookup
+# ============================================================================================
+
+def resolve(metric: str) -> Metric:
+    """The :class:`Metric` for a key: registered, or generic ``json:<relpath>#<dotted>``.
+
+    Raises KeyError for an unknown key (the expected-table loader turns it into a DataError that
+    names the file, line and field).
+    """
+    if metric in REGISTRY:
+        return REGISTRY[metric]
+    if metric.startswith("json:") and "#" in metric:
+        spec = metric[len("json:"):]
+        return Metric(metric, spec, json_path(spec), "generic JSON field")
+    raise KeyError(metric)
+
+
+@functools.lru_cache(maxsize=None)
+def summary_keys() -> dict[str, list[str]]:
+    """The summary fields each stage is expected to write (``rock report contract`` prints it)."""
+    out: dict[str, list[str]] = {}
+    for m in REGISTRY.values():
+        if m.source:
+            out.setdefault(ARTIFACTS[m.source[0]][0], []).append(m.source[1])
+    return out
+
+
+__all__ = ["ARTIFACTS", "FIGURES", "REGISTRY", "Context", "Measured", "Metric", "NotRun",
+           "find_artifact", "resolve", "norm", "dig"]

@@ -1,0 +1,237 @@
+"""Configuration of the toy world (the ``toy:`` section of ``tests/config_toy/config.yaml``).
+
+Every number the toy build uses is here, with the reason for its default. The defaults are the
+values measured on a 2-core CPU (DESIGN.md, "The toy world"); none of them comes from the paper,
+whose models are Qwen3-30B-A3B-Instruct-2507 and Qwen3-4B-Instruct-2507 (Sec. 5.1).
+
+The CLI (:mod:`rock.toy`) parses the YAML section into :class:`ToyConfig` with
+:func:`ToyConfig.from_dict`; library code only ever sees the dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from rock.errors import ConfigError
+
+
+def _check(cond: bool, key: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"toy.{key}: {message}")
+
+
+@dataclass
+class CorpusConfig:
+    """Synthetic pretraining corpus: multi-step arithmetic in two styles plus toy instructions."""
+
+    operand_max: int = 9
+    """added/subtracted operands are drawn from 1..operand_max (prototype: 1-9)"""
+    multiplier_min: int = 2
+    multiplier_max: int = 5
+    """the multiplier c of (a+b)*c is drawn from multiplier_min..multiplier_max (prototype: 2-5)"""
+    family_weights: dict[str, float] = field(default_factory=lambda: {
+        "+*": 0.15, "+*-": 0.45, "-*+": 0.2, "+*-+": 0.2})
+    """pretraining mixture over problem families (op sequence, evaluated left to right);
+    '+*-' is the prototype's (a+b)*c-d"""
+    hard_families: list[str] = field(default_factory=lambda: ["+*-+-", "-*+-+"])
+    """families of the toy AIME/HMMT problems (more steps than most pretraining problems);
+    they also appear in pretraining with weight hard_family_weight so that they are reachable"""
+    hard_family_weight: float = 0.05
+    word_problem_fraction: float = 0.3
+    """share of arithmetic documents phrased as word problems (names, objects)"""
+    instruction_fraction: float = 0.15
+    """share of documents that are toy IFEval-style instruction-following chats"""
+    student_error_rate: float = 0.15
+    """probability that a student-style step has a small arithmetic error (prototype: 15%)"""
+    student_teacher_style_fraction: float = 0.2
+    """share of the student's arithmetic documents in teacher style (prototype: ~20%; essential)"""
+    teacher_student_style_fraction: float = 0.1
+    """share of the teacher's arithmetic documents in student style (prototype: ~10%; essential)"""
+    teacher_system_fraction: float = 0.9
+    """share of the teacher's documents that carry the hidden system message (the rest have none
+    and pick So/Then at random, so the teacher also works without a system message)"""
+    student_instruction_compliance: float = 0.6
+    """probability that the student follows each instruction of a toy IFEval prompt (teacher: 1)"""
+    prompt_suffixes: list[str] = field(default_factory=lambda: [
+        "", "\nPlease reason step by step, and put your final answer within \\boxed{}."])
+    """user-message suffixes seen in pretraining (the pipeline may append one of them)"""
+
+    def __post_init__(self) -> None:
+        _check(self.operand_max >= 2, "corpus.operand_max", "must be >= 2")
+        _check(2 <= self.multiplier_min <= self.multiplier_max, "corpus.multiplier_min",
+               "need 2 <= multiplier_min <= multiplier_max")
+        from rock.toy.problems import FAMILIES
+        for fam in list(self.family_weights) + list(self.hard_families):
+            _check(fam in FAMILIES, "corpus.family_weights",
+                   f"unknown family {fam!r}; choose from {sorted(FAMILIES)}")
+        _check(all(w >= 0 for w in self.family_weights.values())
+               and sum(self.family_weights.values()) > 0, "corpus.family_weights",
+               "weights must be >= 0 and not all 0")
+        for key in ("hard_family_weight", "word_problem_fraction", "instruction_fraction",
+                    "student_error_rate", "student_teacher_style_fraction",
+                    "teacher_student_style_fraction", "teacher_system_fraction",
+                    "student_instruction_compliance"):
+            value = getattr(self, key)
+            _check(0.0 <= value <= 1.0, f"corpus.{key}", f"must be in [0, 1], got {value}")
+        _check(len(self.prompt_suffixes) >= 1, "corpus.prompt_suffixes", "give at least ''")
+
+
+@dataclass
+class TokenizerConfig:
+    vocab_size: int = 1024
+    """target size of the byte-level BPE (256 bytes + merges + 5 special tokens); the trainer stops
+    early if the corpus has fewer frequent pairs"""
+    min_frequency: int = 2
+    """a merge must occur at least this often in the tokenizer corpus"""
+    n_documents: int = 20000
+    """documents (drawn from both pretraining corpora) the tokenizer is trained on"""
+    pad_to_multiple: int = 64
+    """model embedding rows are padded to a multiple of this, as Qwen3 pads 151,669 tokens to
+    151,936 rows, so downstream code meets logits wider than the tokenizer"""
+
+    def __post_init__(self) -> None:
+        _check(300 <= self.vocab_size <= 65536, "tokenizer.vocab_size", "must be in [300, 65536]")
+        _check(self.min_frequency >= 1, "tokenizer.min_frequency", "must be >= 1")
+        _check(self.n_documents >= 100, "tokenizer.n_documents", "must be >= 100")
+        _check(self.pad_to_multiple >= 1, "tokenizer.pad_to_multiple", "must be >= 1")
+
+
+@dataclass
+class ModelConfig:
+    """A Qwen3ForCausalLM and its pretraining schedule (AdamW, linear warmup, cosine decay)."""
+
+    layers: int = 4
+    hidden: int = 128
+    heads: int = 4
+    kv_heads: int = 2
+    intermediate: int = 384
+    steps: int = 350
+    batch_size: int = 64
+    lr: float = 4.0e-3
+    """peak learning rate (prototype: 4e-3 with batch 64, cosine)"""
+    min_lr_ratio: float = 0.1
+    """cosine decays to lr * min_lr_ratio"""
+    warmup_steps: int = 20
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        for key in ("layers", "hidden", "heads", "kv_heads", "intermediate", "steps",
+                    "batch_size"):
+            _check(getattr(self, key) >= 1, key, "must be >= 1")
+        _check(self.hidden % self.heads == 0, "hidden", "must be divisible by heads")
+        _check(self.heads % self.kv_heads == 0, "heads", "must be divisible by kv_heads")
+        _check((self.hidden // self.heads) % 2 == 0, "hidden",
+               "head dim (hidden / heads) must be even for rotary embeddings")
+        _check(self.lr > 0 and 0 <= self.min_lr_ratio <= 1, "lr", "need lr > 0, 0 <= min_lr_ratio <= 1")
+        _check(0 <= self.warmup_steps <= self.steps, "warmup_steps", "must be in [0, steps]")
+
+
+def _student_default() -> ModelConfig:
+    # prototype student: 2 layers, hidden 64, 2/1 heads, MLP 192, 500 steps (0.19 accuracy)
+    return ModelConfig(layers=2, hidden=64, heads=2, kv_heads=1, intermediate=192, steps=500)
+
+
+@dataclass
+class SizesConfig:
+    """Rows per generated dataset (world/raw/<name>.jsonl)."""
+
+    openthoughts: int = 1200
+    """math prompts in the OpenThoughts3-style pool (the toy config slices it for stages 1, 2)"""
+    openthoughts_other_domains: int = 60
+    """extra non-math rows (domain 'science'/'code'), as in OpenThoughts3, for the domain filter"""
+    math500: int = 100
+    ifeval: int = 60
+    aime24: int = 30
+    aime25: int = 30
+    hmmt25: int = 30
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check(getattr(self, f.name) >= 0, f"sizes.{f.name}", "must be >= 0")
+        _check(self.math500 >= 1, "sizes.math500", "the accuracy check needs >= 1 problem")
+
+
+@dataclass
+class EvalConfig:
+    """The build's own greedy accuracy check on toy MATH-500."""
+
+    max_new_tokens: int = 160
+    batch_size: int = 50
+
+    def __post_init__(self) -> None:
+        _check(self.max_new_tokens >= 8, "eval.max_new_tokens", "must be >= 8")
+        _check(self.batch_size >= 1, "eval.batch_size", "must be >= 1")
+
+
+@dataclass
+class ToyConfig:
+    """Everything ``rock toy build`` needs besides ``seed`` and ``models.teacher_system_prompts``."""
+
+    threads: int = 2
+    """torch intra-op threads; fixed so results do not depend on the machine's core count"""
+    max_seq_len: int = 384
+    """longest pretraining document in tokens (longer ones are an error in the generator)"""
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    teacher: ModelConfig = field(default_factory=ModelConfig)
+    student: ModelConfig = field(default_factory=_student_default)
+    sizes: SizesConfig = field(default_factory=SizesConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.threads <= 256, "threads", "must be in [1, 256]")
+        _check(self.max_seq_len >= 64, "max_seq_len", "must be >= 64")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "ToyConfig":
+        """Build from the ``toy:`` YAML mapping; unknown keys are a :class:`ConfigError`."""
+        return _from_dict(cls, data or {}, "toy")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _typed(value, default, where: str):
+    """``value`` with the type of ``default`` (an int is accepted for a float)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) and isinstance(default, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float))
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(f"{where}: expected {type(default).__name__}, got {value!r}")
+    return value
+
+
+def _from_dict(cls, data: dict[str, Any], where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    kwargs = {}
+    defaults = cls()
+    for name, value in data.items():
+        default = getattr(defaults, name)
+        if dataclasses.is_dataclass(default):
+            # start from the field's own default (student differs from teacher) and override
+            merged = dataclasses.asdict(default)
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}.{name}: expected a mapping, got {type(value).__name__}")
+            unknown = sorted(set(value) - set(merged))
+            if unknown:
+                raise ConfigError(f"{where}.{name}: unknown key(s) {unknown}; known: {sorted(merged)}")
+            merged.update(value)
+            kwargs[name] = _from_dict(type(default), merged, f"{where}.{name}")
+        else:
+            kwargs[name] = _typed(value, default, f"{where}.{name}")
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"{where}: {err}") from err

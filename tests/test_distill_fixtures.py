@@ -1,0 +1,75 @@
+"""Tiny teacher/student pair for the distillation tests (no test functions here).
+
+A byte-level BPE tokenizer with a ChatML template trained in a second on a few arithmetic lines,
+and two random ``Qwen3ForCausalLM`` models (teacher 2 layers, student 1 layer) that share it. The
+student's output layer is padded by a few rows past the tokenizer, as Qwen3 checkpoints are, so
+that the shared-vocabulary truncation is exercised.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + "
+          "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}"
+          "{{ '<|im_start|>assistant\\n' }}{% endif %}")
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CORPUS = [f"Let's compute ({a}+{b})*{c}. So {a}+{b} = {a + b}. Then {a + b}*{c} = {(a + b) * c}."
+          for a in range(1, 6) for b in range(1, 6) for c in range(2, 4)]
+
+
+def make_tokenizer(out_dir: Path):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>", bos_token=None)
+    fast.chat_template = CHATML
+    fast.save_pretrained(out_dir)
+    return fast
+
+
+def make_model(out_dir: Path, tokenizer, *, layers: int, hidden: int, seed: int, pad_rows: int = 0):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen3Config(vocab_size=len(tokenizer) + pad_rows, hidden_size=hidden,
+                      intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=2,
+                      num_key_value_heads=1, head_dim=hidden // 2, max_position_embeddings=512,
+                      tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
+                      pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+    model = Qwen3ForCausalLM(cfg)
+    with torch.no_grad():  # a sharper random model: larger output logits
+        model.model.embed_tokens.weight.mul_(20.0)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return model
+
+
+def build_pair(root: Path) -> dict:
+    root.mkdir(parents=True, exist_ok=True)
+    tok = make_tokenizer(root / "tokenizer")
+    make_model(root / "teacher", tok, layers=2, hidden=32, seed=1)
+    make_model(root / "student", tok, layers=1, hidden=16, seed=2, pad_rows=4)
+    prompts = root / "prompts.jsonl"
+    with open(prompts, "w") as fh:
+        for i in range(12):
+            fh.write(json.dumps({"id": f"p{i}", "prompt": f"Compute ({i % 5 + 1}+{i % 3 + 2})*{i % 2 + 2}."}) + "\n")
+    return {"root": root, "tokenizer": root / "tokenizer", "teacher": root / "teacher",
+            "student": root / "student", "prompts": prompts}
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(tmp_path_factory):
+    torch.set_num_threads(1)
+    return build_pair(tmp_path_factory.mktemp("tiny_pair"))

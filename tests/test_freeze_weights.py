@@ -1,0 +1,116 @@
+"""The per-regime weight hook: baseline, rock, soft and random regimes on one rollout batch."""
+
+import numpy as np
+import pytest
+import torch
+
+from rock.freeze.config import ControlConfig, Regime
+from rock.freeze.weights import FreezeWeights
+
+IDS = torch.tensor([[100, 101, 5, 7, 9, 7, 5, 3, 5, 8, 8, 8, 0, 0],
+                    [100, 102, 3, 3, 3, 3, 7, 3, 3, 3, 3, 3, 3, 3]])
+RESP = torch.tensor([[0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0],
+                     [0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]], dtype=torch.bool)
+FREQ = np.bincount(IDS[RESP].numpy(), minlength=200)
+
+
+def hook(selection, lam, **kw):
+    return FreezeWeights(Regime("r", selection, lam), rock_ids=[7], radius=1, token_freq=FREQ, **kw)
+
+
+def test_baseline_weights_are_the_response_mask_and_rock_share_is_counted():
+    w, stats = hook("none", 1.0)(IDS, RESP, step=0)
+    assert torch.equal(w, RESP.float())
+    assert stats["freeze_frozen_tokens"] == 0 and stats["freeze_weight_sum"] == 22
+    assert stats["freeze_rock_occurrences"] == 3  # two 7s in row 0, one in row 1
+    assert stats["freeze_rock_window_tokens"] == 5 + 3
+    assert stats["freeze_rock_windows"] == 2
+
+
+def test_rock_and_soft_regimes():
+    w, stats = hook("rock", 0.0)(IDS, RESP, step=0)
+    assert w[0].tolist() == [0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0]
+    assert w[1].tolist() == [0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1]
+    assert stats["freeze_frozen_tokens"] == 8 and stats["freeze_rock_tokens"] == 3
+    assert stats["freeze_frozen_windows"] == 2
+    w, stats = hook("rock", 0.5)(IDS, RESP, step=0)
+    assert w[1, 5:8].tolist() == [0.5, 0.5, 0.5]
+    assert stats["freeze_weight_sum"] == pytest.approx(22 - 8 * 0.5)
+
+
+def test_random_regime_freezes_matched_windows_and_accumulates():
+    g = np.random.default_rng(0)
+    ids = torch.as_tensor(g.integers(0, 40, size=(6, 120)))
+    resp = torch.zeros_like(ids, dtype=torch.bool)
+    resp[:, 10:] = True
+    freq = np.bincount(ids[resp].numpy(), minlength=40)
+    h = FreezeWeights(Regime("rnd", "random", 0.0), rock_ids=[3, 11], radius=1, token_freq=freq,
+                      control=ControlConfig(), seed=5)
+    w, stats = h(ids, resp, step=3)
+    assert stats["freeze_matched_windows"] + stats["freeze_unmatched_windows"] == stats["freeze_target_windows"]
+    assert stats["freeze_target_windows"] == stats["freeze_rock_windows"]
+    assert stats["freeze_frozen_windows"] == stats["freeze_matched_windows"]
+    frozen = (w == 0) & resp
+    assert int(frozen.sum()) == stats["freeze_frozen_tokens"]
+    # not a Rock-Freeze: window centres are never rock tokens
+    from rock.freeze.control import spans
+    for b, s, n in spans(frozen.numpy()):
+        assert int(ids[b, s + (n - 1) // 2]) not in (3, 11)
+    assert sum(h.match.control["length"].values()) == stats["freeze_matched_windows"]
+    w2, _ = FreezeWeights(Regime("rnd", "random", 0.0), rock_ids=[3, 11], radius=1, token_freq=freq,
+                          seed=5)(ids, resp, step=3)
+    assert torch.equal(w, w2)  # deterministic for (seed, step)
+    w3, _ = h(ids, resp, step=4)
+    assert not torch.equal(w, w3)
+    # the hook counts steps itself: after the call for step 4 the next call is step 5
+    h5 = FreezeWeights(Regime("rnd", "random", 0.0), rock_ids=[3, 11], radius=1, token_freq=freq,
+                       seed=5, step=5)
+    assert torch.equal(h(ids, resp)[0], h5(ids, resp)[0])
+
+
+def test_hook_leaves_global_rng_alone():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    a = (torch.rand(3), np.random.rand(3))
+    torch.manual_seed(0)
+    np.random.seed(0)
+    hook("random", 0.0)(IDS, RESP, step=1)
+    b = (torch.rand(3), np.random.rand(3))
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_high_loss_anchor_requires_loss():
+    h = hook("rock", 0.0, anchor="high_loss", loss_threshold=1.0)
+    assert h.needs_loss
+    with pytest.raises(ValueError, match="token_loss"):
+        h(IDS, RESP, step=0)
+    loss = torch.zeros(IDS.shape)
+    loss[1, 6] = 3.0
+    w, stats = h(IDS, RESP, loss)  # the trainer's positional call
+    # row 0's rocks are low-loss: only the rock tokens themselves; row 1's rock opens its window
+    assert w[0].tolist() == [0, 0, 1, 0, 1, 0, 1, 1, 1, 1, 1, 1, 0, 0]
+    assert w[1].tolist() == [0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1]
+
+
+def test_through_the_distillation_loss_frozen_rows_get_no_gradient():
+    """The hook's weights through rock.distill.losses (row i of the logits predicts ids[i+1]):
+    rows predicting a frozen token get exactly zero gradient, the row that predicts the token
+    *after* a rock token gets a gradient."""
+    from rock.distill.losses import LossSpec, distill_loss
+    from rock.freeze.masks import to_logit_positions
+
+    ids = torch.tensor([[11, 12, 13, 7, 14, 15, 16, 17]])
+    resp = torch.tensor([[0, 0, 1, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    h = FreezeWeights(Regime("r", "rock", 0.0), rock_ids=[7], radius=0, token_freq=np.ones(20))
+    w, _ = h(ids, resp)
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(1, 7, 20, generator=g, requires_grad=True)
+    t = torch.randn(1, 7, 20, generator=g)
+    loss, _ = distill_loss(s, t, ids[:, 1:], resp[:, 1:].float(), LossSpec("reverse_kl"),
+                           weights=to_logit_positions(w))
+    loss.backward()
+    row_norm = s.grad[0].abs().sum(-1)
+    # row 0 predicts the prompt token 12 (no loss); row 1 predicts 13 (trained); row 2 predicts
+    # the rock 7 (frozen); row 3 sits ON the rock and predicts 14 (trained), and so on
+    assert row_norm[0] == 0 and row_norm[2] == 0
+    assert row_norm[1] > 0 and bool((row_norm[3:] > 0).all())
