@@ -16,6 +16,7 @@ min_version("9.0")
 
 
 configfile: "config.yaml"
+report: "workflow/report/workflow.rst"  # front page of `snakemake --report`
 
 
 # Validation, config selection, wildcard constraints, input functions, targets.
@@ -23,6 +24,11 @@ include: "workflow/rules/common.smk"
 # One file per stage, in pipeline order (DESIGN.md). ADD HERE: include: "workflow/rules/<stage>.smk"
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/distill.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/knockout.smk"
+include: "workflow/rules/freeze.smk"
+include: "workflow/rules/report.smk"  # keep last: the report reads every stage
 
 
 rule all:

@@ -174,6 +174,11 @@ def _slice_problems(cfg: dict, source: str) -> list[str]:
                                 f"end {end} (positions [start, end) of the math prompt pool)")
             else:
                 slices[key] = (start, end)
+    pool = data.get("prompt_pool", {})
+    if isinstance(pool, dict) and "domain_field" in pool and "domain" in pool:
+        if (pool["domain_field"] is None) != (pool["domain"] is None):
+            problems.append(f"{source}: data.prompt_pool: domain_field and domain must both be "
+                            f"set or both be null (got {pool['domain_field']!r}, {pool['domain']!r})")
     if len(slices) == 2:
         (a0, a1), (b0, b1) = slices["stage1_slice"], slices["stage2_slice"]
         if a0 < b1 and b0 < a1:

@@ -90,9 +90,20 @@ def train_model(out_dir: str | Path) -> Path:
     return Path(out_dir) / "model"
 
 
+def train_checkpoints_dir(out_dir: str | Path) -> Path:
+    """All kept checkpoints of a run (one directory output for the workflow)."""
+    return Path(out_dir) / "checkpoints"
+
+
 def train_checkpoint(out_dir: str | Path, step: int) -> Path:
     """Kept checkpoint after optimizer step ``step`` (HF format)."""
-    return Path(out_dir) / "checkpoints" / f"step_{step}"
+    return train_checkpoints_dir(out_dir) / f"step_{step}"
+
+
+def train_pending_checkpoint(out_dir: str | Path, step: int) -> Path:
+    """Where a kept checkpoint waits while the run is in progress (moved to train_checkpoint at the
+    end, so that a failed job's cleanup never deletes checkpoints a resumed run cannot redo)."""
+    return train_state(out_dir) / "kept" / f"step_{step}"
 
 
 def train_log(out_dir: str | Path) -> Path:
@@ -117,6 +128,18 @@ def train_token_losses(out_dir: str | Path, step: int) -> Path:
 
 def eval_dir(run_dir: str | Path, model: str, bench: str) -> Path:
     return Path(run_dir) / "eval" / model / bench
+
+
+#: files of one ``rock evaluate`` job (rock.evaluate.runner): the tidy per-problem table and the
+#: summary (Pass@1 per run, mean, std, provenance)
+EVAL_FILES = ("per_problem.parquet", "summary.json")
+#: models the evaluate stage knows: the two roles, and the distilled students of stage 1 and 2
+EVAL_MODELS = ("teacher", "student", "stage1", "stage2")
+
+
+def eval_file(run_dir: str | Path, model: str, bench: str, name: str) -> Path:
+    """One of :data:`EVAL_FILES` for ``model`` (:data:`EVAL_MODELS`) on benchmark ``bench``."""
+    return eval_dir(run_dir, model, bench) / name
 
 
 
@@ -225,9 +248,14 @@ def knockout_per_problem(run_dir: str | Path) -> Path:
     return knockout_dir(run_dir) / "per_problem.parquet"
 
 
+def knockout_results_dir(run_dir: str | Path) -> Path:
+    """Where ``rock knockout analyze`` writes :data:`KNOCKOUT_RESULTS`."""
+    return knockout_dir(run_dir) / "results"
+
+
 def knockout_result(run_dir: str | Path, name: str) -> Path:
     """One of :data:`KNOCKOUT_RESULTS`."""
-    return knockout_dir(run_dir) / "results" / name
+    return knockout_results_dir(run_dir) / name
 
 
 # --- freeze training [4] (rock.freeze) ------------------------------------------------------------
@@ -245,20 +273,32 @@ def freeze_dir(run_dir: str | Path) -> Path:
 
 def freeze_run_dir(run_dir: str | Path, regime: str) -> Path:
     """``out_dir`` of one regime's stage-2 run (layout of rock.distill: model/, checkpoints/step_<n>/,
-    log.csv, summary.json) plus ``control_match.json`` (random regime)."""
+    log.csv, summary.json) plus ``freeze_log.csv`` and ``control_match.json`` (random regime)."""
     return freeze_dir(run_dir) / "regimes" / regime
 
 
+def freeze_log(run_dir: str | Path, regime: str) -> Path:
+    """Per-step freeze counts of a regime, summed over ranks (csv; rock.freeze.train)."""
+    return freeze_run_dir(run_dir, regime) / "freeze_log.csv"
+
+
 def freeze_control_match(run_dir: str | Path, regime: str) -> Path:
-    """W_R and W_S histograms of a random-window regime (json; rock.freeze.control)."""
+    """W_R and W_S histograms of a random-window regime (json; rock.freeze.control); empty
+    histograms for the other regimes."""
     return freeze_run_dir(run_dir, regime) / "control_match.json"
 
 
+def freeze_eval_path(run_dir: str | Path, model: str, step: int | str, name: str) -> Path:
+    """``freeze/eval/<model>/step_<step>/<name>``; ``model`` is a regime or :data:`FREEZE_STEP0`
+    (also usable with Snakemake wildcards as ``model`` and ``step``)."""
+    return freeze_dir(run_dir) / "eval" / model / f"step_{step}" / name
+
+
 def freeze_eval(run_dir: str | Path, regime: str, step: int, name: str) -> Path:
-    """``per_problem.parquet`` or ``summary.json`` of one evaluated checkpoint; step 0 is the
-    stage-1 model, shared by every regime (``regime`` is then ignored)."""
+    """``per_problem.parquet`` or ``summary.json`` of one evaluated checkpoint of ``regime``; step 0
+    is the stage-1 model, evaluated once and shared by every regime."""
     model = FREEZE_STEP0 if int(step) == 0 else regime
-    return freeze_dir(run_dir) / "eval" / model / f"step_{int(step)}" / name
+    return freeze_eval_path(run_dir, model, int(step), name)
 
 
 def freeze_result(run_dir: str | Path, name: str) -> Path:
@@ -271,3 +311,29 @@ def log_file(run_dir: str | Path, rule: str, name: str | None = None) -> Path:
     """Log of one Snakemake job: ``{run_dir}/logs/<rule>.log`` or ``.../<rule>/<name>.log``."""
     base = Path(run_dir) / "logs"
     return base / f"{rule}.log" if name is None else base / rule / f"{name}.log"
+
+
+# --- report [DESIGN.md stage 10] (rock.report) ----------------------------------------------------
+#: files of ``rock report check`` / ``rock report render`` under report/
+REPORT_FILES = ("claims_check.csv", "claims_check.md", "report.html", "report.md", "provenance.json",
+                "report.png")
+
+
+def report_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "report"
+
+
+def report_file(run_dir: str | Path, name: str) -> Path:
+    """One of :data:`REPORT_FILES` (the screenshot ``report.png`` exists only where chromium is)."""
+    return report_dir(run_dir) / name
+
+
+def benchmarks_dir(run_dir: str | Path) -> Path:
+    """Snakemake ``benchmark:`` files of the rules (``<rule>.tsv``): wall-clock per stage."""
+    return Path(run_dir) / "benchmarks"
+
+
+def expected_table(expected_dir: str | Path) -> list[Path]:
+    """The expected tables of one directory of ``results/expected/`` that exist."""
+    d = Path(expected_dir)
+    return [d / n for n in ("claims.csv", "golden.csv") if (d / n).is_file()]

@@ -90,9 +90,10 @@ def test_rho_equals_naive_all_pairs(representation, similarity, gamma):
     hidden = rng.normal(size=(len(tok), 5)).astype(np.float32) if representation == "hidden" else None
     if hidden is not None:
         hidden[::7] = 0.0
-    for pack_rows, block, heavy in ((1, 7, 10.0), (64, 50, 0.5), (4096, 2**20, 1e9)):
+    # tiny blocks / one type per batch / everything heavy / nothing heavy: same answer
+    for pack_rows, block, patterns in ((1, 7, 1), (64, 50, 5), (4096, 2**20, 10**6)):
         spec = ContextSpec(representation=representation, similarity=similarity, radius=2, gamma=gamma,
-                           pack_rows=pack_rows, block_elements=block, heavy_ratio=heavy)
+                           pack_rows=pack_rows, block_elements=block, max_patterns=patterns)
         fast = context_consistency(ph, tok, traj, spec, hidden=hidden)
         slow = naive_rho(ph, tok, traj, spec, hidden=hidden)
         np.testing.assert_allclose(fast, slow, atol=1e-12)
@@ -256,3 +257,21 @@ def test_config_checks():
         DetectionConfig(top_k=10, k_screen=5)
     with pytest.raises(ConfigError, match="similarity"):
         ContextSpec(representation="hidden", similarity="jaccard")
+
+
+@pytest.mark.parametrize("pair_cost", [0.0, 1.0, 1e9])
+@pytest.mark.parametrize("representation,similarity", [("bag", "cosine"), ("positional", "jaccard")])
+def test_rho_heavy_light_split_is_exact(monkeypatch, pair_cost, representation, similarity):
+    """Force every heavy/light split (none heavy, some, as many as allowed) on a Zipf-like table."""
+    import rock.detect.context as ctx
+
+    monkeypatch.setattr(ctx, "SPARSE_PAIR_COST", pair_cost)
+    rng = np.random.default_rng(5)
+    p = 1.0 / np.arange(1, 41)
+    tok = rng.choice(40, size=900, p=p / p.sum())
+    traj = np.repeat(np.arange(30), 30)
+    ph = np.flatnonzero(rng.random(len(tok)) < 0.7)
+    spec = ContextSpec(representation=representation, similarity=similarity, radius=2, gamma=0.4,
+                       max_patterns=200)
+    np.testing.assert_allclose(context_consistency(ph, tok, traj, spec), naive_rho(ph, tok, traj, spec),
+                               atol=1e-12)

@@ -18,6 +18,9 @@ CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['con
           "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}"
           "{{ '<|im_start|>assistant\\n' }}{% endif %}")
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+#: scale of the random embeddings (tied to the output layer): sharper than a fresh init so that
+#: teacher and student disagree measurably, not so sharp that sampling collapses to one token
+MULT = 10.0
 CORPUS = [f"Let's compute ({a}+{b})*{c}. So {a}+{b} = {a + b}. Then {a + b}*{c} = {(a + b) * c}."
           for a in range(1, 6) for b in range(1, 6) for c in range(2, 4)]
 
@@ -49,8 +52,8 @@ def make_model(out_dir: Path, tokenizer, *, layers: int, hidden: int, seed: int,
                       tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
                       pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
     model = Qwen3ForCausalLM(cfg)
-    with torch.no_grad():  # a sharper random model: larger output logits
-        model.model.embed_tokens.weight.mul_(20.0)
+    with torch.no_grad():
+        model.model.embed_tokens.weight.mul_(MULT)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return model

@@ -164,3 +164,12 @@ def test_cli_loads_model_and_tasks_once(world, tmp_path, monkeypatch):
     assert prov["lm_eval_version"] == "0.4.13" and prov["tasks"]["aime24"]["version"] == 1.0
     assert prov["seeds"] == [0, 1] and prov["suppression_sets"]["b"] == [5, 6]
     assert set(summary["pass_at_1"]["aime24"]) == {"none", "a", "b"}
+
+
+def test_chat_boxed_renders_the_chat_template(world, lm):
+    ev = _evaluator(world, lm, prompt_format="chat_boxed", max_gen_toks=4)
+    rows = ev.evaluate_once((), seed=0)["math500"]
+    assert len(rows) == len(ROWS)
+    prompt = ev.taskset.tasks["math500"].instances[0].args[0]
+    assert prompt.startswith("<|im_start|>user\nWhat is $(")
+    assert prompt.endswith("within \\boxed{}.<|im_end|>\n<|im_start|>assistant\n")

@@ -164,3 +164,20 @@ def _try(fn, *a):
         return fn(*a)
     except Exception as err:  # noqa: BLE001 - the point is what it raises
         return err
+
+
+def test_hub_datasets_match_the_data_stage_config():
+    """The task YAMLs read the same hub datasets and splits as config.yaml's data section."""
+    from pathlib import Path
+
+    import yaml
+    from lm_eval.tasks import TaskManager
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    index = TaskManager(include_path=str(TASKS_DIR), include_defaults=False).task_index
+    for bench, entry in config["data"]["benchmarks"].items():
+        for fmt in ("question_answer", "chat_boxed"):
+            from lm_eval.tasks._yaml_loader import load_yaml
+
+            cfg = load_yaml(index[task_name(bench, fmt)].yaml_path, resolve_func=False)
+            assert (cfg["dataset_path"], cfg["test_split"]) == (entry["dataset"], entry["split"]), bench

@@ -89,6 +89,10 @@ def fake_vllm(monkeypatch, tmp_path_factory):
                         lambda pkg: "0.33.0" if pkg == "vllm" else real_version(pkg))
     for name in ("lm_eval.models.vllm_causallms", "rock.evaluate.vllm_lm", "rock.evaluate.vllm_processor"):
         monkeypatch.delitem(sys.modules, name, raising=False)
+    # each import of lm-eval's vllm module registers the 'vllm' model: restore the lazy entry afterwards
+    from lm_eval.api.registry import model_registry
+
+    monkeypatch.setitem(model_registry._objs, "vllm", model_registry._objs.get("vllm"))
     yield
     for name in ("lm_eval.models.vllm_causallms", "rock.evaluate.vllm_lm", "rock.evaluate.vllm_processor"):
         sys.modules.pop(name, None)

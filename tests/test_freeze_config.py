@@ -3,7 +3,8 @@
 import pytest
 
 from rock.errors import ConfigError
-from rock.freeze.config import FreezeConfig, eval_steps, from_section
+from rock.freeze.config import FreezeConfig, from_section
+from rock.freeze.plan import checkpoint_steps, eval_steps, regime_total_steps, stage2_total_steps
 
 REGIMES = [
     {"name": "baseline", "selection": "none", "lambda": 1.0},
@@ -34,6 +35,8 @@ def test_valid_section():
     ([{"name": "baseline", "selection": "none", "lambda": 1},
       {"name": "baseline", "selection": "rock", "lambda": 0}], "duplicate"),
     ([{"name": "Rock Freeze", "selection": "rock", "lambda": 0}], "must match"),
+    ([{"name": "baseline", "selection": "none", "lambda": 1},
+      {"name": "stage1", "selection": "rock", "lambda": 0}], "reserved"),
     ([{"name": "r", "selection": "rocks", "lambda": 0}], "unknown"),
     ([{"name": "r", "selection": "rock", "lambda": 0}], "baseline"),
     ([{"name": "r", "selection": "rock"}], "missing"),
@@ -60,8 +63,74 @@ def test_bad_fields(extra, match):
         from_section({"regimes": REGIMES, **extra})
 
 
-def test_eval_steps():
-    assert eval_steps(2500, 200) == [0, 200, 400, 600, 800, 1000, 1200, 1400, 1600, 1800, 2000,
-                                     2200, 2400, 2500]
-    assert eval_steps(6, 2) == [0, 2, 4, 6]
-    assert eval_steps(5, 2) == [0, 2, 4, 5]
+def test_eval_steps_are_the_engines_kept_checkpoints():
+    from rock.distill.loop import checkpoint_steps as engine_steps
+
+    assert eval_steps(10000, 200) == list(range(0, 10001, 200))
+    assert eval_steps(6, 3) == [0, 3, 6]
+    assert eval_steps(7, 3) == [0, 3, 5, 7]  # not divisible: 3 evenly spaced checkpoints
+    for total, every in ((10000, 200), (7, 3), (6, 3), (1, 5), (33, 4)):
+        n = -(-total // every)
+        assert checkpoint_steps(total, n) == engine_steps(total, n)
+
+
+def test_total_steps_formula():
+    # paper: 10k prompts, global batch 4 sequences = 1 prompt x 4 rollouts per step [C]
+    assert stage2_total_steps(10000, global_batch=4, n_rollouts=4) == 10000
+    # toy: 64 prompts, global batch 8 = 2 prompts x 4 rollouts
+    assert stage2_total_steps(64, global_batch=8, n_rollouts=4) == 32
+    assert stage2_total_steps(64, global_batch=8, n_rollouts=4, max_steps=6) == 6
+    # two optimizer steps per rollout round (the authors' rollout_batch 2 with global batch 4)
+    assert stage2_total_steps(10, global_batch=4, n_rollouts=4, rollout_batch=2) == 10
+    cfg = {"freeze": {"max_steps": 0}, "data": {"stage2_slice": [20000, 30000]},
+           "stage2": {"global_batch": 4, "n_rollouts": 4, "epochs": 1}}
+    assert regime_total_steps(cfg) == 10000
+    cfg["freeze"]["max_steps"] = 6
+    assert regime_total_steps(cfg) == 6
+
+
+@pytest.mark.parametrize("path", ["config.yaml", "tests/config_toy/config.yaml"])
+def test_shipped_freeze_sections_are_valid(path):
+    """The freeze section of both shipped configs passes the JSON schema and the dataclass checks,
+    and names the paper's three regimes plus the two soft lambdas."""
+    import jsonschema
+
+    from rock.config import load_schema, load_yaml
+    from rock.freeze.plan import planned_eval_steps
+
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent
+    cfg = load_yaml(root / path)
+    schema = load_schema()
+    sub = {"$defs": schema["$defs"], **schema["properties"]["freeze"]}
+    jsonschema.validate(cfg["freeze"], sub)
+    for k in ("freeze_train", "freeze_evaluate", "freeze_report"):
+        jsonschema.validate(cfg["resources"][k], {"$defs": schema["$defs"],
+                                                  **schema["properties"]["resources"]["properties"][k]})
+    fc = from_section(cfg["freeze"])
+    assert {(r.selection, r.lam) for r in fc.regimes} == {
+        ("none", 1.0), ("rock", 0.0), ("random", 0.0), ("rock", 0.25), ("rock", 0.5)}
+    steps = planned_eval_steps(cfg)
+    if cfg["scale"] == "paper":
+        assert fc.eval_every == 200 and steps[:3] == [0, 200, 400] and steps[-1] == 10000
+    else:
+        assert steps == [0, 2, 4]
+
+
+def test_schema_rejects_bad_freeze_values():
+    import jsonschema
+
+    from rock.config import load_schema
+
+    schema = load_schema()
+    sub = {"$defs": schema["$defs"], **schema["properties"]["freeze"]}
+    good = {"regimes": REGIMES, "window_radius": None, "window_anchor": "all",
+            "anchor_loss_threshold": None, "loss_normalization": "token_mean", "eval_every": 200,
+            "max_steps": 0, "benchmarks": ["aime24"], "tta_fraction": 0.95,
+            "control": {"bin_base": 2.0, "exclude_rock_centres": True, "n_proposals": 16,
+                        "max_tries": 64, "max_bin_distance": 2}}
+    jsonschema.validate(good, sub)
+    for key, value in (("eval_every", 0), ("window_anchor", "some"), ("tta_fraction", 1.5),
+                       ("regimes", [{"name": "x", "selection": "rock", "lambda": 2.0}]),
+                       ("regimes", [{"name": "X y", "selection": "rock", "lambda": 0.0}])):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**good, key: value}, sub)

@@ -76,7 +76,8 @@ def test_cli_end_to_end(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     calls = []
 
-    def fake_make_evaluator(config_path, cfg, *, model, run_dir):
+    def fake_make_evaluator(config_path, cfg, *, model, data_files):
+        assert sorted(data_files) == ["ifeval", "math500"]
         calls.append(model)
         return planted_evaluator(cfg.tasks, cfg.seeds)
 
@@ -105,7 +106,8 @@ def test_cli_end_to_end(tmp_path, monkeypatch):
     shard_files = [paths.knockout_shard(run_dir, k) for k in range(3)]
     for k, out in enumerate(shard_files):
         assert cli.main(["knockout", "shard", "--config", str(f["config"]), "--plan", str(plan),
-                         "--shard", str(k), "--model", "toy-student", "--run-dir", str(run_dir),
+                         "--shard", str(k), "--model", "toy-student",
+                         "--benchmark-files", str(tmp_path / "math500.jsonl"), str(tmp_path / "ifeval.jsonl"),
                          "--out", str(out)]) == 0
     assert calls == ["toy-student"] * 3                     # one evaluator (model load) per shard
     per_problem = paths.knockout_per_problem(run_dir)

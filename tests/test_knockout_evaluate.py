@@ -43,7 +43,8 @@ def setup(tmp_path_factory):
     cfg_file = root / "config.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg))
     kcfg = kconfig.from_file(cfg_file)
-    evaluate = make_evaluator(str(cfg_file), kcfg, model=str(model), run_dir=str(run_dir))
+    evaluate = make_evaluator(str(cfg_file), kcfg, model=str(model),
+                              data_files={t: paths.benchmark(run_dir, t) for t in kcfg.tasks})
     return kcfg, evaluate
 
 

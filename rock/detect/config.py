@@ -28,7 +28,7 @@ from rock.detect.core import MODES, DetectionConfig
 from rock.errors import ConfigError
 
 _CONTEXT_SPEC_KEYS = {"representation", "similarity", "radius", "gamma", "include_center",
-                      "max_per_type", "block_elements", "pack_rows", "heavy_ratio"}
+                      "max_per_type", "block_elements", "pack_rows", "max_patterns"}
 _MODE_KEYS = {"min_freq", "drop_top_frequent", "tau_mode", "tau_pre", "tau_post", "eta", "controls"}
 _TOP_KEYS = {"loss", "downstream_mode", "top_k", "tau_r", "k_screen", "n_controls", "seed",
              "hidden_checkpoint", "context", "official", "stability", "clusters", "reference"}

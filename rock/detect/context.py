@@ -21,14 +21,16 @@ Representations (``f_ctx``; the paper names none, all are ASSUMED choices):
 
 Exactness and cost. Eq. 10 is computed exactly: no sketching, no sampling (unless the documented cap
 ``max_per_type`` is set, see below). Within each token type identical context vectors are merged
-(with multiplicities), and similarities are dot products computed block by block, so memory is
-bounded by ``block_elements`` floats whatever the number of occurrences. For the sparse
-representations the Gram matrix ``X X^T`` is split by columns: columns present in many rows
-("heavy", at most ``2 w * heavy_ratio`` of them) are multiplied densely with BLAS, the remaining
-light columns with a sparse product whose cost is bounded by ``sum_u count_u^2`` over light
-columns. The split changes only the speed, never the result (tests compare with a naive all-pairs
-loop). Types with few occurrences are packed together into one block (``pack_rows``), pairs of
-different types being masked out, so the per-type Python overhead does not dominate on a Zipf tail.
+(with multiplicities). For the sparse representations (bag, positional) a pair's dot product is split
+by columns: the few columns present in many windows ("heavy") and the rest ("light"). Windows with
+the same type, heavy part and size form a pattern; patterns are compared on their heavy part alone in
+a small dense matrix, which is the exact verdict for every pair of windows that shares no light
+column, and the pairs that do share one (found by a sparse product, bounded because light columns are
+rare) get their exact verdict instead. The split is chosen by a cost model and changes only the
+speed (tests compare every path with a naive all-pairs loop). Hidden-state contexts use blocked
+dense products. Memory stays bounded by ``block_elements`` per block whatever the number of
+occurrences. Types with few occurrences are packed together into one batch (``pack_rows``), pairs of
+different types being masked out, so the per-type Python overhead does not dominate a Zipf tail.
 
 Optional cap (``max_per_type``, default off). When a type has more than ``m = max_per_type``
 occurrences in ``O_PH(v)``, each occurrence is compared with a uniform random sample (without
@@ -54,6 +56,8 @@ REPRESENTATIONS = ("bag", "positional", "hidden")
 SIMILARITIES = ("cosine", "jaccard")
 #: tolerance of the test ``s >= gamma``: float32 dot products of equal vectors give 1 - 1e-7
 SIM_TOLERANCE = 1e-6
+#: cost of one sparse pair entry relative to one dense pattern pair (measured order of magnitude)
+SPARSE_PAIR_COST = 20.0
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ class ContextSpec:
     max_per_type: int | None = None   # documented sampling cap (module docstring); None = exact
     block_elements: int = 2**23       # floats per similarity block (32 MiB in fp32)
     pack_rows: int = 2048             # small types are packed into blocks of this many rows
-    heavy_ratio: float = 10.0         # column is dense when present in > rows / heavy_ratio rows
+    max_patterns: int = 4096          # speed only: cap on heavy-part patterns per batch
     seed: int = 0                     # only used by the cap
 
     def __post_init__(self):
@@ -85,8 +89,8 @@ class ContextSpec:
             raise ConfigError(f"detection.gamma must be in [-1, 1] (got {self.gamma})")
         if self.max_per_type is not None and self.max_per_type < 2:
             raise ConfigError(f"detection.max_per_type must be null or >= 2 (got {self.max_per_type})")
-        if self.block_elements < 1 or self.pack_rows < 1 or self.heavy_ratio <= 0:
-            raise ConfigError("detection: block_elements, pack_rows and heavy_ratio must be positive")
+        if self.block_elements < 1 or self.pack_rows < 1 or self.max_patterns < 1:
+            raise ConfigError("detection: block_elements, pack_rows and max_patterns must be positive")
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,26 +191,15 @@ def _sparse_from_keys(keys: np.ndarray, spec: ContextSpec) -> tuple[sp.csr_matri
     return x, size
 
 
-def _split_heavy(x: sp.csr_matrix, heavy_ratio: float, max_heavy: int):
-    """Columns present in more than ``rows / heavy_ratio`` rows go dense (module docstring)."""
-    n = x.shape[0]
-    present = np.diff(x.tocsc().indptr)
-    order = np.argsort(-present, kind="stable")
-    heavy = order[present[order] > n / heavy_ratio][:max_heavy]
-    light = np.setdiff1d(np.arange(x.shape[1]), heavy, assume_unique=True)
-    xh = x[:, heavy].toarray() if len(heavy) else None
-    xl = x[:, light].tocsr() if len(light) else None
-    return xh, xl, (xl.T.tocsr() if xl is not None else None)
-
-
-def _similarity_block(gram: np.ndarray, size_a: np.ndarray, size_b: np.ndarray, similarity: str) -> np.ndarray:
+def _sim_values(dot, size_a, size_b, similarity: str) -> np.ndarray:
+    """``sim`` from raw dot products and row sizes (float64); empty windows are similar to nothing."""
+    dot = np.asarray(dot, np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         if similarity == "cosine":
-            s = gram / (size_a[:, None] * size_b[None, :])
+            s = dot / (size_a * size_b)
         else:
-            s = gram / (size_a[:, None] + size_b[None, :] - gram)
-    s[~np.isfinite(s)] = 0.0  # empty windows are similar to nothing (ASSUMED)
-    return s
+            s = dot / (size_a + size_b - dot)
+    return np.where((size_a > 0) & (size_b > 0), s, 0.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,42 +224,133 @@ def _dedupe(labels: np.ndarray, keys: np.ndarray | None) -> _Batch:
     return _Batch(uniq[:, 0], counts.astype(np.float32), inverse.ravel())
 
 
-def _count_similar(batch: _Batch, spec: ContextSpec, *, keys_unique: np.ndarray | None = None,
-                   dense: np.ndarray | None = None) -> np.ndarray:
-    """For each unique row r: sum over unique rows k of the same type of ``mult_k * 1[s(r,k) >= gamma]``,
-    minus the self pair. Returns float64 counts per unique row."""
-    u = len(batch.labels)
-    one_type = u == 0 or batch.labels[0] == batch.labels[-1]
-    thr = spec.gamma - SIM_TOLERANCE
-    if dense is not None:
-        norms = np.linalg.norm(dense, axis=1)
-        xh, xl, xlt = dense / np.maximum(norms, 1e-30)[:, None], None, None
-        size = np.where(norms > 0, 1.0, 0.0)
-        similarity = "cosine"
-    else:
-        x, size = _sparse_from_keys(keys_unique, spec)
-        xh, xl, xlt = _split_heavy(x, spec.heavy_ratio, max_heavy=max(1, int(2 * spec.radius * spec.heavy_ratio)))
-        similarity = spec.similarity
-    xht = np.ascontiguousarray(xh.T) if xh is not None else None
+def _row_blocks(lo_row: np.ndarray, hi_row: np.ndarray, budget: int):
+    """Split rows into blocks ``[a, b)`` whose columns are ``[lo_row[a], hi_row[b-1])`` (the rows'
+    own types, contiguous because rows are sorted by type) with ``(b - a) * width <= budget``."""
+    u = len(lo_row)
+    a = 0
+    while a < u:
+        b = a + 1
+        step = 1
+        while b < u and (b + step - a) * (hi_row[min(u, b + step) - 1] - lo_row[a]) <= budget:
+            b = min(u, b + step)
+            step *= 2
+        while step > 1:  # refine downwards from the last accepted size
+            step //= 2
+            nb = min(u, b + step)
+            if nb > b and (nb - a) * (hi_row[nb - 1] - lo_row[a]) <= budget:
+                b = nb
+        yield a, b, int(lo_row[a]), int(hi_row[b - 1])
+        a = b
+
+
+def _type_ranges(labels: np.ndarray):
+    u = len(labels)
+    change = np.flatnonzero(np.diff(labels)) + 1
+    starts, ends = np.concatenate([[0], change]), np.concatenate([change, [u]])
+    return np.repeat(starts, ends - starts), np.repeat(ends, ends - starts)
+
+
+def _count_dense(batch: _Batch, dense: np.ndarray, spec: ContextSpec) -> np.ndarray:
+    """Hidden-state contexts: blocked cosine similarities (BLAS), counted per row."""
+    labels = batch.labels
+    u = len(labels)
+    lo_row, hi_row = _type_ranges(labels)
+    gamma = spec.gamma - SIM_TOLERANCE
+    norms = np.linalg.norm(dense, axis=1)
+    x = (dense / np.maximum(norms, 1e-30)[:, None]).astype(np.float32)   # zero rows stay zero (s = 0)
     counts = np.zeros(u, dtype=np.float64)
-    rows = max(1, spec.block_elements // max(1, u))
-    for a in range(0, u, rows):
-        b = min(u, a + rows)
-        gram = np.zeros((b - a, u), dtype=np.float32)
-        if xh is not None:
-            gram += xh[a:b] @ xht
-        if xl is not None:
-            gram += (xl[a:b] @ xlt).toarray()
-        s = _similarity_block(gram, size[a:b], size, similarity)
-        hit = s >= thr
-        if not one_type:
-            hit &= batch.labels[a:b, None] == batch.labels[None, :]
+    for a, b, lo, hi in _row_blocks(lo_row, hi_row, spec.block_elements):
+        hit = (x[a:b] @ x[lo:hi].T) >= gamma
+        if labels[a] != labels[b - 1]:
+            hit &= labels[a:b, None] == labels[None, lo:hi]
         idx = np.arange(b - a)
-        self_hit = hit[idx, a + idx].copy()
-        hit[idx, a + idx] = False
-        counts[a:b] = hit.astype(np.float32) @ batch.mult
-        # the other copies of the same context are real pairs: (mult - 1) of them
-        counts[a:b] += self_hit * (batch.mult[a:b] - 1.0)
+        hit[idx, a + idx - lo] = False                   # the occurrence itself
+        counts[a:b] = np.count_nonzero(hit, axis=1)
+    return counts
+
+
+def _choose_heavy(x: sp.csr_matrix, labels: np.ndarray, size: np.ndarray, max_patterns: int):
+    """Pick the number h of most-present columns handled as "heavy" patterns (speed only).
+
+    Cost model: ``n_patterns(h)^2`` pattern pairs plus ``PAIR_COST * sum_{light c} presence_c^2``
+    sparse pair entries; h ranges over 0, 1, 2, 4, ... while ``n_patterns <= max_patterns``.
+    """
+    presence = np.diff(x.tocsc().indptr)
+    order = np.argsort(-presence, kind="stable")
+    tail = np.concatenate([np.cumsum((presence[order] ** 2)[::-1].astype(np.float64))[::-1], [0.0]])
+    best = None
+    h = 0
+    while True:
+        cols = order[:h]
+        key = np.concatenate([labels[:, None].astype(np.float64), size[:, None],
+                              x[:, cols].toarray().astype(np.float64)], axis=1)
+        n_pat = len(np.unique(key, axis=0))
+        if n_pat > max_patterns and best is not None:
+            break
+        cost = float(n_pat) ** 2 + SPARSE_PAIR_COST * tail[min(h, len(order))]
+        if best is None or cost < best[0]:
+            best = (cost, h)
+        if h >= len(order) or tail[min(h, len(order))] == 0:
+            break
+        h = 1 if h == 0 else 2 * h
+    return order[:best[1]], order[best[1]:]
+
+
+def _count_sparse(batch: _Batch, keys_unique: np.ndarray, spec: ContextSpec) -> np.ndarray:
+    """Exact counts for the sparse (bag/positional) representations via heavy patterns.
+
+    ``gram(r, k) = heavy(r) . heavy(k) + light(r) . light(k)``. Rows with equal (type, heavy part,
+    size) form a pattern; pairs of patterns are compared on the heavy part alone (a small dense
+    matrix), which is exact for every pair of rows sharing no light column. The pairs that do share
+    a light column come from a sparse product and replace their heavy-only verdict with the exact
+    one. Exact for any split; the split only decides the speed.
+    """
+    labels = batch.labels
+    u = len(labels)
+    gamma = spec.gamma - SIM_TOLERANCE
+    x, size = _sparse_from_keys(keys_unique, spec)
+    heavy, light = _choose_heavy(x, labels, size, spec.max_patterns)
+    xh = x[:, heavy].toarray()
+    key = np.concatenate([labels[:, None].astype(np.float64), size[:, None], xh.astype(np.float64)], axis=1)
+    _, first, pat = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    pat = pat.ravel()
+    n_pat = len(first)
+    p_label, p_size, p_xh = labels[first], size[first], xh[first].astype(np.float32)
+    p_mult = np.bincount(pat, weights=batch.mult, minlength=n_pat)
+    # heavy-only verdicts between patterns (patterns are sorted by label: blocks by type range)
+    gpat = p_xh @ p_xh.T if len(heavy) else np.zeros((n_pat, n_pat), np.float32)
+    p_hits = np.zeros(n_pat)
+    lo_row, hi_row = _type_ranges(p_label)
+    for a, b, lo, hi in _row_blocks(lo_row, hi_row, spec.block_elements):
+        s = _sim_values(gpat[a:b, lo:hi], p_size[a:b, None], p_size[None, lo:hi], spec.similarity)
+        hit = s >= gamma
+        if p_label[a] != p_label[b - 1]:
+            hit &= p_label[a:b, None] == p_label[None, lo:hi]
+        p_hits[a:b] = hit @ p_mult[lo:hi]
+    counts = p_hits[pat].astype(np.float64)
+    # exact verdicts for pairs sharing a light column
+    if len(light):
+        xl = x[:, light].tocsr()
+        xlt = xl.T.tocsr()
+        presence = np.diff(xlt.indptr).astype(np.float64)
+        work = np.asarray(xl @ presence).ravel() if xl.nnz else np.zeros(u)
+        bounds = np.searchsorted(np.cumsum(work), np.arange(1, int(work.sum() // spec.block_elements) + 2)
+                                 * spec.block_elements)
+        edges = np.unique(np.concatenate([[0], np.minimum(bounds + 1, u), [u]]))
+        for a, b in zip(edges[:-1], edges[1:]):
+            q = (xl[a:b] @ xlt).tocoo()
+            r, k = q.row + a, q.col
+            same = labels[r] == labels[k]
+            r, k, qd = r[same], k[same], q.data[same]
+            hd = gpat[pat[r], pat[k]]
+            full = _sim_values(hd + qd, size[r], size[k], spec.similarity) >= gamma
+            only = _sim_values(hd, size[r], size[k], spec.similarity) >= gamma
+            delta = (full.astype(np.float64) - only) * batch.mult[k]
+            counts += np.bincount(r, weights=delta, minlength=u)
+    # counts include the row's own pattern mates and the row itself: s(r, r) = 1 unless empty
+    self_sim = np.where(size > 0, 1.0, 0.0)
+    counts -= self_sim >= gamma
     return counts
 
 
@@ -340,13 +424,13 @@ def context_consistency(ph_index: np.ndarray, tokens: np.ndarray, trajectory: np
         occ = ph_index[members]
         if spec.representation == "hidden":
             batch = _dedupe(labels, None)
-            counts = _count_similar(batch, spec, dense=pooled_hidden(occ, hidden, lo, hi, spec.radius))
+            counts = _count_dense(batch, pooled_hidden(occ, hidden, lo, hi, spec.radius), spec)
         else:
             keys = window_keys(occ, tokens, lo, hi, spec)
             batch = _dedupe(labels, keys)
             keys_u = np.zeros((len(batch.labels), keys.shape[1]), np.int64)
             keys_u[batch.inverse] = keys
-            counts = _count_similar(batch, spec, keys_unique=keys_u)
+            counts = _count_sparse(batch, keys_u, spec)
         n_type = {v: len(groups[v]) for v in batch_types}
         denom = np.array([n_type[int(v)] - 1 for v in labels], dtype=np.float64)
         rho[members] = counts[batch.inverse] / denom
@@ -374,7 +458,7 @@ def _rho_sampled(occ: np.ndarray, tokens, lo, hi, spec: ContextSpec, hidden, rng
             s = x[a:b] @ xs.T
         else:
             gram = (x[a:b] @ xs.T).toarray()
-            s = _similarity_block(gram, size[a:b], size_ref, spec.similarity)
+            s = _sim_values(gram, size[a:b, None], size_ref[None, :], spec.similarity)
         hit = s >= spec.gamma - SIM_TOLERANCE
         is_self = np.arange(a, b)[:, None] == ref[None, :]
         # use the first m references that are not the occurrence itself

@@ -3,7 +3,8 @@
 ``run_loop`` drives ``total_steps`` optimizer steps of a :class:`~rock.distill.trainer.Trainer`; a
 stage supplies ``make_batch(step) -> (sequences, counts)`` (stage 1 reads teacher samples, stage 2
 generates rollouts with the current weights). Per step it appends a log row, saves the kept HF
-checkpoints and, every ``save_state_every`` steps (only at ``state_ok(step)``, e.g. the end of a
+checkpoints (into the resume area; they move to ``checkpoints/`` when the run completes, since a
+resumed run cannot redo a checkpoint of a step before its resume state) and, every ``save_state_every`` steps (only at ``state_ok(step)``, e.g. the end of a
 rollout round), a resume state. A rerun finds the newest resume state and continues from it:
 model, optimizer, scheduler, RNG states and step (the data position follows from the step) are
 restored, so the resumed run ends with the same weights as an uninterrupted one (tested).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -111,12 +113,15 @@ def run_loop(spec: LoopSpec, *, runtime: Runtime, tokenizer, teacher, make_train
         if spec.save_token_losses and result.token_rows is not None:
             _write_token_losses(out, done, result.token_rows, runtime)
         if done in kept:
-            _save_model(student, tokenizer, paths.train_checkpoint(out, done), runtime, spec.save_dtype)
+            _save_model(student, tokenizer, paths.train_pending_checkpoint(out, done), runtime,
+                        spec.save_dtype)
         if done < spec.total_steps and done % spec.save_state_every == 0 and state_ok(step):
             _save_state(student, trainer, state_root, done, elapsed, runtime)
         if on_step_end is not None:
             on_step_end(done)
     _save_model(student, tokenizer, paths.train_model(out), runtime, spec.save_dtype)
+    if runtime.is_main:
+        _publish_checkpoints(out, sorted(kept))
     summary = {**spec.summary, "total_steps": spec.total_steps, "wall_clock_seconds": elapsed,
                "kept_checkpoints": sorted(kept), "resumed_from_step": start}
     if runtime.is_main:
@@ -126,8 +131,21 @@ def run_loop(spec: LoopSpec, *, runtime: Runtime, tokenizer, teacher, make_train
     return summary
 
 
+def _publish_checkpoints(out: Path, steps: list[int]) -> None:
+    """Move the kept checkpoints from the resume area to ``checkpoints/`` (atomic renames)."""
+    for step in steps:
+        src, dst = paths.train_pending_checkpoint(out, step), paths.train_checkpoint(out, step)
+        if src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.exists():
+                shutil.rmtree(dst)
+            os.replace(src, dst)
+        elif not dst.exists():
+            log.warning("kept checkpoint of step %d is missing (%s)", step, src)
+
+
 def _save_model(model, tokenizer, out: Path, runtime: Runtime, dtype) -> None:
-    if runtime.world > 1:
+    if runtime.distributed:
         from rock.distill import fsdp
 
         sd = fsdp.full_state_dict(model)
@@ -138,7 +156,7 @@ def _save_model(model, tokenizer, out: Path, runtime: Runtime, dtype) -> None:
 
 
 def _save_state(student, trainer: Trainer, root: Path, step: int, elapsed: float, runtime: Runtime) -> None:
-    if runtime.world > 1:
+    if runtime.distributed:
         from rock.distill import fsdp
 
         optim = fsdp.full_optimizer_state(student, trainer.optimizer)
@@ -157,7 +175,7 @@ def _save_state(student, trainer: Trainer, root: Path, step: int, elapsed: float
 
 
 def _load_optimizer(trainer: Trainer, state: dict, runtime: Runtime) -> None:
-    if runtime.world > 1:
+    if runtime.distributed:
         from rock.distill import fsdp
 
         fsdp.load_full_optimizer_state(trainer.student, trainer.optimizer, state)
@@ -169,7 +187,7 @@ def _write_token_losses(out: Path, step: int, rows: dict, runtime: Runtime) -> N
     import pandas as pd
 
     path = paths.train_token_losses(out, step)
-    if runtime.world > 1:  # each rank writes its own share
+    if runtime.distributed:  # each rank writes its own share
         path = path.with_name(path.stem + f".rank{runtime.rank}" + path.suffix)
     df = pd.DataFrame({"step": step, **rows})
     path.parent.mkdir(parents=True, exist_ok=True)

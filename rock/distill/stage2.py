@@ -210,7 +210,7 @@ def run_stage2(cfg: Stage2Config, models: ModelsConfig, *, prompts_path: str | o
             seed=cfg.seed + rt.rank // cfg.rollout_tensor_parallel_size, dtype=models.dtype,
             gpu_memory_utilization=cfg.gpu_memory_utilization,
             max_model_len=cfg.max_prompt_len + cfg.max_new_tokens, enable_sleep_mode=True,
-            colocate=rt.world > 1, stop_ids=stops)
+            colocate=rt.distributed, stop_ids=stops)
         generator.sleep()
 
         def push(trainer):
@@ -238,7 +238,8 @@ def run_stage2(cfg: Stage2Config, models: ModelsConfig, *, prompts_path: str | o
                     save_token_losses=cfg.save_token_losses,
                     summary={"stage": 2, "config": asdict(cfg), "models": asdict(models),
                              "student": student, "teacher": teacher, "n_prompts": len(rows),
-                             "shared_vocab": vocab, "world_size": rt.world})
+                             "shared_vocab": vocab, "world_size": rt.world,
+                             "distributed": rt.distributed})
     log.info("stage 2: %d prompts, %d rollout rounds/epoch, %d steps, checkpoints at %s",
              len(rows), batches.rounds_per_epoch, total, spec.keep_checkpoints)
     return run_loop(spec, runtime=rt, tokenizer=tok, teacher=teacher_model, make_trainer=make_trainer,

@@ -41,26 +41,30 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Runtime:
-    """Where and how to compute: device, compute dtype and (under torchrun) rank and world size."""
+    """Where and how to compute: device, compute dtype and, under torchrun, rank and world size.
+
+    ``distributed`` (torchrun, any world size, even 1) switches on FSDP2 sharding and collectives.
+    """
 
     device: torch.device
     dtype: torch.dtype = torch.float32
     rank: int = 0
     world: int = 1
+    distributed: bool = False
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
     def all_sum(self, values: Sequence[float]) -> list[float]:
-        if self.world == 1:
+        if not self.distributed:
             return [float(v) for v in values]
         t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device)
         torch.distributed.all_reduce(t)
         return t.tolist()
 
     def all_max(self, value: int) -> int:
-        if self.world == 1:
+        if not self.distributed:
             return int(value)
         t = torch.tensor([int(value)], dtype=torch.long, device=self.device)
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
@@ -72,13 +76,19 @@ class Runtime:
         return nullcontext()
 
 
-def make_runtime(device: str = "auto", dtype: str = "bfloat16") -> Runtime:
-    """CPU -> fp32; CUDA -> ``dtype`` (bf16 in the paper); torchrun (WORLD_SIZE > 1) -> distributed."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+def make_runtime(device: str = "auto", dtype: str = "bfloat16", env=None) -> Runtime:
+    """CPU -> fp32; CUDA -> ``dtype`` (bf16 in the paper); launched by torchrun -> distributed.
+
+    ``env`` (default ``os.environ``, read here at the edge only) tells a torchrun launch by the
+    variables torchrun always sets (LOCAL_RANK and MASTER_ADDR).
+    """
+    env = os.environ if env is None else env
+    if "LOCAL_RANK" in env and "MASTER_ADDR" in env:
         from rock.distill import fsdp
 
         rank, world, dev = fsdp.init_distributed()
-        return Runtime(dev, getattr(torch, dtype), rank, world)
+        cdtype = getattr(torch, dtype) if dev.type == "cuda" else torch.float32
+        return Runtime(dev, cdtype, rank, world, distributed=True)
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' requested but no GPU is visible; use device: auto or cpu")
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
@@ -102,9 +112,14 @@ def load_causal_lm(path: str, runtime: Runtime, *, trainable: bool, gradient_che
         raise ModelError(f"{path}: cannot load a causal LM ({err}); give a local HF model directory "
                          "or a hub id reachable from this machine") from err
     if trainable and gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5.23 renamed gradient_checkpointing_enable to activation_checkpointing_enable
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    if runtime.world > 1:
+    if runtime.distributed:
         from rock.distill import fsdp
 
         model = fsdp.shard(model, runtime, trainable=trainable)
@@ -297,7 +312,7 @@ class Trainer:
             # each rank's loss is already normalised by the global denominator; FSDP averages
             # gradients over ranks, so multiply by the world size to get their sum
             (loss * rt.world).backward()
-            loss_sum += float(loss)
+            loss_sum += float(loss.detach())
             kd_sum += float((per["kd"] * mask).sum())
             ce_sum += float((per["ce"] * mask).sum())
             if records is not None and idx:
@@ -317,7 +332,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         g_loss, g_kd, g_ce, g_seq, g_frozen = rt.all_sum([loss_sum, kd_sum, ce_sum, len(seqs), n_frozen])
         return StepResult(loss=g_loss, mean_kd=g_kd / g_tok if g_tok else float("nan"),
-                          mean_ce=g_ce / g_tok if g_tok else float("nan"), n_sequences=int(g_seq),
+                          mean_ce=g_ce / g_tok if g_tok and self.spec.kd_ratio < 1 else float("nan"),
+                          n_sequences=int(g_seq),
                           n_response_tokens=int(g_tok), n_frozen_tokens=int(g_frozen), weight_sum=g_w,
                           grad_norm=grad_norm, lr=lr, extra=counts, token_rows=records)
 
@@ -326,7 +342,7 @@ class Trainer:
         if not params:
             return 0.0
         max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
-        if self.runtime.world > 1:
+        if self.runtime.distributed:
             from rock.distill import fsdp
 
             return fsdp.clip_grad_norm(params, max_norm)

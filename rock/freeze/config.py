@@ -23,7 +23,7 @@ from typing import Any
 
 from rock.errors import ConfigError
 from rock.freeze.masks import ANCHORS
-from rock.paths import BENCHMARKS
+from rock.paths import BENCHMARKS, FREEZE_STEP0
 
 SELECTIONS = ("none", "rock", "random")
 #: benchmarks of Figure 5 [5.2]: 30 problems each, 90 together
@@ -50,6 +50,9 @@ class Regime:
         if not isinstance(self.name, str) or not NAME_RE.match(self.name):
             _bad("freeze.regimes", f"name {self.name!r} must match {NAME_RE.pattern} "
                                    "(it becomes a file name and a Snakemake wildcard)")
+        if self.name == FREEZE_STEP0:
+            _bad("freeze.regimes", f"the name '{FREEZE_STEP0}' is reserved for the shared step-0 "
+                                   "evaluation of the stage-1 model; choose another")
         if self.selection not in SELECTIONS:
             _bad(f"{where}.selection", f"'{self.selection}' unknown; use one of {SELECTIONS}")
         if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not 0 <= self.lam <= 1:
@@ -162,17 +165,6 @@ class FreezeConfig:
     @property
     def regime_names(self) -> list[str]:
         return [r.name for r in self.regimes]
-
-
-def eval_steps(total_steps: int, every: int) -> list[int]:
-    """Steps at which a regime is evaluated: 0 (the stage-1 checkpoint), every ``every`` steps,
-    and the last step (``[0, 200, ..., 2400, 2500]`` for 2,500 steps)."""
-    if total_steps < 0 or every < 1:
-        raise ValueError("total_steps >= 0 and every >= 1 required")
-    steps = list(range(0, total_steps + 1, every))
-    if steps[-1] != total_steps:
-        steps.append(total_steps)
-    return steps
 
 
 def regimes_from_list(items: Any) -> tuple[Regime, ...]:

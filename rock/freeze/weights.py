@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -57,6 +58,9 @@ class FreezeWeights:
     """data-parallel rank: each rank draws its own control windows for its own rollouts"""
     step: int = 0
     """optimizer step of the next call (counted by the hook; set it when a run resumes)"""
+    on_step: Callable[[int, dict, MatchAccumulator | None], None] | None = None
+    """called once per step with (step, the step's counts, the step's W_R/W_S histograms or None
+    outside the random regime), e.g. to persist them (rock.freeze.train.StepRecorder)"""
     match: MatchAccumulator = field(init=False)
 
     def __post_init__(self):
@@ -115,7 +119,9 @@ class FreezeWeights:
                 bin_base=self.control.bin_base, exclude_rock_centres=self.control.exclude_rock_centres,
                 max_tries=self.control.max_tries, max_bin_distance=self.control.max_bin_distance,
                 n_proposals=self.control.n_proposals)
-            self.match.update(ids.numpy(), rock_frozen.numpy(), sample.mask, self.token_freq)
+            step_acc = MatchAccumulator(bin_base=self.control.bin_base)
+            step_acc.update(ids.numpy(), rock_frozen.numpy(), sample.mask, self.token_freq)
+            self.match.merge(step_acc)
             frozen = torch.from_numpy(sample.mask)
             extra.update({"freeze_target_windows": sample.n_target_spans,
                           "freeze_matched_windows": sample.n_matched,
@@ -124,4 +130,6 @@ class FreezeWeights:
         weights = weights_from_frozen(frozen, resp, lam)
         stats = mask_stats(frozen, is_rock, resp, weights).as_dict()
         stats.update(extra)
+        if self.on_step is not None:
+            self.on_step(int(step), stats, step_acc if sel == "random" else None)
         return weights.to(input_ids.device), stats

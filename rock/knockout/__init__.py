@@ -7,7 +7,8 @@ Snakemake rule (``workflow/rules/knockout.smk``)::
     rock knockout pool    --config config.yaml --candidates C --windows W --tokens T \\
                           --pool-out knockout/pool.parquet --plan-out knockout/plan.json
     rock knockout shard   --config config.yaml --plan knockout/plan.json --shard 3 \\
-                          --model distill/stage2/model --run-dir results/paper \\
+                          --model distill/stage2/model \\
+                          --benchmark-files data/math500.jsonl data/ifeval.jsonl \\
                           --out knockout/shards/shard_3.parquet          # one job per shard
     rock knockout gather  --plan knockout/plan.json --shards knockout/shards/*.parquet \\
                           --out knockout/per_problem.parquet

@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--plan", required=True)
     p.add_argument("--shard", required=True, type=int)
     p.add_argument("--model", required=True, help="post-OPD student: hub id or HF directory")
-    p.add_argument("--run-dir", required=True, help="run directory (local benchmark jsonl under data/)")
+    p.add_argument("--benchmark-files", required=True, nargs="+",
+                   help="local benchmark jsonl of every knockout task, named <task>.jsonl (rock data)")
     p.add_argument("--out", required=True, help="per-problem table of the shard (parquet)")
     p.add_argument("--threads", type=int, help="torch CPU threads (the rule's threads)")
 
@@ -201,7 +202,13 @@ def cmd_shard(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    evaluate = make_evaluator(args.config, cfg, model=args.model, run_dir=args.run_dir)
+    files = {Path(f).name.removesuffix(".jsonl"): Path(f) for f in args.benchmark_files}
+    missing = [t for t in cfg.tasks if t not in files]
+    if missing:
+        raise DataError(f"no benchmark file for task(s) {missing} among {args.benchmark_files}",
+                        field="benchmark-files", fix="pass data/<task>.jsonl for every knockout task")
+    evaluate = make_evaluator(args.config, cfg, model=args.model,
+                              data_files={t: files[t] for t in cfg.tasks})
     table = runner.run_shard(sets, args.shard, evaluate, tasks=cfg.tasks, seeds=cfg.seeds)
     write_parquet(table, args.out)
     log.info("shard %d: %d rows -> %s", args.shard, len(table), args.out)
@@ -265,17 +272,17 @@ def _jsonable(obj):
 # the evaluation seam
 # --------------------------------------------------------------------------------------------
 
-def make_evaluator(config_path: str, cfg: kconfig.KnockoutConfig, *, model: str, run_dir: str):
+def make_evaluator(config_path: str, cfg: kconfig.KnockoutConfig, *, model: str,
+                   data_files: dict[str, Path]):
     """Bind :data:`rock.knockout.runner.Evaluator` to :class:`rock.evaluate.runner.Evaluator`.
 
     Loads the model and builds the lm-eval tasks once (here), then every call evaluates a list of
     suppression sets with that one model. Evaluation settings (backend, prompt format, devices,
     IFEval metric, vLLM suppression mode) come from the config's ``evaluation`` section; the
     ``knockout`` section overrides sampling (T = 1.0 [D.3]), runs, seeds, generation budget and
-    limit. Benchmarks are read from the local jsonl the data stage writes at both scales
+    limit. ``data_files`` maps each task to the local jsonl the data stage writes at both scales
     (``rock.paths.benchmark``), so every shard decodes exactly the same problems.
     """
-    from rock import paths
     from rock.config import load_config
     from rock.evaluate.benchmarks import build_tasks
     from rock.evaluate.config import from_section
@@ -290,7 +297,6 @@ def make_evaluator(config_path: str, cfg: kconfig.KnockoutConfig, *, model: str,
                         top_p=cfg.top_p, max_gen_toks=cfg.max_gen_toks, limit=cfg.limit)
     if ecfg.seeds != cfg.seeds:
         raise ConfigError(f"{config_path}: evaluation seeds {ecfg.seeds} != knockout seeds {cfg.seeds}")
-    data_files = {t: paths.benchmark(run_dir, t) for t in cfg.tasks}
     for t, f in data_files.items():
         if not f.is_file():
             raise DataError("benchmark file not found", file=str(f), field=t,

@@ -183,8 +183,13 @@ def _alternatives(hits, alts, m, what: str) -> Verdict:
     if not alts:
         return Verdict(False, "no expected value to compare with")
     if hits:
-        which = f" (alternative {_fmt(hits[0])} of {'/'.join(_fmt(a) for a in alts)})" \
-            if len(alts) > 1 else ""
+        if isinstance(m, float) and all(isinstance(h, float) for h in hits):
+            hits = sorted(hits, key=lambda a: abs(m - a))  # name the closest alternative
+        which = ""
+        if len(alts) > 1:
+            which = f" (alternative {_fmt(hits[0])} of {'/'.join(_fmt(a) for a in alts)}"
+            which += f"; also within band of {', '.join(_fmt(h) for h in hits[1:])})" \
+                if len(hits) > 1 else ")"
         return Verdict(True, f"{_fmt(m)} {what} {_fmt(hits[0])}{which}")
     return Verdict(False, f"{_fmt(m)} not {what} {' or '.join(_fmt(a) for a in alts)}")
 

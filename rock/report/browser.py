@@ -13,6 +13,7 @@ change the machine switched off (``HEADLESS_FLAGS``). Install it with
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -75,14 +76,16 @@ def selfcheck(dom: str) -> dict:
 def screenshot(html_path: str | Path, png: str | Path, *, width: int = 1280, height: int = 4000,
                timeout: int = TIMEOUT_S) -> Path:
     """A PNG of the page (``width`` x ``height`` viewport) written to ``png``."""
-    from rock.atomic import atomic_path
-
     png = Path(png).resolve()
+    png.parent.mkdir(parents=True, exist_ok=True)
     url = Path(html_path).resolve().as_uri()
-    with atomic_path(png) as tmp:
-        tmp.unlink()  # chromium writes the file itself; an empty leftover would look like success
+    # chromium picks the format from the extension, so the temporary file (renamed into place on
+    # success, as rock.atomic does) is <tmpdir>/page.png next to the target
+    with tempfile.TemporaryDirectory(prefix=f".{png.name}.", dir=png.parent) as tmpdir:
+        tmp = Path(tmpdir) / "page.png"
         r = _run([f"--virtual-time-budget={VIRTUAL_TIME_MS}", f"--window-size={width},{height}",
                   f"--screenshot={tmp}", url], timeout)
         if r.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
             raise BrowserError(f"chromium --screenshot failed (exit {r.returncode}): {r.stderr[-2000:]}")
+        os.replace(tmp, png)
     return png

@@ -279,7 +279,10 @@ def table1_cell(predictor: str, bench: str, stat: str) -> Callable[[Context], Me
         keycols = [c for c in (_rows_by(df, ["column"]), _rows_by(df, ["predictor"])) if c]
         if not keycols:
             raise NotRun(f"{rel(ctx, p)} has no 'predictor' column")
-        hit = df[df[keycols].apply(lambda col: col.map(norm)).eq(predictor).any(axis=1)]
+        key = ("table1-keys", str(p))
+        if key not in ctx._cache:
+            ctx._cache[key] = df[keycols].apply(lambda col: col.map(norm))
+        hit = df[ctx._cache[key].eq(predictor).any(axis=1)]
         bcol = _rows_by(df, ["benchmark", "task"])
         if bcol is not None:  # long layout
             hit = hit[hit[bcol].map(norm) == bench]

@@ -151,8 +151,10 @@ def seeds(run_dir: Path, config: dict | None) -> list[dict]:
 
 def wall_clock(run_dir: Path) -> list[dict]:
     """Rows ``{stage, source, seconds, max_rss_mb}`` from benchmark files and summary timings."""
+    from rock import paths
+
     rows: list[dict] = []
-    bdir = run_dir / "benchmarks"
+    bdir = paths.benchmarks_dir(run_dir)
     for f in sorted(bdir.rglob("*.tsv")) if bdir.is_dir() else []:
         try:
             lines = [ln.split("\t") for ln in f.read_text().splitlines() if ln.strip()]
@@ -187,7 +189,9 @@ def _float(x) -> float | None:
 
 
 def logs(run_dir: Path) -> list[dict]:
-    ldir = run_dir / "logs"
+    from rock import paths
+
+    ldir = paths.log_file(run_dir, "x").parent
     out = []
     for f in sorted(ldir.rglob("*.log")) if ldir.is_dir() else []:
         st = f.stat()

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 #: figure number -> (title, stage that makes it); captions come from workflow/report/<fig>.rst
 FIGURE_TITLES = {
     "figure2": ("Figure 2: identification and stability of Rock Tokens", "detection [2.3-2.4, E]"),
+    "figure2_official": ("Figure 2, official mode: the authors' selection (freq >= 2, 5 most "
+                         "frequent dropped, freq x mean KL)", "detection, official mode [reference]"),
     "figure3": ("Figure 3: gradient geometry and persistence", "geometry [2.6]"),
     "figure4": ("Figure 4: knockout effect of the screened candidates", "knockout [3, D.4]"),
     "figure5": ("Figure 5: AIME/HMMT accuracy during OPD per freeze regime", "freeze [4]"),
@@ -167,7 +169,7 @@ def table1_frame(check: pd.DataFrame) -> pd.DataFrame:
 
 
 def table2_frame(check: pd.DataFrame) -> pd.DataFrame:
-    """Table 2 (Pillar census), ours next to the paper's, plus the cross-task agreement line."""
+    """Table 2 (Pillar census), ours next to the paper's: one row per benchmark."""
     rows = _by_metric(check)
     out = []
     for b in KNOCKOUT_BENCHMARKS:
@@ -177,12 +179,15 @@ def table2_frame(check: pd.DataFrame) -> pd.DataFrame:
             rec[f"{label} (paper)"] = _cell(rows, m, "expected")
             rec[f"{label} (ours)"] = _measured(rows, m)
         out.append(rec)
-    rec = {"Benchmark": "Cross-task (MATH-500 || IFEval)"}
-    for lab in CROSS_TASK:
-        m = f"knockout.cross_task.{lab}"
-        rec[f"{lab} (paper)"] = _cell(rows, m, "expected")
-        rec[f"{lab} (ours)"] = _measured(rows, m)
-    return pd.concat([pd.DataFrame(out), pd.DataFrame([rec])], ignore_index=True).fillna("")
+    return pd.DataFrame(out)
+
+
+def agreement_frame(check: pd.DataFrame) -> pd.DataFrame:
+    """Table 2's last line: cross-task agreement (category on MATH-500 || on IFEval)."""
+    rows = _by_metric(check)
+    return pd.DataFrame([{"Agreement": lab,
+                          "paper": _cell(rows, f"knockout.cross_task.{lab}", "expected"),
+                          "ours": _measured(rows, f"knockout.cross_task.{lab}")} for lab in CROSS_TASK])
 
 
 def html_table(df: pd.DataFrame, table_id: str, *, status_col: str | None = None,
@@ -256,7 +261,10 @@ def render_html(ctx: Context, check: pd.DataFrame, prov: dict, html_path: Path, 
                  + html_table(table1_frame(check), "table1"))
     parts.append(f"<h3>Table 2: Pillar census over the screened candidates</h3>"
                  f"{_paragraphs_html(read_caption(captions_dir, 'table2'))}"
-                 + html_table(table2_frame(check), "table2"))
+                 + html_table(table2_frame(check), "table2")
+                 + "<p class='small'>Cross-task agreement (X||Y: category on MATH-500 || on IFEval; "
+                 "N neutral, P Strong Pillar, S Strong Stumbling)</p>"
+                 + html_table(agreement_frame(check), "table2-agreement"))
 
     parts.append("<h2 id='claims'>Claim check</h2>"
                  f"{_paragraphs_html(read_caption(captions_dir, 'claims_check'))}")
@@ -331,6 +339,7 @@ def render_markdown(ctx: Context, check: pd.DataFrame, prov: dict, md_path: Path
             lines += [f"![{ttl}]({os.path.relpath(png, md_dir)})", "", f"**{ttl}.** {cap}", ""]
     lines += ["## Table 1 (ours vs paper)", "", markdown_table(table1_frame(check)), "",
               "## Table 2 (ours vs paper)", "", markdown_table(table2_frame(check)), "",
+              "Cross-task agreement (MATH-500 || IFEval):", "", markdown_table(agreement_frame(check)), "",
               "## Claim check", ""]
     cols = ["id", "section_or_figure", "metric", "expected", "measured", "band", "status", "detail"]
     for kind, g in check.groupby("kind", sort=False):

@@ -2,6 +2,10 @@
 # input functions, and the targets of the `all` target. Rule files (workflow/rules/<stage>.smk) hold only
 # rules; everything they compute comes from here or from rock.paths.
 #
+# Careful: snakemake --lint reports "Mixed rules and functions" for this file as soon as one line
+# (comments and docstrings too) has the word rule, a space, and further on the same line a colon.
+# Write "job" or "target" in such lines instead.
+#
 # To add a stage: write its input/target functions in a section below ("ADD HERE" marks), append
 # its target function to TARGETS, add its section to workflow/schemas/config.schema.yaml, and
 # include its rule file in the Snakefile.
@@ -9,6 +13,8 @@
 import copy
 import shlex
 from pathlib import Path
+
+from snakemake.logging import logger
 
 from rock import config as rock_config
 from rock import paths
@@ -40,6 +46,8 @@ if _CLI_CONFIGFILES:
     config.clear()
     config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
     CONFIG_FILES = [_display(f) for f in _CLI_CONFIGFILES]
+    logger.info(f"rock: config from {' + '.join(CONFIG_FILES)} only "
+                f"(a --configfile replaces {_DEFAULT_CONFIGFILE}, it is not merged into it)")
 else:
     CONFIG_FILES = [_DEFAULT_CONFIGFILE]
 
@@ -170,3 +178,200 @@ TARGETS.append(data_targets)
 # ADD HERE: distill (teacher samples, stage 1, stage 2), evaluate, stats, detect, geometry,
 # knockout, freeze, report: input functions, then `TARGETS.append(<stage>_targets)`.
 # ------------------------------------------------------------------------------------------------
+
+# ------------------------------------------------------------------------------------------------
+# distill [5.1, C] (workflow/rules/distill.smk, rock.distill)
+# ------------------------------------------------------------------------------------------------
+
+def distill_settings(section):
+    """The config a distillation job depends on (params: a change re-runs that job only)."""
+    return {key: config.get(key) for key in (section, "models", "seed")}
+
+
+def distill_launcher(section):
+    """`rock` for one process; `torchrun ... -m rock.cli` (FSDP2, one rank per GPU) for several."""
+    gpus = int(config["resources"][section]["gpu"])
+    if gpus <= 1:
+        return "rock"
+    return f"torchrun --standalone --nproc_per_node {gpus} -m rock.cli"
+
+
+def distill_targets():
+    stage2 = paths.stage_dir(RUN_DIR, 2)
+    return [paths.teacher_samples(RUN_DIR), paths.stage_model(RUN_DIR, 1), paths.stage_model(RUN_DIR, 2),
+            paths.train_checkpoints_dir(stage2), paths.train_log(stage2)]
+
+
+TARGETS.append(distill_targets)
+
+# ------------------------------------------------------------------------------------------------
+# evaluate [5.2] (workflow/rules/evaluate.smk, rock.evaluate): {model} x {benchmark}
+# ------------------------------------------------------------------------------------------------
+
+wildcard_constraints:
+    eval_model="|".join(paths.EVAL_MODELS),
+
+#: evaluated names that are distilled students -> their stage (the final model of rock distill)
+_EVAL_STAGES = {"stage1": 1, "stage2": 2}
+
+
+def eval_model_ref(wildcards):
+    """What `rock evaluate --model` gets: the role's hub id / directory, or a stage's model dir."""
+    name = wildcards.eval_model
+    if name in _EVAL_STAGES:
+        return str(paths.stage_model(RUN_DIR, _EVAL_STAGES[name]))
+    return model_name(name)
+
+
+def eval_model_input(wildcards):
+    """The model directory when it is local (toy world, distilled stage), else nothing (hub)."""
+    name = wildcards.eval_model
+    if name in _EVAL_STAGES:
+        return [str(paths.stage_model(RUN_DIR, _EVAL_STAGES[name]))]
+    return model_input(name)
+
+
+def eval_benchmark_input(wildcards):
+    """The data stage's jsonl with evaluation.dataset_source local; nothing when lm-eval reads the hub."""
+    if config["evaluation"].get("dataset_source", "local") == "local":
+        return [str(paths.benchmark(RUN_DIR, wildcards.bench))]
+    return []
+
+
+def evaluate_targets():
+    ev = config["evaluation"]
+    return [paths.eval_file(RUN_DIR, m, b, name) for m in ev.get("models", [])
+            for b in ev["benchmarks"] for name in paths.EVAL_FILES]
+
+
+TARGETS.append(evaluate_targets)
+
+# ------------------------------------------------------------------------------------------------
+# knockout [3, D] (workflow/rules/knockout.smk, rock.knockout)
+# ------------------------------------------------------------------------------------------------
+
+wildcard_constraints:
+    ko_shard=r"\d+",
+
+
+def knockout_shards():
+    """Shard indices 0..n_shards-1 (config knockout.n_shards): one decoding job each."""
+    return list(range(config["knockout"]["n_shards"]))
+
+
+def knockout_detection(name):
+    """A file of the detection mode whose ranking feeds the knockout (detection.downstream_mode)."""
+    mode = (config.get("detection") or {}).get("downstream_mode", "context")
+    return paths.detection_file(RUN_DIR, mode, name)
+
+
+def knockout_model():
+    """The model the knockout probes: the post-OPD student (final stage-2 model) [D.3]."""
+    return paths.stage_model(RUN_DIR, 2)
+
+
+def knockout_settings(*keys):
+    """The knockout config values a rule depends on (params: a change re-runs that rule only)."""
+    return {k: config["knockout"][k] for k in keys}
+
+
+def knockout_targets():
+    return [paths.knockout_result(RUN_DIR, name) for name in paths.KNOCKOUT_RESULTS]
+
+
+TARGETS.append(knockout_targets)
+
+
+# ------------------------------------------------------------------------------------------------
+# freeze training [4, 5.2] (workflow/rules/freeze.smk, rock.freeze): one stage-2 run per regime,
+# one evaluation per (regime, evaluated step), step 0 (the stage-1 model) evaluated once
+# ------------------------------------------------------------------------------------------------
+
+from rock.freeze.plan import planned_eval_steps as _freeze_planned_steps
+
+#: regime names of config freeze.regimes (wildcard values; rock.freeze.config validates them)
+FREEZE_REGIMES = [r["name"] for r in config["freeze"]["regimes"]]
+#: evaluated steps of every regime: 0 (shared stage-1 model), then the kept checkpoints
+FREEZE_STEPS = _freeze_planned_steps(config)
+
+wildcard_constraints:
+    fz_regime="|".join(FREEZE_REGIMES),
+    fz_model="|".join([paths.FREEZE_STEP0] + FREEZE_REGIMES),
+    fz_step=r"\d+",
+
+
+def freeze_detection(name):
+    """A file of the detection mode whose Rock set the freeze regimes use (detection.downstream_mode)."""
+    mode = (config.get("detection") or {}).get("downstream_mode", "context")
+    return paths.detection_file(RUN_DIR, mode, name)
+
+
+def freeze_checkpoint(regime, step):
+    """Kept checkpoint of a regime's stage-2 run after optimizer step ``step``."""
+    return paths.train_checkpoint(paths.freeze_run_dir(RUN_DIR, regime), step)
+
+
+def freeze_eval_model(wildcards):
+    """The model one freeze_evaluate job scores: the stage-1 model at step 0, else a checkpoint."""
+    if wildcards.fz_model == paths.FREEZE_STEP0:
+        if int(wildcards.fz_step) != 0:
+            raise ValueError(f"{paths.FREEZE_STEP0} is evaluated at step 0 only")
+        return str(paths.stage_model(RUN_DIR, 1))
+    return str(freeze_checkpoint(wildcards.fz_model, int(wildcards.fz_step)))
+
+
+def freeze_benchmark_input(wildcards):
+    """The data stage's jsonl of each freeze benchmark with evaluation.dataset_source local."""
+    if config["evaluation"].get("dataset_source", "local") == "local":
+        return [str(paths.benchmark(RUN_DIR, b)) for b in config["freeze"]["benchmarks"]]
+    return []
+
+
+def freeze_eval_tables():
+    """Every evaluated (regime, step) table the report reads; step 0 once (the stage-1 model)."""
+    return [str(paths.freeze_eval(RUN_DIR, r, s, "per_problem.parquet"))
+            for r in FREEZE_REGIMES for s in FREEZE_STEPS if s or r == FREEZE_REGIMES[0]]
+
+
+def freeze_run_files(name):
+    """One file of every regime's run: "log" (engine log), "counts" (freeze_log.csv)."""
+    out = []
+    for r in FREEZE_REGIMES:
+        d = paths.freeze_run_dir(RUN_DIR, r)
+        out.append(str(paths.train_log(d) if name == "log" else paths.freeze_log(RUN_DIR, r)))
+    return out
+
+
+def freeze_control_files():
+    return [str(paths.freeze_control_match(RUN_DIR, r["name"]))
+            for r in config["freeze"]["regimes"] if r["selection"] == "random"]
+
+
+def freeze_targets():
+    return [paths.freeze_result(RUN_DIR, name) for name in paths.FREEZE_RESULTS]
+
+
+TARGETS.append(freeze_targets)
+
+
+# ------------------------------------------------------------------------------------------------
+# report [DESIGN.md stage 10]: claim check and report over every other stage's outputs. Keep this
+# section LAST: report_inputs() collects the targets of every stage appended above.
+# ------------------------------------------------------------------------------------------------
+
+def report_inputs():
+    """The final artifacts of every other stage: the report waits for all of them (and reads
+    whatever exists; a stage that is absent from the DAG shows as "not run")."""
+    return [str(t) for fn in TARGETS if fn is not report_targets for t in fn()]
+
+
+def report_expected_tables():
+    """The expected tables named by config report.expected (each directory's claims/golden csv)."""
+    return [str(p) for d in config["report"]["expected"] for p in paths.expected_table(d)]
+
+
+def report_targets():
+    return [paths.report_file(RUN_DIR, name) for name in ("claims_check.csv", "report.html")]
+
+
+TARGETS.append(report_targets)

@@ -1,0 +1,57 @@
+# rock-repro: one-command setup, toy run and tests (README.md, "Quick start").
+#
+#   make toy     set up .venv (first time only) and run the whole workflow on the toy world (CPU)
+#   make test    set up .venv (first time only) and run the test suite (what .ci/run does)
+#
+# Needs only python3.11, pip and make. The environment is envs/cpu-requirements.txt (exact pins);
+# setup reruns only when that file or pyproject.toml changes.
+
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.rock-setup
+# jobs and tests find `snakemake`, `rock` and `pytest` in the venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup toy test test-fast lint dry-run containers clean-toy help
+
+help:
+	@sed -n '3,5p' Makefile
+	@echo "  make test-fast  tests without the slow (minutes) ones"
+	@echo "  make lint       snakemake --lint"
+	@echo "  make dry-run    plan the paper-scale workflow (no network, no GPU)"
+	@echo "  make containers build containers/*.sif with Apptainer (needs network)"
+	@echo "  make clean-toy  remove results/toy"
+
+setup: $(STAMP)
+
+$(STAMP): envs/cpu-requirements.txt pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	# torch first, on its own: on this kind of machine the CPU build comes from local disk
+	$(VENV)/bin/python -m pip install torch==2.13.0
+	$(VENV)/bin/python -m pip install -r envs/cpu-requirements.txt
+	$(VENV)/bin/python -m pip install -e . --no-deps
+	touch $@
+
+toy: setup
+	snakemake --profile workflow/profiles/toy
+
+test: setup
+	python -m pytest -q
+
+test-fast: setup
+	python -m pytest -q -m "not slow"
+
+lint: setup
+	snakemake --lint
+
+dry-run: setup
+	snakemake -n
+
+# One image per environment; see README.md, "Containers".
+containers: containers/train.sif containers/generate.sif containers/analysis.sif
+
+containers/%.sif: containers/%.def envs/%.yaml containers/rock-launcher.sh
+	apptainer build --force $@ containers/$*.def
+
+clean-toy:
+	rm -rf results/toy

@@ -1,0 +1,144 @@
+"""``rock freeze report``: read every regime's log and evaluations, write Figure 5 and the tables.
+
+Reads (paths in :mod:`rock.paths`): each regime's training log (``freeze_run_dir/log.csv``), the
+per-problem table of every evaluated checkpoint (``freeze_eval(..., "per_problem.parquet")``,
+written by ``rock evaluate``), and the random regimes' ``control_match.json``. Writes
+``freeze/results/``: ``curves.csv`` (Pass@1 per regime, step, benchmark, with the 90-problem
+average), ``regimes.csv`` / ``regimes.md`` (the regime table), ``speedup.json`` (wall-clock and how
+a speedup could arise), ``control_match.csv`` (W_R vs W_S two-sample tests) and Figure 5 (PNG, PDF).
+The tables are also logged, so the rule's log shows them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pandas as pd
+
+from rock import paths
+from rock.atomic import atomic_path, write_json, write_text
+from rock.errors import DataError
+from rock.freeze.config import FreezeConfig
+from rock.freeze.control import MatchAccumulator, match_tests
+from rock.freeze.plan import planned_eval_steps
+from rock.freeze.report import (markdown_table, pass_at_1, plot_figure5, regime_table,
+                                speedup_summary)
+
+log = logging.getLogger(__name__)
+
+
+def read_evaluations(run_dir, regimes: list[str], steps: list[int], benchmarks) -> pd.DataFrame:
+    """One row per (regime, step, benchmark, run): problems solved and problems evaluated."""
+    rows = []
+    for regime in regimes:
+        for step in steps:
+            path = paths.freeze_eval(run_dir, regime, step, "per_problem.parquet")
+            try:
+                table = pd.read_parquet(path, columns=["task", "problem_id", "run", "correct"])
+            except FileNotFoundError as err:
+                raise DataError("evaluation table missing", file=str(path),
+                                fix="run the freeze_evaluate jobs (snakemake) first") from err
+            table = table[table["task"].isin(list(benchmarks))]
+            g = table.groupby(["task", "run"]).agg(correct=("correct", "sum"),
+                                                   n_problems=("problem_id", "nunique")).reset_index()
+            for r in g.itertuples(index=False):
+                rows.append({"regime": regime, "step": step, "benchmark": r.task, "run": int(r.run),
+                             "correct": int(r.correct), "n_problems": int(r.n_problems)})
+    return pd.DataFrame(rows)
+
+
+#: timing columns of the engine's per-step log (rock.distill.loop.LOG_COLUMNS)
+TIMING_COLUMNS = ("step", "generate_seconds", "train_seconds", "step_seconds", "wall_clock",
+                  "n_response_tokens")
+
+
+def read_engine_log(path) -> pd.DataFrame:
+    """The timing columns of an engine log. Rows may carry more fields than the header (columns
+    added after the header was written); only the header's leading columns are read."""
+    import csv
+
+    with open(path, newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        rows = [r[:len(header)] for r in reader if r]
+    df = pd.DataFrame(rows, columns=header)
+    missing = [c for c in TIMING_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"training log lacks columns {missing}", file=str(path))
+    return df[list(TIMING_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+
+
+def read_logs(run_dir, regimes: list[str]) -> pd.DataFrame:
+    """Per regime and step: the engine's timing joined with the hook's freeze counts."""
+    frames = []
+    for regime in regimes:
+        out = paths.freeze_run_dir(run_dir, regime)
+        try:
+            timing = read_engine_log(paths.train_log(out))
+            counts = pd.read_csv(paths.freeze_log(run_dir, regime))
+        except FileNotFoundError as err:
+            raise DataError(f"training log missing ({err.filename})", file=str(out),
+                            fix=f"run `rock freeze train --regime {regime}` first") from err
+        frames.append(timing.merge(counts, on="step", how="left").assign(regime=regime))
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_report(config: dict, fcfg: FreezeConfig, *, run_dir) -> dict:
+    names = fcfg.regime_names
+    steps = planned_eval_steps(config)
+    evals = read_evaluations(run_dir, names, steps, fcfg.benchmarks)
+    logs = read_logs(run_dir, names)
+    curves = pass_at_1(evals)
+    regimes = [{"name": r.name, "selection": r.selection, "lambda": r.lam} for r in fcfg.regimes]
+    table, target = regime_table(curves, logs, regimes, baseline=fcfg.baseline.name,
+                                 tta_fraction=fcfg.tta_fraction)
+    share = logs.groupby("regime")[["freeze_rock_occurrences", "freeze_rock_window_tokens",
+                                    "freeze_response_tokens"]].sum()
+    table["rock_token_share"] = table["regime"].map(
+        share["freeze_rock_occurrences"] / share["freeze_response_tokens"])
+    table["rock_window_share"] = table["regime"].map(
+        share["freeze_rock_window_tokens"] / share["freeze_response_tokens"])
+    speed = speedup_summary(table, baseline=fcfg.baseline.name, target=target)
+    speed["rock_token_share"] = {k: float(v) for k, v in table.set_index("regime")["rock_token_share"].items()}
+    speed["rock_window_share"] = {k: float(v) for k, v in table.set_index("regime")["rock_window_share"].items()}
+    speed["paper_rock_share_claims"] = {"sec_4_3_rock_tokens_of_output": 0.18,
+                                        "take_away_high_cost_tokens": 0.30}
+
+    matches = []
+    for r in fcfg.regimes:
+        if r.selection != "random":
+            continue
+        path = paths.freeze_control_match(run_dir, r.name)
+        try:
+            acc = MatchAccumulator.from_json(json.loads(path.read_text()))
+        except FileNotFoundError as err:
+            raise DataError("control histograms missing", file=str(path),
+                            fix=f"re-run `rock freeze train --regime {r.name}`") from err
+        matches.append(match_tests(acc).assign(regime=r.name))
+    match = pd.concat(matches, ignore_index=True) if matches else pd.DataFrame(
+        columns=["regime", "quantity"])
+    if len(match):
+        match = match[["regime"] + [c for c in match.columns if c != "regime"]]
+
+    out = lambda name: paths.freeze_result(run_dir, name)  # noqa: E731
+    for df, name in ((curves, "curves.csv"), (table, "regimes.csv"), (match, "control_match.csv")):
+        with atomic_path(out(name)) as tmp:
+            df.to_csv(tmp, index=False)
+    md = markdown_table(table, target)
+    write_text(out("regimes.md"), md)
+    write_json(out("speedup.json"), speed)
+    plot_figure5(curves, names, list(fcfg.benchmarks), out("figure5.png"), out("figure5.pdf"))
+
+    log.info("Pass@1 per regime and step (average over %s):\n%s", ", ".join(fcfg.benchmarks),
+             curves[curves["benchmark"] == "average"].pivot(index="step", columns="regime",
+                                                            values="pass1").to_string())
+    log.info("regime table:\n%s", md)
+    if len(match):
+        log.info("W_R vs W_S two-sample tests (window length, centre-token frequency bin, token "
+                 "log2-frequency of frozen positions):\n%s", match.to_string(index=False))
+    log.info("wall-clock: %s", {k: {m: v.get(m) for m in ("seconds_per_step", "throughput_speedup",
+                                                          "tta_speedup")}
+                                for k, v in speed["regimes"].items()})
+    log.info("how a speedup arises: %s", speed["mechanism"])
+    return {"curves": curves, "table": table, "match": match, "speedup": speed}

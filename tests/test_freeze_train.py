@@ -1,0 +1,149 @@
+"""Every freeze regime through the real stage-2 engine on a tiny random Qwen3 pair, then the report.
+
+One run per regime (2 optimizer steps, a checkpoint after each), sharing one module-scoped run
+directory: same start model, same seeds, so the first step's rollouts are identical in every regime
+and only the weights differ.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_distill_fixtures import CORPUS, tiny_pair  # noqa: E402,F401  (pytest fixture)
+
+from rock import paths  # noqa: E402
+from rock.freeze.config import from_section  # noqa: E402
+
+pytestmark = pytest.mark.slow  # ~30 s: four short stage-2 runs
+
+REGIMES = [
+    {"name": "baseline", "selection": "none", "lambda": 1.0},
+    {"name": "rock_freeze", "selection": "rock", "lambda": 0.0},
+    {"name": "random_window_freeze", "selection": "random", "lambda": 0.0},
+    {"name": "rock_soft_0p5", "selection": "rock", "lambda": 0.5},
+]
+
+
+def _config(tiny_pair, run_dir):
+    return {
+        "run_dir": str(run_dir), "seed": 0,
+        "models": {"teacher": str(tiny_pair["teacher"]), "student": str(tiny_pair["student"]),
+                   "enable_thinking": False, "teacher_system_prompts": [], "dtype": "float32"},
+        "data": {"stage2_slice": [0, 12]},
+        "stage2": {"global_batch": 4, "micro_batch": 2, "n_rollouts": 2, "max_new_tokens": 12,
+                   "max_prompt_len": 64, "rollout_backend": "hf", "lr": 1.0e-3, "device": "cpu",
+                   "gradient_checkpointing": False, "seed": 3},
+        "detection": {"downstream_mode": "context"},
+        "freeze": {"regimes": REGIMES, "window_radius": 1, "eval_every": 1, "max_steps": 2,
+                   "benchmarks": ["aime24", "hmmt25"]},
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_pair, tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    from rock.freeze.train import train_regime
+
+    run_dir = tmp_path_factory.mktemp("freeze_run")
+    (run_dir / "data").mkdir()
+    shutil.copy(tiny_pair["prompts"], paths.prompts(run_dir, 2))
+    shutil.copytree(tiny_pair["student"], paths.stage_model(run_dir, 1))
+    tok = AutoTokenizer.from_pretrained(tiny_pair["student"])
+    ids = [i for line in CORPUS for i in tok(line)["input_ids"]]
+    counts = np.bincount(ids, minlength=len(tok))
+    ranking = pd.DataFrame({"token_id": np.flatnonzero(counts), "freq": counts[counts > 0]})
+    # R: the five most frequent corpus tokens (digits, spaces, operators of the arithmetic lines)
+    rocks = ranking.sort_values("freq", ascending=False)["token_id"].head(5).tolist()
+    det = paths.detection_dir(run_dir, "context")
+    det.mkdir(parents=True)
+    ranking.to_parquet(det / "ranking.parquet")
+    (det / "rocks.json").write_text(json.dumps({"rocks": rocks, "window_radius": 2}))
+    config = _config(tiny_pair, run_dir)
+    fcfg = from_section(config["freeze"])
+    for r in fcfg.regimes:
+        train_regime(config, fcfg, r, run_dir=run_dir, source="test")
+    from rock.freeze.runreport import read_logs
+
+    logs = {r["name"]: read_logs(run_dir, [r["name"]]) for r in REGIMES}
+    return {"run_dir": run_dir, "config": config, "fcfg": fcfg, "logs": logs, "rocks": rocks}
+
+
+def test_each_regime_keeps_the_evaluated_checkpoints(trained):
+    for r in REGIMES:
+        out = paths.freeze_run_dir(trained["run_dir"], r["name"])
+        for step in (1, 2):
+            assert (paths.train_checkpoint(out, step) / "config.json").exists()
+        assert (paths.train_model(out) / "config.json").exists()
+        assert len(trained["logs"][r["name"]]) == 2
+
+
+def test_same_start_same_seeds_same_first_rollouts(trained):
+    """Step 1 samples from the same stage-1 model with the same seed in every regime, so its
+    rollouts (and what Rock-Freeze would freeze on them) are identical; only the weights differ."""
+    first = {n: lg.iloc[0] for n, lg in trained["logs"].items()}
+    for col in ("n_response_tokens", "freeze_rock_occurrences", "freeze_rock_window_tokens"):
+        assert len({int(f[col]) for f in first.values()}) == 1, col
+
+
+def test_logged_counts_per_regime(trained):
+    lg = trained["logs"]
+    b, rf, rnd, soft = (lg[n].iloc[0] for n in ("baseline", "rock_freeze", "random_window_freeze",
+                                                "rock_soft_0p5"))
+    assert b["freeze_frozen_tokens"] == 0
+    assert b["freeze_weight_sum"] == b["n_response_tokens"]
+    assert rf["freeze_rock_occurrences"] > 0
+    # Rock-Freeze freezes exactly rock tokens + windows (radius from config: 1, not detection's 2)
+    assert rf["freeze_frozen_tokens"] == rf["freeze_rock_window_tokens"]
+    assert rf["freeze_response_tokens"] == rf["n_response_tokens"]
+    assert rf["freeze_weight_sum"] == rf["n_response_tokens"] - rf["freeze_frozen_tokens"]
+    assert soft["freeze_weight_sum"] == pytest.approx(
+        soft["n_response_tokens"] - 0.5 * soft["freeze_frozen_tokens"])
+    assert rnd["freeze_target_windows"] == rnd["freeze_rock_windows"]
+    assert rnd["freeze_matched_windows"] + rnd["freeze_unmatched_windows"] == rnd["freeze_target_windows"]
+
+
+def test_random_regime_writes_its_match_histograms(trained):
+    path = paths.freeze_control_match(trained["run_dir"], "random_window_freeze")
+    obj = json.loads(path.read_text())
+    lg = trained["logs"]["random_window_freeze"]
+    assert sum(obj["target"]["length"].values()) == int(lg["freeze_target_windows"].sum())
+    assert sum(obj["control"]["length"].values()) == int(lg["freeze_matched_windows"].sum())
+    assert not list(path.parent.glob("freeze_steps.*"))  # merged and removed
+
+
+def test_report_from_logs_and_evaluation_tables(trained):
+    from rock.freeze.plan import planned_eval_steps
+    from rock.freeze.runreport import write_report
+
+    run_dir, config, fcfg = trained["run_dir"], trained["config"], trained["fcfg"]
+    steps = planned_eval_steps(config)
+    assert steps == [0, 1, 2]
+    rng = np.random.default_rng(0)
+    for r in REGIMES:
+        for step in steps:
+            rows = [{"model": r["name"], "task": t, "problem_id": f"{t}-{i}", "run": run, "seed": run,
+                     "suppression_set": "none", "correct": int(rng.random() < 0.3)}
+                    for t in ("aime24", "hmmt25") for i in range(30) for run in range(2)]
+            path = paths.freeze_eval(run_dir, r["name"], step, "per_problem.parquet")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(rows).to_parquet(path)
+    res = write_report(config, fcfg, run_dir=run_dir)
+    for name in paths.FREEZE_RESULTS:
+        assert paths.freeze_result(run_dir, name).exists(), name
+    table = res["table"].set_index("regime")
+    assert table.loc["baseline", "frozen_fraction"] == 0
+    assert 0 < table.loc["rock_freeze", "frozen_fraction"] < 1
+    # step 0 is the shared stage-1 evaluation: identical in every regime
+    c = res["curves"]
+    s0 = c[(c["step"] == 0) & (c["benchmark"] == "average")]["pass1"]
+    assert s0.nunique() == 1
+    assert set(res["match"]["quantity"]) >= {"window_length", "token_log2_freq"}

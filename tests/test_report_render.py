@@ -1,0 +1,145 @@
+"""The one-page report: HTML and markdown content, provenance, and a real headless browser
+(Debian's chromium) that loads the page, checks every figure decodes and every table renders, and
+keeps a screenshot."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from report_fake_run import make_fake_run
+from rock import paths
+from rock.cli import main as rock_main
+from rock.report import browser, provenance
+
+ROOT = Path(__file__).resolve().parents[1]
+CLAIMS = ROOT / "results" / "expected" / "paper" / "claims.csv"
+GOLDEN = ROOT / "results" / "expected" / "toy" / "golden.csv"
+CAPTIONS = ROOT / "workflow" / "report"
+TOY_RUN = ROOT / "results" / "toy"
+TOY_CONFIG = ROOT / "tests" / "config_toy" / "config.yaml"
+
+needs_chromium = pytest.mark.skipif(
+    browser.find_browser() is None,
+    reason="chromium is not installed (apt-get update && apt-get install -y chromium); "
+           "the headless-browser check of the report needs it")
+
+
+def build_report(run: Path, *, config: Path | None = None, expected=(CLAIMS,), link=False):
+    out = paths.report_dir(run)
+    check = out / "claims_check.csv"
+    cfg = ["--config", str(config)] if config else []
+    rc = rock_main(["report", "check", "--run-dir", str(run), "--out", str(check), "--no-fail",
+                    "--expected", *map(str, expected), *cfg])
+    assert rc == 0
+    html = out / "report.html"
+    args = ["report", "render", "--run-dir", str(run), "--check", str(check), "--out", str(html),
+            "--captions", str(CAPTIONS), *cfg] + (["--link-images"] if link else [])
+    assert rock_main(args) == 0
+    return html
+
+
+@pytest.fixture()
+def fake_run(tmp_path):
+    return make_fake_run(tmp_path / "run")
+
+
+def test_html_has_every_figure_table_and_claim(fake_run):
+    html_path = build_report(fake_run)
+    html = html_path.read_text()
+    for fig in ("figure2", "figure3", "figure4", "figure5", "figure6"):
+        assert re.search(rf"<img class='figure' id='{fig}'[^>]*src='data:image/png;base64,", html), fig
+    assert "figure2_official" in html and "not run" in html          # absent figure: no broken <img>
+    for table_id in ("table1", "table2", "table2-agreement", "check-claim", "versions", "wall-clock", "seeds"):
+        assert f'id="{table_id}"' in html
+    n_claims = len(pd.read_csv(CLAIMS))
+    assert html.count("<tr class=") >= n_claims                      # one row per claim
+    assert "0.071" in html and "190" in html                          # Table 1 and 2 paper values
+    assert "Panels follow the paper" in html                # caption from workflow/report
+    md = html_path.with_suffix(".md").read_text()
+    assert "## Table 1 (ours vs paper)" in md and "![Figure 3" in md
+    assert "| Frequency |" in md
+    prov = json.loads((html_path.parent / "provenance.json").read_text())
+    assert prov["versions"]["python"] and "summary" in prov["hardware"]
+
+
+def test_tables_show_ours_next_to_the_paper(fake_run):
+    html_path = build_report(fake_run)
+    md = html_path.with_suffix(".md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("| KL improvement |"))
+    # paper r, ours r, paper p, ours p on MATH-500 then IFEval
+    assert line.split("|")[2:10] == [" -0.062 ", " -0.062 ", " 0.386 ", " 0.386 ",
+                                     " 0.071 ", " 0.071 ", " 0.320 ", " 0.32 "]
+    (paths.knockout_result(fake_run, "table1.csv")).unlink()
+    md = build_report(fake_run).with_suffix(".md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("| KL improvement |"))
+    assert "not run" in line and "-0.062" in line
+
+
+def test_linked_images_are_relative(fake_run):
+    html = build_report(fake_run, link=True).read_text()
+    assert "src='../geometry/figure3.png'" in html and "base64" not in html
+
+
+def test_provenance_reads_benchmarks_seeds_and_config(fake_run, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("seed: 3\nknockout: {seed: 5}\n")
+    p = provenance.collect(fake_run, cfg, {"seed": 3, "knockout": {"seed": 5}})
+    assert {"stage": "toy_world", "source": "benchmarks/toy_world.tsv", "seconds": 301.5,
+            "max_rss_mb": 812.3} in p["wall_clock"]
+    assert any(r["stage"].startswith("world:timings") for r in p["wall_clock"])
+    assert {(s["key"], s["value"]) for s in p["seeds"]} >= {("seed", 3), ("knockout.seed", 5)}
+    assert p["config"]["sha256"] and p["logs"][0]["log"] == "logs/toy_world.log"
+
+
+def test_render_refuses_a_missing_check_table(fake_run, tmp_path):
+    rc = rock_main(["report", "render", "--run-dir", str(fake_run), "--check", str(tmp_path / "no.csv"),
+                    "--out", str(tmp_path / "r.html")])
+    assert rc == 2 and not (tmp_path / "r.html").exists()
+
+
+@needs_chromium
+def test_report_opens_in_headless_chromium(fake_run):
+    html_path = build_report(fake_run)
+    res = browser.selfcheck(browser.dump_dom(html_path))
+    imgs = {i["id"]: i for i in res["images"]}
+    assert set(imgs) == {"figure2", "figure3", "figure4", "figure5", "figure6"}
+    assert all(i["ok"] and i["width"] > 0 for i in imgs.values()), imgs
+    tables = {t["id"]: t for t in res["tables"]}
+    assert {"table1", "table2", "check-claim", "versions"} <= set(tables)
+    assert all(t["ok"] for t in tables.values()), tables
+    assert tables["table1"]["rows"] == 9 and tables["table2"]["rows"] == 2
+    assert tables["table2-agreement"]["rows"] == 4
+    png = browser.screenshot(html_path, html_path.with_suffix(".png"), height=2000)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+@needs_chromium
+def test_a_broken_image_is_caught_by_the_browser_check(fake_run):
+    html_path = build_report(fake_run, link=True)
+    paths.figure3(fake_run, "png").write_bytes(b"not a png")
+    res = browser.selfcheck(browser.dump_dom(html_path))
+    bad = [i["id"] for i in res["images"] if not i["ok"]]
+    assert bad == ["figure3"]
+
+
+@needs_chromium
+@pytest.mark.skipif(not (paths.world_dir(TOY_RUN) / "world.json").is_file(),
+                    reason="no toy run in results/toy (run the toy workflow first)")
+def test_toy_report_opens_in_headless_chromium(tmp_path):
+    """The real toy run's report: every figure it has decodes, every table renders; the
+    screenshot is kept with the run (results/toy/report/report.png)."""
+    run = tmp_path / "toy"
+    shutil.copytree(TOY_RUN, run, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "*.pt",
+                                                                  "checkpoints", "*.parquet"))
+    expected = [CLAIMS] + ([GOLDEN] if GOLDEN.is_file() else [])
+    html_path = build_report(run, config=TOY_CONFIG, expected=expected)
+    res = browser.selfcheck(browser.dump_dom(html_path))
+    assert all(i["ok"] for i in res["images"]), res["images"]
+    assert all(t["ok"] for t in res["tables"]), res["tables"]
+    keep = paths.report_file(TOY_RUN, "report.png")
+    browser.screenshot(html_path, keep)
+    assert keep.stat().st_size > 10_000

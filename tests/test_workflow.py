@@ -1,0 +1,351 @@
+"""The workflow frame: rules, environments, containers, lint, dry runs, config errors.
+
+Dry runs (`snakemake -n`) need no network, no GPU and no Apptainer: with `--sdm apptainer` they
+use the test-only stand-in tests/bin/apptainer, which answers `--version` and refuses everything
+else.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+RULES_DIR = REPO / "workflow" / "rules"
+PAPER_CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
+TOY_CONFIG_FILE = REPO / "tests" / "config_toy" / "config.yaml"
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+
+def snakemake(*args: str, path_prefix: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join(
+        ([str(path_prefix)] if path_prefix else []) + [str(Path(sys.executable).parent),
+                                                       env.get("PATH", "")])
+    return subprocess.run([*SNAKEMAKE, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run: rule -> number of jobs."""
+    table = output.split("Job stats:", 1)[1].split("Reasons:", 1)[0]
+    return {m.group(1): int(m.group(2))
+            for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M) if m.group(1) != "total"}
+
+
+def rule_blocks() -> dict[str, tuple[Path, str]]:
+    """rule name -> (file, text of its block) for every rule in workflow/rules/*.smk."""
+    blocks = {}
+    for smk in sorted(RULES_DIR.glob("*.smk")):
+        lines = smk.read_text().splitlines()
+        for i, line in enumerate(lines):
+            m = re.match(r"^(\s*)rule (\w+):\s*$", line)
+            if not m:
+                continue
+            indent, body = len(m.group(1)), []
+            for nxt in lines[i + 1:]:
+                if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= indent:
+                    break
+                body.append(nxt)
+            blocks[m.group(2)] = (smk, "\n".join(body))
+    return blocks
+
+
+RULES = rule_blocks()
+ENVS = {p.stem: yaml.safe_load(p.read_text()) for p in sorted((REPO / "envs").glob("*.yaml"))}
+DEFS = {p.stem: p.read_text() for p in sorted((REPO / "containers").glob("*.def"))}
+
+
+def pip_pins(env: dict) -> dict[str, str]:
+    """Package name (normalised, extras dropped) -> exact version of an env file's pip section."""
+    pins = {}
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):
+            for line in dep["pip"]:
+                if line.startswith("--"):
+                    continue
+                m = re.fullmatch(r"([A-Za-z0-9_.-]+)(\[[^\]]+\])?==([^\s]+)", line)
+                assert m, f"pip entry not pinned exactly: {line!r}"
+                pins[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = m.group(3)
+    return pins
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", re.split(r"[\[<>=!~; ]", name, maxsplit=1)[0]).lower()
+
+
+# ------------------------------------------------------------------------------------------------
+# rules: log, env, container, threads, resources, thin shell
+# ------------------------------------------------------------------------------------------------
+
+def test_rules_found():
+    assert {"toy_world", "data_prompts", "data_benchmark"} <= set(RULES)
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_every_rule_declares_log_env_container_threads_resources(rule):
+    smk, body = RULES[rule]
+    assert re.search(r"^\s+log:", body, re.M), f"{rule}: no log:"
+    env = re.search(r"^\s+conda:\s*\n\s+\"([^\"]+)\"", body, re.M)
+    assert env, f"{rule}: no conda: env file"
+    env_file = (smk.parent / env.group(1)).resolve()
+    assert env_file.exists(), f"{rule}: env file {env_file} missing"
+    container = re.search(r'^\s+container:\s*\n\s+lookup\(dpath="containers/(\w+)", within=config\)',
+                          body, re.M)
+    assert container, f"{rule}: container: must be lookup(dpath=\"containers/<key>\", ...)"
+    key = container.group(1)
+    assert key in PAPER_CONFIG["containers"], f"{rule}: no container key {key!r} in config.yaml"
+    assert env_file.stem == key, f"{rule}: runs in container {key!r} but env {env_file.name}"
+    assert re.search(r"^\s+threads:", body, re.M), f"{rule}: no threads:"
+    resources = body.split("resources:", 1)[1] if "resources:" in body else ""
+    for name in ("gpu", "mem_mb", "runtime"):
+        assert re.search(rf"^\s+{name}=", resources, re.M), f"{rule}: no resources {name}="
+    shell = body.split("shell:", 1)[1] if "shell:" in body else ""
+    # `rock <stage>`, or {params.launcher} <stage> where the launcher is `rock` or
+    # `torchrun ... -m rock.cli` for multi-GPU jobs (common.smk)
+    assert re.search(r'"\s*(rock|\{params\.launcher\}) \w+', shell), \
+        f"{rule}: the shell must call `rock <stage>`"
+    assert "> {log} 2>&1" in shell, f"{rule}: the shell must send its output to {{log}}"
+
+
+def test_every_rule_resource_group_is_in_both_configs():
+    toy = yaml.safe_load(TOY_CONFIG_FILE.read_text())
+    for rule, (_, body) in RULES.items():
+        for group in set(re.findall(r'dpath="resources/(\w+)/', body)):
+            assert group in PAPER_CONFIG["resources"], f"{rule}: resources.{group} not in config.yaml"
+            assert group in toy["resources"], f"{rule}: resources.{group} not in the toy config"
+            assert toy["resources"][group]["gpu"] == 0, f"toy resources.{group}.gpu must be 0"
+
+
+# ------------------------------------------------------------------------------------------------
+# environments and container definitions agree
+# ------------------------------------------------------------------------------------------------
+
+def test_one_env_and_one_definition_per_container_key():
+    keys = set(PAPER_CONFIG["containers"])
+    assert keys == {"train", "generate", "analysis"}
+    assert set(ENVS) == keys
+    assert set(DEFS) == keys
+
+
+@pytest.mark.parametrize("name", sorted(ENVS))
+def test_env_file_is_exactly_pinned(name):
+    env = ENVS[name]
+    assert env["channels"] == ["conda-forge", "nodefaults"]
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    for dep in conda:
+        assert re.fullmatch(r"[\w.-]+=\d+(\.\d+)+", dep), f"{name}: conda pin not exact: {dep}"
+    assert any(d.startswith("python=3.11.") for d in conda)
+    pins = pip_pins(env)  # asserts every entry is name==version
+    assert pins["torch"].startswith("2.14.0")
+
+
+def test_envs_pin_every_package_dependency():
+    """Every import-level dependency of the rock package is pinned in every image."""
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for name, env in ENVS.items():
+        pins = pip_pins(env)
+        missing = [d for d in deps if normalise(d) not in pins]
+        assert not missing, f"envs/{name}.yaml does not pin {missing}"
+
+
+def test_shared_pins_agree_across_images():
+    pins = {name: pip_pins(env) for name, env in ENVS.items()}
+    shared = set.intersection(*(set(p) for p in pins.values()))
+    for package in shared:
+        versions = {p[package].split("+")[0] for p in pins.values()}
+        assert len(versions) == 1, f"{package}: different versions across images {versions}"
+
+
+def test_generate_image_versions():
+    pins = pip_pins(ENVS["generate"])
+    assert pins["vllm"] == "0.33.0"
+    assert pins["torch"] == "2.14.0"
+    assert pins["lm-eval"] == "0.4.13"
+    major, minor = (int(x) for x in pins["transformers"].split(".")[:2])
+    assert (major, minor) < (5, 21), "vLLM 0.33.0 needs transformers < 5.21"
+    assert "math-verify" in pins
+    assert "vllm" not in pip_pins(ENVS["train"]) and "vllm" not in pip_pins(ENVS["analysis"])
+    assert pip_pins(ENVS["analysis"])["torch"] == "2.14.0+cpu"
+
+
+#: where the images knowingly differ from the CPU environment that CI tests, and why
+CPU_ENV_DEVIATIONS = {
+    "torch": "images: 2.14.0 (CUDA build; vLLM 0.33.0 pins it); CPU env: 2.13.0 CPU build",
+    "transformers": "vLLM 0.33.0 needs < 5.21; the CPU env has 5.23.0",
+}
+
+
+def test_images_match_cpu_env_except_documented_deviations():
+    cpu = {}
+    for line in (REPO / "envs" / "cpu-requirements.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            cpu[normalise(name)] = version
+    for name, env in ENVS.items():
+        for package, version in pip_pins(env).items():
+            if package in CPU_ENV_DEVIATIONS or package not in cpu:
+                continue
+            assert cpu[package] == version, \
+                f"envs/{name}.yaml pins {package}=={version}, the tested CPU env {cpu[package]}"
+
+
+@pytest.mark.parametrize("name", sorted(DEFS))
+def test_definition_installs_exactly_its_env_file(name):
+    text = DEFS[name]
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert re.search(rf"^\s+envs/{name}\.yaml /opt/rock/env\.yaml$", code, re.M), \
+        f"containers/{name}.def must copy envs/{name}.yaml into the image"
+    assert re.search(r"micromamba create -y -p /opt/rock/env -f /opt/rock/env\.yaml", code)
+    # nothing installed beside the env file: no pip/conda installs, no version pins in the def
+    assert "pip install" not in code and "micromamba install" not in code
+    assert "==" not in code
+    assert "containers/rock-launcher.sh /usr/local/bin/rock" in code
+    assert "export PATH=/opt/rock/env/bin:$PATH" in code
+    for image in re.findall(r"^From:\s*(\S+)", code, re.M):
+        assert ":" in image and not image.endswith(":latest"), f"unpinned base image {image}"
+
+
+def test_generate_definition_stores_punkt_tab():
+    code = DEFS["generate"]
+    assert "python -m nltk.downloader -d /opt/nltk_data punkt_tab" in code
+    assert "export NLTK_DATA=/opt/nltk_data" in code
+
+
+def test_gpu_images_build_on_the_cuda_of_torch():
+    """PyPI's torch 2.14.0 wheel is built for CUDA 13.0 (nvidia-cuda-runtime 13.0.x)."""
+    for name in ("train", "generate"):
+        assert "From: nvidia/cuda:13.0." in DEFS[name]
+
+
+def test_launcher_runs_the_checkout(tmp_path):
+    launcher = REPO / "containers" / "rock-launcher.sh"
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.pop("ROCK_SRC", None)
+    ok = subprocess.run(["sh", str(launcher), "--help"], cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=60)
+    assert ok.returncode == 0 and "stages:" in ok.stdout
+    bad = subprocess.run(["sh", str(launcher), "--help"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "no rock/ package" in bad.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# snakemake: lint, dry runs, containers
+# ------------------------------------------------------------------------------------------------
+
+def test_lint_passes():
+    result = snakemake("--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_paper_dry_run_plans_data_stage_from_the_hub():
+    result = snakemake("-n", "-p")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    counts = job_counts(out)
+    assert counts["data_prompts"] == 1
+    assert counts["data_benchmark"] == len(PAPER_CONFIG["data"]["benchmarks"]) == 5
+    assert "toy_world" not in counts  # paper models and data come from the hub
+    assert "--hub open-thoughts/OpenThoughts3-1.2M --split train --streaming" in out
+    assert "--stage1 0 20000 --stage2 20000 30000" in out
+    assert "--hub Maxwell-Jia/AIME_2024 --split train --out results/paper/data/aime24.jsonl" in out
+
+
+def test_toy_profile_uses_only_the_toy_config():
+    result = snakemake("-n", "-p", "-F", "--profile", "workflow/profiles/toy")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    counts = job_counts(out)
+    assert counts["toy_world"] == 1 and counts["data_prompts"] == 1
+    assert "rock toy build --config tests/config_toy/config.yaml" in out
+    assert "--jsonl results/toy/world/raw/aime24.jsonl --out results/toy/data/aime24.jsonl" in out
+    assert "--hub" not in out and "results/paper" not in out
+
+
+def test_apptainer_dry_run_references_the_containers():
+    stand_in = REPO / "tests" / "bin"
+    refused = subprocess.run([str(stand_in / "apptainer"), "exec", "x.sif", "true"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "test stand-in" in refused.stderr
+    result = snakemake("-n", "--sdm", "apptainer", path_prefix=stand_in)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    pulled = set(re.findall(r"Singularity image (\S+) will be pulled", out))
+    planned = set(job_counts(out)) - {"all"}
+    expected = {PAPER_CONFIG["containers"][re.search(r'dpath="containers/(\w+)"',
+                                                     RULES[rule][1]).group(1)]
+                for rule in planned}
+    assert pulled == expected
+    assert PAPER_CONFIG["containers"]["analysis"] in pulled  # the data stage
+
+
+# ------------------------------------------------------------------------------------------------
+# broken configs stop the dry run with a message naming the key
+# ------------------------------------------------------------------------------------------------
+
+def broken_toy(tmp_path: Path, edit) -> Path:
+    cfg = yaml.safe_load(TOY_CONFIG_FILE.read_text())
+    edit(cfg)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def _set(path, value):
+    def edit(cfg):
+        node = cfg
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    return edit
+
+
+def _delete(path):
+    def edit(cfg):
+        node = cfg
+        for key in path[:-1]:
+            node = node[key]
+        del node[path[-1]]
+    return edit
+
+
+def test_broken_toy_config_stops_the_dry_run(tmp_path):
+    """One file with four schema problems: all four are reported, each naming its key."""
+    def edit(cfg):
+        _set(("stage2", "lr"), "abc")(cfg)             # wrong type
+        _set(("stage2", "lrr"), 1.0)(cfg)              # unknown key
+        _set(("models", "teacher"), None)(cfg)         # missing value
+        # present in config.yaml: with snakemake's merge it would leak in and hide the omission
+        _delete(("stage2", "n_checkpoints"))(cfg)      # missing key
+
+    result = snakemake("-n", "--configfile", str(broken_toy(tmp_path, edit)))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "ConfigError" in out and "Job stats" not in out
+    source = str(tmp_path / "config.yaml")
+    for message in ("stage2.lr: 'abc' is not of type 'number'",
+                    "unknown key 'stage2.lrr' (allowed: ",
+                    "models.teacher: no value given (expected string)",
+                    "missing required key 'stage2.n_checkpoints'"):
+        assert f"{source}: {message}" in out, out
+
+
+def test_missing_toy_model_stops_the_dry_run(tmp_path):
+    path = broken_toy(tmp_path, _set(("models", "student"), "results/toy/elsewhere/student"))
+    result = snakemake("-n", "--configfile", str(path))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and "Job stats" not in out
+    assert ("models.student: local model directory 'results/toy/elsewhere/student' does not "
+            "exist and is not built by rule toy_world") in out, out

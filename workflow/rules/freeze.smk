@@ -1,0 +1,104 @@
+# Freeze training [4.2-4.3, 5.2] (rock freeze): every regime of freeze.regimes (baseline OPD,
+# Rock-Freeze, the matched random window freeze, soft lambdas) is one stage-2 run from the stage-1
+# model with the same seeds, only the token weights of Eq. 19 differing; its kept checkpoints (one
+# per evaluated step, rock.freeze.plan) are scored on AIME24/AIME25/HMMT25 by `rock evaluate`, one
+# job per (regime, step), the stage-1 model once for step 0; the report draws Figure 5 and writes
+# the regime table, the wall-clock comparison and the W_R vs W_S two-sample tests. The regime list
+# is data: one freeze_train job per name ({fz_regime}), no rule per regime. Checkpoints are temp():
+# deleted once evaluated (paper scale: 50 x 8 GB per regime). Targets in common.smk.
+
+
+rule freeze_train:
+    input:
+        student=paths.stage_model(RUN_DIR, 1),
+        prompts=paths.prompts(RUN_DIR, 2),
+        rocks=freeze_detection("rocks.json"),
+        ranking=freeze_detection("ranking.parquet"),
+        teacher=model_input("teacher"),
+    output:
+        model=directory(paths.train_model(paths.freeze_run_dir(RUN_DIR, "{fz_regime}"))),
+        checkpoints=[temp(directory(freeze_checkpoint("{fz_regime}", s))) for s in FREEZE_STEPS if s],
+        log_csv=paths.train_log(paths.freeze_run_dir(RUN_DIR, "{fz_regime}")),
+        summary=paths.train_summary(paths.freeze_run_dir(RUN_DIR, "{fz_regime}")),
+        counts=paths.freeze_log(RUN_DIR, "{fz_regime}"),
+        control=paths.freeze_control_match(RUN_DIR, "{fz_regime}"),
+    params:
+        config_file=CONFIG_FILE,
+        launcher=distill_launcher("freeze_train"),
+        settings={k: config[k] for k in ("freeze", "stage2", "models")},
+    log:
+        paths.log_file(RUN_DIR, "freeze_train", "{fz_regime}"),
+    conda:
+        "../../envs/generate.yaml"  # as stage2: vLLM rollouts at paper scale
+    container:
+        lookup(dpath="containers/generate", within=config)
+    threads: lookup(dpath="resources/freeze_train/threads", within=config)
+    resources:
+        gpu=lookup(dpath="resources/freeze_train/gpu", within=config),
+        mem_mb=lookup(dpath="resources/freeze_train/mem_mb", within=config),
+        runtime=lookup(dpath="resources/freeze_train/runtime", within=config),
+    shell:
+        "{params.launcher} freeze train --config {params.config_file} --regime {wildcards.fz_regime}"
+        " --threads {threads}"
+        " > {log} 2>&1"
+
+
+rule freeze_evaluate:
+    input:
+        model=freeze_eval_model,
+        data=freeze_benchmark_input,
+    output:
+        table=paths.freeze_eval_path(RUN_DIR, "{fz_model}", "{fz_step}", "per_problem.parquet"),
+        summary=paths.freeze_eval_path(RUN_DIR, "{fz_model}", "{fz_step}", "summary.json"),
+    params:
+        config_file=CONFIG_FILE,
+        benchmarks=" ".join(f"--benchmark {b}" for b in config["freeze"]["benchmarks"]),
+        settings=lookup(dpath="evaluation", within=config),
+    log:
+        paths.log_file(RUN_DIR, "freeze_evaluate", "{fz_model}/step_{fz_step}"),
+    conda:
+        "../../envs/generate.yaml"
+    container:
+        lookup(dpath="containers/generate", within=config)
+    threads: lookup(dpath="resources/freeze_evaluate/threads", within=config)
+    resources:
+        gpu=lookup(dpath="resources/freeze_evaluate/gpu", within=config),
+        mem_mb=lookup(dpath="resources/freeze_evaluate/mem_mb", within=config),
+        runtime=lookup(dpath="resources/freeze_evaluate/runtime", within=config),
+    shell:
+        "rock evaluate --config {params.config_file} --model {input.model:q}"
+        " --model-name {wildcards.fz_model}_step{wildcards.fz_step} {params.benchmarks}"
+        " --threads {threads} --table {output.table} --summary {output.summary}"
+        " > {log} 2>&1"
+
+
+rule freeze_report:
+    input:
+        evals=freeze_eval_tables(),
+        logs=freeze_run_files("log"),
+        counts=freeze_run_files("counts"),
+        control=freeze_control_files(),
+    output:
+        figure5=report(paths.freeze_result(RUN_DIR, "figure5.png"),
+                       caption="../report/figure5.rst", category="Freeze training"),
+        figure5_pdf=paths.freeze_result(RUN_DIR, "figure5.pdf"),
+        regimes=report(paths.freeze_result(RUN_DIR, "regimes.csv"),
+                       caption="../report/freeze_regimes.rst", category="Freeze training"),
+        other=[paths.freeze_result(RUN_DIR, n) for n in paths.FREEZE_RESULTS
+               if n not in ("figure5.png", "figure5.pdf", "regimes.csv")],
+    params:
+        config_file=CONFIG_FILE,
+        settings={k: config["freeze"][k] for k in ("regimes", "benchmarks", "tta_fraction")},
+    log:
+        paths.log_file(RUN_DIR, "freeze_report"),
+    conda:
+        "../../envs/analysis.yaml"
+    container:
+        lookup(dpath="containers/analysis", within=config)
+    threads: lookup(dpath="resources/freeze_report/threads", within=config)
+    resources:
+        gpu=lookup(dpath="resources/freeze_report/gpu", within=config),
+        mem_mb=lookup(dpath="resources/freeze_report/mem_mb", within=config),
+        runtime=lookup(dpath="resources/freeze_report/runtime", within=config),
+    shell:
+        "rock freeze report --config {params.config_file} > {log} 2>&1"

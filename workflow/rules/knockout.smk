@@ -1,0 +1,125 @@
+# Inference-time knockout [3.2, D.2-D.4] (rock knockout): screening pool and plan -> one decoding
+# job per shard (each loads the post-OPD student once and decodes its suppression sets on MATH-500
+# and IFEval, writing its own per-problem parquet atomically) -> gather -> statistics, Figures 4
+# and 6, Tables 1 and 2. A finished shard is never redone; a failed one is re-run alone
+# (snakemake re-runs only missing outputs). Which config keys each step depends on is in its
+# `settings` param, so e.g. a new n_resamples re-runs the statistics, not the GPU jobs.
+
+
+rule knockout_pool:
+    input:
+        candidates=knockout_detection("ranking.parquet"),
+        windows=knockout_detection("windows.parquet"),
+        tokens=paths.token_stats(RUN_DIR, "post"),
+        tokens_pre=paths.token_stats(RUN_DIR, "pre"),
+    output:
+        pool=paths.knockout_pool(RUN_DIR),
+        plan=paths.knockout_plan(RUN_DIR),
+    params:
+        config_file=CONFIG_FILE,
+        settings=knockout_settings("k_screen", "k_core", "tasks", "levels", "window_members",
+                                   "window_min_share", "n_runs", "seed", "n_shards"),
+    log:
+        paths.log_file(RUN_DIR, "knockout_pool"),
+    conda:
+        "../../envs/analysis.yaml"
+    container:
+        lookup(dpath="containers/analysis", within=config)
+    threads: lookup(dpath="resources/knockout_analysis/threads", within=config)
+    resources:
+        gpu=lookup(dpath="resources/knockout_analysis/gpu", within=config),
+        mem_mb=lookup(dpath="resources/knockout_analysis/mem_mb", within=config),
+        runtime=lookup(dpath="resources/knockout_analysis/runtime", within=config),
+    shell:
+        "rock knockout pool --config {params.config_file}"
+        " --candidates {input.candidates} --windows {input.windows}"
+        " --tokens {input.tokens} --tokens-pre {input.tokens_pre}"
+        " --pool-out {output.pool} --plan-out {output.plan}"
+        " > {log} 2>&1"
+
+
+rule knockout_shard:
+    input:
+        plan=rules.knockout_pool.output.plan,
+        model=knockout_model(),
+        benchmarks=[paths.benchmark(RUN_DIR, t) for t in config["knockout"]["tasks"]],
+    output:
+        paths.knockout_shard(RUN_DIR, "{ko_shard}"),
+    params:
+        config_file=CONFIG_FILE,
+        settings=knockout_settings("temperature", "top_p", "max_gen_toks", "limit"),
+        evaluation=lookup(dpath="evaluation", within=config),
+    log:
+        paths.log_file(RUN_DIR, "knockout_shard", "{ko_shard}"),
+    conda:
+        "../../envs/generate.yaml"
+    container:
+        lookup(dpath="containers/generate", within=config)
+    threads: lookup(dpath="resources/knockout_shard/threads", within=config)
+    resources:
+        gpu=lookup(dpath="resources/knockout_shard/gpu", within=config),
+        mem_mb=lookup(dpath="resources/knockout_shard/mem_mb", within=config),
+        runtime=lookup(dpath="resources/knockout_shard/runtime", within=config),
+    shell:
+        "rock knockout shard --config {params.config_file} --plan {input.plan}"
+        " --shard {wildcards.ko_shard} --model {input.model} --benchmark-files {input.benchmarks}"
+        " --threads {threads} --out {output}"
+        " > {log} 2>&1"
+
+
+rule knockout_gather:
+    input:
+        plan=rules.knockout_pool.output.plan,
+        shards=expand(paths.knockout_shard(RUN_DIR, "{ko_shard}"), ko_shard=knockout_shards()),
+    output:
+        paths.knockout_per_problem(RUN_DIR),
+    log:
+        paths.log_file(RUN_DIR, "knockout_gather"),
+    conda:
+        "../../envs/analysis.yaml"
+    container:
+        lookup(dpath="containers/analysis", within=config)
+    threads: lookup(dpath="resources/knockout_analysis/threads", within=config)
+    resources:
+        gpu=lookup(dpath="resources/knockout_analysis/gpu", within=config),
+        mem_mb=lookup(dpath="resources/knockout_analysis/mem_mb", within=config),
+        runtime=lookup(dpath="resources/knockout_analysis/runtime", within=config),
+    shell:
+        "rock knockout gather --plan {input.plan} --shards {input.shards} --out {output}"
+        " > {log} 2>&1"
+
+
+rule knockout_analyze:
+    input:
+        pool=rules.knockout_pool.output.pool,
+        plan=rules.knockout_pool.output.plan,
+        per_problem=rules.knockout_gather.output[0],
+    output:
+        [paths.knockout_result(RUN_DIR, name) for name in paths.KNOCKOUT_RESULTS
+         if not name.startswith("figure")],
+        figure4=report(paths.knockout_result(RUN_DIR, "figure4.png"),
+                       caption="../report/knockout_figure4.rst", category="Knockout"),
+        figure6=report(paths.knockout_result(RUN_DIR, "figure6.png"),
+                       caption="../report/knockout_figure6.rst", category="Knockout"),
+        figure4_pdf=paths.knockout_result(RUN_DIR, "figure4.pdf"),
+        figure6_pdf=paths.knockout_result(RUN_DIR, "figure6.pdf"),
+    params:
+        config_file=CONFIG_FILE,
+        out_dir=lambda wildcards, output: Path(output.figure4).parent,
+        settings=knockout_settings("epsilon", "alpha", "n_resamples", "bootstrap_seed", "fdr_q",
+                                   "k_core", "tasks"),
+    log:
+        paths.log_file(RUN_DIR, "knockout_analyze"),
+    conda:
+        "../../envs/analysis.yaml"
+    container:
+        lookup(dpath="containers/analysis", within=config)
+    threads: lookup(dpath="resources/knockout_analysis/threads", within=config)
+    resources:
+        gpu=lookup(dpath="resources/knockout_analysis/gpu", within=config),
+        mem_mb=lookup(dpath="resources/knockout_analysis/mem_mb", within=config),
+        runtime=lookup(dpath="resources/knockout_analysis/runtime", within=config),
+    shell:
+        "rock knockout analyze --config {params.config_file} --pool {input.pool}"
+        " --plan {input.plan} --per-problem {input.per_problem} --out-dir {params.out_dir}"
+        " > {log} 2>&1"
