@@ -52,11 +52,13 @@ def naive_reverse_kl(s, t, mask):
     return (kl * mask).sum() / mask.sum()
 
 
-def naive_stats(s, t):
+def naive_stats(s, t, y):
+    """The same six per-position statistics as rock.distill.losses.token_statistics."""
     ls = torch.log_softmax(s, -1, dtype=torch.float32)
     lt = torch.log_softmax(t, -1, dtype=torch.float32)
     ps, pt = ls.exp(), lt.exp()
-    return (ps * (ls - lt)).sum(-1), -(ps * ls).sum(-1), -(pt * lt).sum(-1)
+    lps, lpt = ls.gather(-1, y[:, None])[:, 0], lt.gather(-1, y[:, None])[:, 0]
+    return (ps * (ls - lt)).sum(-1), -(ps * ls).sum(-1), -(pt * lt).sum(-1), lps, lpt, lps - lpt
 
 
 def worker(args) -> dict:
@@ -80,7 +82,7 @@ def worker(args) -> dict:
                 loss.backward()
                 return float(loss)
             with torch.no_grad():
-                return float(naive_stats(x, t)[0].mean())
+                return float(naive_stats(x, t, y)[0].mean())
         x = s.detach().requires_grad_(args.mode == "train")
         if args.mode == "train":
             loss, _ = distill_loss(x, t, y, mask, spec)

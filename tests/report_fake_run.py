@@ -62,7 +62,8 @@ def make_fake_run(root: Path, *, figures: bool = True) -> Path:
     w.parent.mkdir(parents=True, exist_ok=True)
     w.write_text(json.dumps({"seed": 0, "teacher": {"accuracy": 0.89, "n_params": 831000},
                              "student": {"accuracy": 0.19, "n_params": 120000},
-                             "timings": {"teacher_s": 120.5}, "build_seconds": 300.2}))
+                             "timings": {"teacher_s": 120.5}, "build_seconds": 300.2,
+                             "config": {"lr": 0.004}}))
     # detection (context mode and official mode)
     for mode in paths.DETECTION_MODES:
         d = paths.detection_dir(root, mode)
@@ -117,8 +118,11 @@ def make_fake_run(root: Path, *, figures: bool = True) -> Path:
         "combined": {"sign_negative": 10, "sign_positive": 0, "sign_p": 0.001953125,
                      "core_negative": 6, "core_positive": 0, "core_sign_p": 0.03125}}))
     # freeze (rock.freeze.report regime table)
-    f = root / "freeze"
+    f = paths.freeze_result(root, "x").parent
     f.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([{"quantity": "window_length", "n_rock": 500, "n_control": 500, "ks_D": 0.02, "ks_p": 0.9},
+                  {"quantity": "token_log2_freq", "n_rock": 900, "n_control": 900, "ks_D": 0.04, "ks_p": 0.5}]
+                 ).to_csv(f / "control_match.csv", index=False)
     pd.DataFrame([
         {"regime": "baseline", "selection": "none", "lambda": 1.0, "final_average": 0.30,
          "frozen_fraction": 0.0, "throughput_speedup": 1.0, "tta_speedup": 1.0},
@@ -143,6 +147,6 @@ def make_fake_run(root: Path, *, figures: bool = True) -> Path:
         write_png(paths.figure2(root, "context", "png"), "C3")
         write_png(paths.figure3(root, "png"), "C1")
         write_png(paths.knockout_result(root, "figure4.png"), "C2")
-        write_png(root / "freeze" / "figure5.png", "C4")
+        write_png(paths.freeze_result(root, "figure5.png"), "C4")
         write_png(paths.knockout_result(root, "figure6.png"), "C5")
     return root

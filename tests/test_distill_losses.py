@@ -56,8 +56,10 @@ def test_chunked_equals_float64_reference(divergence, kd_ratio, temperature, nor
     s, t, y, m, w = _inputs()
     spec = LossSpec(divergence, kd_ratio=kd_ratio, temperature=temperature, chunk_size=chunk)
     x = s.clone().requires_grad_(True)
+    t_before = t.clone()
     loss, _ = distill_loss(x, t, y, m, spec, weights=w, normalization=normalization)
     loss.backward()
+    assert torch.equal(x.detach(), s) and torch.equal(t, t_before)   # inputs untouched
     xr = s.double().clone().requires_grad_(True)
     ref = naive_loss_reference(xr, t, y, m, spec, weights=w, normalization=normalization)
     ref.backward()

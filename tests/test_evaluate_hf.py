@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,6 +17,8 @@ from rock.evaluate.config import EvaluationConfig
 from rock.evaluate.models import RockHFLM, make_lm
 from rock.evaluate.runner import Evaluator, summarise
 from rock.evaluate.tiny import build_tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ROWS = [{"id": f"p{i}", "problem": f"What is $({a}+{b})*{c}$?", "answer": str((a + b) * c)}
         for i, (a, b, c) in enumerate([(1, 2, 3), (4, 5, 2), (2, 2, 5), (7, 1, 3), (3, 6, 4), (9, 9, 2)])]
@@ -147,9 +150,10 @@ def test_cli_loads_model_and_tasks_once(world, tmp_path, monkeypatch):
     monkeypatch.setattr(lm_eval.tasks.TaskManager, "__init__", counting("taskmanager", lm_eval.tasks.TaskManager.__init__))
     monkeypatch.setattr(lm_eval.evaluator, "evaluate", counting("evaluate", lm_eval.evaluator.evaluate))
     root, model = world
-    cfg = {"run_dir": str(root), "seed": 0, "models": {"enable_thinking": False},
-           "evaluation": {"backend": "hf", "dataset_source": "local", "n_runs": 2, "temperature": 1.0, "top_p": 1.0,
-                          "max_gen_toks": 8, "batch_size": 6, "device": "cpu", "dtype": "float32"}}
+    cfg = yaml.safe_load((ROOT / "tests" / "config_toy" / "config.yaml").read_text())
+    cfg["run_dir"] = str(root)
+    cfg["evaluation"].update({"backend": "hf", "dataset_source": "local", "n_runs": 2, "temperature": 1.0,
+                              "top_p": 1.0, "max_gen_toks": 8, "batch_size": 6, "prompt_format": "question_answer"})
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     (tmp_path / "sets.json").write_text(json.dumps({"none": [], "a": [5], "b": [5, 6]}))
     rc = main(["evaluate", "--config", str(tmp_path / "c.yaml"), "--model", str(model), "--model-name", "tiny",

@@ -136,7 +136,7 @@ def test_check_statuses_agree_disagree_not_run_recorded(run, tmp_path):
         ["X4", "App. C", "config.stage2.lr", "2e-6", "eq", "", "paper", ""],
         ["X5", "D.4", "knockout.sign_test.combined.p", "0.00195;0.00098", "info", "", "any", ""],
     ])
-    (run / "freeze" / "regimes.csv").unlink()
+    paths.freeze_result(run, "regimes.csv").unlink()
     table = chk.run_check(load_table(p), ctx(run), "toy")
     st = dict(zip(table["id"], table["status"]))
     assert st == {"X1": "agrees", "X2": "disagrees", "X3": "not run", "X4": "not run",
@@ -218,6 +218,7 @@ def test_golden_records_registry_metrics_and_world_leaves(run, tmp_path):
     assert str(rows["json:world/world.json#teacher.accuracy"].band) == "abs_tol:0.05"
     assert str(rows["json:world/world.json#student.n_params"].band) == "eq"
     assert not any("timings" in m or "build_seconds" in m for m in rows)   # volatile: never golden
+    assert "json:world/world.json#config.lr" not in rows                   # echoed input: not a result
     assert "json:detect/context/info.json#median_density" not in rows      # covered by the registry
     assert rows["detect.median_rock_density"].expected == "0.185"
     assert str(rows["knockout.sign_test.combined.p"].band) == "p_below:0.05"

@@ -143,3 +143,19 @@ def test_toy_report_opens_in_headless_chromium(tmp_path):
     keep = paths.report_file(TOY_RUN, "report.png")
     browser.screenshot(html_path, keep)
     assert keep.stat().st_size > 10_000
+
+
+def test_toy_regressions_are_shown_at_the_top(fake_run, tmp_path):
+    from rock.report import golden
+    from rock.report.extract import Context
+
+    gold = tmp_path / "golden.csv"
+    golden.record(Context(run_dir=fake_run), gold, provenance={})
+    summary = json.loads((fake_run / "geometry" / "summary.json").read_text())
+    summary["median_cos"]["rock"] = 0.5
+    (fake_run / "geometry" / "summary.json").write_text(json.dumps(summary))
+    html = build_report(fake_run, expected=(CLAIMS, gold)).read_text()
+    assert "1 toy regression(s)" in html and "geometry.median_cos.rock" in html
+    assert 'id="check-golden"' in html
+    md = (paths.report_dir(fake_run) / "report.md").read_text()
+    assert "**1 toy regression(s)**" in md and "### Toy golden numbers" in md

@@ -270,38 +270,38 @@ def _count_dense(batch: _Batch, dense: np.ndarray, spec: ContextSpec) -> np.ndar
     return counts
 
 
-def _choose_heavy(x: sp.csr_matrix, labels: np.ndarray, size: np.ndarray, max_patterns: int):
-    """Pick the number h of most-present columns handled as "heavy" patterns (speed only).
+def _heavy_patterns(x: sp.csr_matrix, labels: np.ndarray, size: np.ndarray, max_patterns: int):
+    """Choose the "heavy" columns and group rows into patterns (module docstring; speed only).
 
-    Cost model: ``n_patterns(h)^2`` pattern pairs plus ``PAIR_COST * sum_{light c} presence_c^2``
-    sparse pair entries; h ranges over 0, 1, 2, 4, ... while ``n_patterns <= max_patterns``.
+    Columns are taken in order of decreasing presence. Pattern ids are refined one column at a
+    time (exact integer ids, no hashing). The number h of heavy columns minimises
+    ``n_patterns(h)^2 + SPARSE_PAIR_COST * sum_{light c} presence_c^2`` subject to
+    ``n_patterns <= max_patterns``. Returns ``(heavy_cols, light_cols, pattern_id_per_row)``.
     """
-    presence = np.diff(x.tocsc().indptr)
+    xc = x.tocsc()
+    presence = np.diff(xc.indptr)
     order = np.argsort(-presence, kind="stable")
-    tail = np.concatenate([np.cumsum((presence[order] ** 2)[::-1].astype(np.float64))[::-1], [0.0]])
-    best = None
-    h = 0
-    while True:
-        cols = order[:h]
-        key = np.concatenate([labels[:, None].astype(np.float64), size[:, None],
-                              x[:, cols].toarray().astype(np.float64)], axis=1)
-        n_pat = len(np.unique(key, axis=0))
-        if n_pat > max_patterns and best is not None:
+    tail = np.concatenate([np.cumsum((presence[order].astype(np.float64) ** 2)[::-1])[::-1], [0.0]])
+    _, ids = np.unique(np.stack([labels.astype(np.float64), size], axis=1), axis=0, return_inverse=True)
+    ids = ids.ravel().astype(np.int64)
+    best_cost, best_h, best_ids = float(ids.max() + 1) ** 2 + SPARSE_PAIR_COST * tail[0], 0, ids
+    for h in range(1, len(order) + 1):
+        col = xc[:, int(order[h - 1])].toarray().ravel().astype(np.int64)
+        _, ids = np.unique(ids * (int(col.max()) + 1) + col, return_inverse=True)
+        n_pat = int(ids.max()) + 1
+        if n_pat > max_patterns or float(n_pat) ** 2 >= best_cost:
             break
-        cost = float(n_pat) ** 2 + SPARSE_PAIR_COST * tail[min(h, len(order))]
-        if best is None or cost < best[0]:
-            best = (cost, h)
-        if h >= len(order) or tail[min(h, len(order))] == 0:
-            break
-        h = 1 if h == 0 else 2 * h
-    return order[:best[1]], order[best[1]:]
+        cost = float(n_pat) ** 2 + SPARSE_PAIR_COST * tail[h]
+        if cost < best_cost:
+            best_cost, best_h, best_ids = cost, h, ids
+    return order[:best_h], order[best_h:], best_ids
 
 
 def _count_sparse(batch: _Batch, keys_unique: np.ndarray, spec: ContextSpec) -> np.ndarray:
     """Exact counts for the sparse (bag/positional) representations via heavy patterns.
 
-    ``gram(r, k) = heavy(r) . heavy(k) + light(r) . light(k)``. Rows with equal (type, heavy part,
-    size) form a pattern; pairs of patterns are compared on the heavy part alone (a small dense
+    ``gram(r, k) = heavy(r) . heavy(k) + light(r) . light(k)``. Rows with equal (type, size, heavy
+    part) form a pattern; pairs of patterns are compared on the heavy part alone (a small dense
     matrix), which is exact for every pair of rows sharing no light column. The pairs that do share
     a light column come from a sparse product and replace their heavy-only verdict with the exact
     one. Exact for any split; the split only decides the speed.
@@ -310,47 +310,48 @@ def _count_sparse(batch: _Batch, keys_unique: np.ndarray, spec: ContextSpec) -> 
     u = len(labels)
     gamma = spec.gamma - SIM_TOLERANCE
     x, size = _sparse_from_keys(keys_unique, spec)
-    heavy, light = _choose_heavy(x, labels, size, spec.max_patterns)
-    xh = x[:, heavy].toarray()
-    key = np.concatenate([labels[:, None].astype(np.float64), size[:, None], xh.astype(np.float64)], axis=1)
-    _, first, pat = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    pat = pat.ravel()
-    n_pat = len(first)
-    p_label, p_size, p_xh = labels[first], size[first], xh[first].astype(np.float32)
+    heavy, light, pat = _heavy_patterns(x, labels, size, spec.max_patterns)
+    n_pat = int(pat.max()) + 1
+    first = np.zeros(n_pat, dtype=np.int64)
+    first[pat[::-1]] = np.arange(u)[::-1]
+    p_label, p_size = labels[first], size[first]
+    p_xh = x[first][:, heavy].toarray().astype(np.float64)
     p_mult = np.bincount(pat, weights=batch.mult, minlength=n_pat)
-    # heavy-only verdicts between patterns (patterns are sorted by label: blocks by type range)
-    gpat = p_xh @ p_xh.T if len(heavy) else np.zeros((n_pat, n_pat), np.float32)
+    gpat = p_xh @ p_xh.T                                     # exact small integers (float64)
+    # heavy-only verdicts between patterns of the same type
+    order = np.lexsort((np.arange(n_pat), p_label))          # patterns sorted by type
+    lo_row, hi_row = _type_ranges(p_label[order])
     p_hits = np.zeros(n_pat)
-    lo_row, hi_row = _type_ranges(p_label)
     for a, b, lo, hi in _row_blocks(lo_row, hi_row, spec.block_elements):
-        s = _sim_values(gpat[a:b, lo:hi], p_size[a:b, None], p_size[None, lo:hi], spec.similarity)
-        hit = s >= gamma
-        if p_label[a] != p_label[b - 1]:
-            hit &= p_label[a:b, None] == p_label[None, lo:hi]
-        p_hits[a:b] = hit @ p_mult[lo:hi]
-    counts = p_hits[pat].astype(np.float64)
+        ra, rb = order[a:b], order[lo:hi]
+        hit = _sim_values(gpat[np.ix_(ra, rb)], p_size[ra, None], p_size[None, rb], spec.similarity) >= gamma
+        if p_label[ra[0]] != p_label[ra[-1]]:
+            hit &= p_label[ra, None] == p_label[None, rb]
+        p_hits[ra] = hit @ p_mult[rb]
+    counts = p_hits[pat]
     # exact verdicts for pairs sharing a light column
     if len(light):
         xl = x[:, light].tocsr()
         xlt = xl.T.tocsr()
         presence = np.diff(xlt.indptr).astype(np.float64)
-        work = np.asarray(xl @ presence).ravel() if xl.nnz else np.zeros(u)
-        bounds = np.searchsorted(np.cumsum(work), np.arange(1, int(work.sum() // spec.block_elements) + 2)
-                                 * spec.block_elements)
-        edges = np.unique(np.concatenate([[0], np.minimum(bounds + 1, u), [u]]))
+        work = np.cumsum(np.asarray(xl @ presence).ravel())
+        n_blocks = int(work[-1] // spec.block_elements) + 1 if u else 0
+        edges = np.unique(np.concatenate([[0], np.searchsorted(work, np.arange(1, n_blocks) * spec.block_elements), [u]]))
         for a, b in zip(edges[:-1], edges[1:]):
             q = (xl[a:b] @ xlt).tocoo()
-            r, k = q.row + a, q.col
+            r, k = q.row.astype(np.int64) + a, q.col.astype(np.int64)
             same = labels[r] == labels[k]
-            r, k, qd = r[same], k[same], q.data[same]
+            r, k, qd = r[same], k[same], q.data[same].astype(np.float64)
             hd = gpat[pat[r], pat[k]]
-            full = _sim_values(hd + qd, size[r], size[k], spec.similarity) >= gamma
-            only = _sim_values(hd, size[r], size[k], spec.similarity) >= gamma
-            delta = (full.astype(np.float64) - only) * batch.mult[k]
-            counts += np.bincount(r, weights=delta, minlength=u)
-    # counts include the row's own pattern mates and the row itself: s(r, r) = 1 unless empty
-    self_sim = np.where(size > 0, 1.0, 0.0)
-    counts -= self_sim >= gamma
+            sa, sb = size[r], size[k]
+            full = _sim_values(hd + qd, sa, sb, spec.similarity) >= gamma
+            only = _sim_values(hd, sa, sb, spec.similarity) >= gamma
+            change = full != only
+            if change.any():
+                sign = np.where(full[change], 1.0, -1.0)
+                counts += np.bincount(r[change], weights=sign * batch.mult[k[change]], minlength=u)
+    # counts include the row itself: s(r, r) = 1 unless the window is empty (then 0)
+    counts -= np.where(size > 0, 1.0, 0.0) >= gamma
     return counts
 
 

@@ -50,10 +50,11 @@ log = logging.getLogger(__name__)
 DIVERGENCES = ("forward_kl", "reverse_kl")
 #: loss normalisations (module docstring)
 NORMALIZATIONS = ("token_mean", "weight_mean")
-#: default fp32 elements per chunk (32M elements = 128 MiB per temporary); chunk_size = this // vocab.
-#: ASSUMED: the paper gives no number; this keeps the handful of fp32 temporaries of one chunk under
-#: ~1 GiB at V = 151,936 (220 positions per chunk) while a toy vocabulary needs a single chunk.
-CHUNK_ELEMENTS = 2**25
+#: default fp32 elements per chunk (8M elements = 32 MiB per temporary); chunk_size = this // vocab.
+#: ASSUMED: the paper gives no number; at V = 151,936 this is 55 positions per chunk and ~200 MiB
+#: of fp32 temporaries, small next to the [positions x vocab] gradient in the logits' dtype that the
+#: loss must return anyway, while a toy vocabulary (~1k) needs one chunk per 8k positions.
+CHUNK_ELEMENTS = 2**23
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,8 @@ def _divergence_chunk(s: torch.Tensor, t: torch.Tensor, divergence: str, tempera
     reverse KL: ``sum_v p_s (log p_s - log p_t)``; d/dz_s = p_s (A - KL) / T with A = log p_s - log p_t.
     forward KL: ``sum_v p_t (log p_t - log p_s)``; d/dz_s = (p_s - p_t) / T.
     """
-    ls = torch.log_softmax(s.float() / temperature, dim=-1)
-    lt = torch.log_softmax(t.float() / temperature, dim=-1)
+    ls = _log_softmax(s, temperature)
+    lt = _log_softmax(t, temperature)
     if divergence == "reverse_kl":
         ps = ls.exp()
         diff = ls.sub_(lt)                     # A = log p_s - log p_t (reuses ls's storage)
@@ -118,9 +119,16 @@ def _divergence_chunk(s: torch.Tensor, t: torch.Tensor, divergence: str, tempera
     return value, grad
 
 
+def _log_softmax(x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """fp32 ``log_softmax(x / T)`` of one chunk without an extra scaled copy when ``T == 1``."""
+    if temperature == 1.0:
+        return torch.log_softmax(x, dim=-1, dtype=torch.float32)
+    return torch.log_softmax(x.to(torch.float32, copy=True).div_(temperature), dim=-1)
+
+
 def _ce_chunk(s: torch.Tensor, targets: torch.Tensor, with_grad: bool):
     """Cross-entropy ``-log p_s(target)`` per row; d/dz_s = p_s - onehot(target)."""
-    ls = torch.log_softmax(s.float(), dim=-1)
+    ls = _log_softmax(s, 1.0)
     value = -ls.gather(-1, targets[:, None]).squeeze(-1)
     if not with_grad:
         return value, None
@@ -294,8 +302,8 @@ def token_statistics(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     rows = chunk_rows(vocab, chunk_size)
     for a in range(0, n, rows):
         b = min(n, a + rows)
-        ls = torch.log_softmax(s[a:b].float() / temperature, dim=-1)
-        lt = torch.log_softmax(t[a:b].float() / temperature, dim=-1)
+        ls = _log_softmax(s[a:b], temperature)
+        lt = _log_softmax(t[a:b], temperature)
         ps, pt = ls.exp(), lt.exp()
         out["reverse_kl"][a:b] = (ps * (ls - lt)).sum(-1)
         out["student_entropy"][a:b] = -(ps * ls).sum(-1)

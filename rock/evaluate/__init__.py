@@ -70,22 +70,16 @@ def load_suppression_sets(path: str | None) -> dict[str, list[int]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
     from rock import paths
     from rock.atomic import atomic_path, write_json
+    from rock.config import load_config
     from rock.errors import ConfigError
     from rock.evaluate.benchmarks import build_tasks
     from rock.evaluate.config import check_benchmarks, from_section
     from rock.evaluate.models import make_lm
     from rock.evaluate.runner import Evaluator, provenance, summarise
 
-    try:
-        config = yaml.safe_load(Path(args.config).read_text()) or {}
-    except FileNotFoundError as err:
-        raise ConfigError(f"{args.config}: config file not found") from err
-    if "evaluation" not in config:
-        raise ConfigError(f"{args.config}: no 'evaluation' section (fix: copy it from config.yaml)")
+    config = load_config(args.config)  # schema-validated: names file and key path on error
     cfg = from_section(config["evaluation"], seed=config.get("seed"),
                        enable_thinking=(config.get("models") or {}).get("enable_thinking"),
                        backend=args.backend, prompt_format=args.prompt_format,

@@ -11,6 +11,10 @@ to those kwargs, so vLLM validates them in its own constructor:
   this class registers with ``LLM(logits_processors=[...])`` (vLLM has no per-request
   ``logits_processors`` field, GPU-NOTES.md section 2), or ``logit_bias`` = -inf with int keys.
 
+Bit-identical reruns additionally need ``VLLM_BATCH_INVARIANT=1`` or ``VLLM_ENABLE_V1_MULTIPROCESSING=0``
+on the same hardware and version (vLLM docs/usage/reproducibility.md, GPU-NOTES.md section 5); the
+per-request seeds make runs distinct and repeatable up to batch-dependent numerics.
+
 Everything here is exercised on CPU by tests/test_evaluate_vllm.py with a stand-in ``vllm`` module.
 """
 

@@ -71,8 +71,8 @@ ARTIFACTS: dict[str, tuple[str, ...]] = {
     "cross_task": (_p(paths.knockout_result(_R, "table2_agreement.csv")),
                    "knockout/**/*agreement*.csv"),
     # freeze training (rock.freeze.report): the regime table and the speedup summary
-    "freeze_regimes": ("freeze/regimes.csv", "freeze/regime_table.csv", "freeze/*regime*.csv",
-                       "freeze/**/*regime*.csv"),
+    "freeze_regimes": (_p(paths.freeze_result(_R, "regimes.csv")), "freeze/**/regimes.csv"),
+    "freeze_control_match": (_p(paths.freeze_result(_R, "control_match.csv")),),
 }
 #: figure files (PNG for the page, PDF next to them), looked up the same way
 FIGURES: dict[str, tuple[str, ...]] = {
@@ -80,7 +80,7 @@ FIGURES: dict[str, tuple[str, ...]] = {
     "figure2_official": (_p(paths.figure2(_R, "official", "png")),),
     "figure3": (_p(paths.figure3(_R, "png")), "geometry/**/figure3*.png"),
     "figure4": (_p(paths.knockout_result(_R, "figure4.png")), "knockout/**/figure4*.png"),
-    "figure5": ("freeze/figure5.png", "freeze/**/figure5*.png"),
+    "figure5": (_p(paths.freeze_result(_R, "figure5.png")), "freeze/**/figure5*.png"),
     "figure6": (_p(paths.knockout_result(_R, "figure6.png")), "knockout/**/figure6*.png"),
 }
 
@@ -441,7 +441,8 @@ def _comparison(mode: str):
 
 _add("detect.median_rock_density", "detect/context/info.json#median_density",
      json_value("detect_context_info", "median_density"),
-     "median per-sequence share of tokens whose type is a Rock Token (type level) [Fig. 2b]")
+     "median per-sequence share of tokens whose type is a Rock Token (type level) [Fig. 2b]",
+     source=("detect_context_info", "median_density"))
 _add("detect.median_rock_occ_density", "detect/context/density.csv[median density_occ]",
      csv_table("detect_context_density", lambda d: d["density_occ"].astype(float).median(),
                "median density_occ"),
@@ -612,22 +613,27 @@ def _regime(selection: str, column: str):
 
 
 for _sel, _name in (("none", "baseline"), ("rock", "rock_freeze"), ("random", "random_freeze")):
-    _add(f"freeze.final_acc.{_name}", f"freeze regime table[{_sel}, final_average]",
+    _add(f"freeze.final_acc.{_name}", f"freeze/results/regimes.csv[{_sel}, final_average]",
          csv_table("freeze_regimes", _regime(_sel, "final_average"), f"{_sel}, final_average"),
          f"final AIME/HMMT average Pass@1, {_name} [4.3, Fig. 5]")
-_add("freeze.speedup_throughput", "freeze regime table[rock, throughput_speedup]",
+_add("freeze.speedup_throughput", "freeze/results/regimes.csv[rock, throughput_speedup]",
      csv_table("freeze_regimes", _regime("rock", "throughput_speedup"), "rock, throughput_speedup"),
      "baseline / Rock-Freeze seconds per step [4.3, take-away, 7]")
-_add("freeze.speedup_tta", "freeze regime table[rock, tta_speedup]",
+_add("freeze.speedup_tta", "freeze/results/regimes.csv[rock, tta_speedup]",
      csv_table("freeze_regimes", _regime("rock", "tta_speedup"), "rock, tta_speedup"),
      "baseline / Rock-Freeze time to reach the target accuracy [4.3, take-away, 7]")
-_add("freeze.frozen_token_share", "freeze regime table[rock, frozen_fraction]",
+_add("freeze.frozen_token_share", "freeze/results/regimes.csv[rock, frozen_fraction]",
      csv_table("freeze_regimes", _regime("rock", "frozen_fraction"), "rock, frozen_fraction"),
      "share of response tokens frozen by Rock-Freeze [4.3]")
-_add("freeze.acc_delta.rock_freeze_minus_baseline", "freeze regime table[final_average]",
+for _q in ("window_length", "token_log2_freq"):
+    _add(f"freeze.control_match_ks_d.{_q}", f"freeze/results/control_match.csv[{_q}, ks_D]",
+         csv_table("freeze_control_match",
+                   lambda d, q=_q: float(d.loc[d["quantity"] == q, "ks_D"].iloc[0]), f"{_q}, ks_D"),
+         f"KS distance of W_R vs the random windows W_S in {_q} (matched control) [4.2]")
+_add("freeze.acc_delta.rock_freeze_minus_baseline", "freeze/results/regimes.csv[final_average]",
      derived(lambda r, b: r - b, "freeze.final_acc.rock_freeze", "freeze.final_acc.baseline",
              what="Rock-Freeze - baseline"), "accuracy cost of Rock-Freeze [4.3, 7]")
-_add("freeze.acc_delta.random_minus_rock_freeze", "freeze regime table[final_average]",
+_add("freeze.acc_delta.random_minus_rock_freeze", "freeze/results/regimes.csv[final_average]",
      derived(lambda x, r: x - r, "freeze.final_acc.random_freeze", "freeze.final_acc.rock_freeze",
              what="random - Rock-Freeze"), "random freeze vs Rock-Freeze [4.3]")
 

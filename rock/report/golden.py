@@ -7,7 +7,8 @@ toy run produced, so that a later run that moves a number outside its band fails
    resolves on the run;
 2. every numeric leaf of the JSON summaries under the run (:data:`GOLDEN_SOURCES`: the toy world's
    ``world.json``, stage summaries, evaluation summaries), as generic ``json:<relpath>#<key>``
-   metrics, except volatile fields (timings, paths, versions, dates: :data:`VOLATILE`).
+   metrics, except volatile fields (timings, paths, versions, dates: :data:`VOLATILE`) and echoed
+   inputs (config, provenance: :data:`NON_RESULT`).
 
 Existing rows are kept as they are (their value, band and note may have been tuned by hand);
 new metrics are appended. ``--update`` re-records the values of existing rows too (after an
@@ -38,6 +39,9 @@ VOLATILE = re.compile(r"(^|[._])(time|times|timing|timings|seconds|secs|wall|wal
                       r"elapsed|date|started|finished|host|hostname|path|dir|version|versions|"
                       r"commit|git|hash|sha256|pid|threads|device|tokens_per_s|throughput)"
                       r"($|[._])|_s$|_sec$|_seconds$|per_s$")
+#: subtrees that echo inputs (config, provenance, arguments) rather than results: never golden
+NON_RESULT = re.compile(r"^(provenance|config|configs|settings|args|arguments|environment|env)(\.|$)"
+                        r"|\.(provenance|config|configs|settings)\.")
 #: accuracies, pass rates: a toy regression is a move of more than this (absolute); the toy
 #: evaluates ~100 problems, so one problem is 0.01 and sampling noise about 0.04 (DESIGN.md)
 ACC_TOL = 0.05
@@ -109,7 +113,8 @@ def collect(ctx: Context) -> list[dict]:
                 log.warning("%s: unreadable, skipped (%s)", f, err)
                 continue
             for key, value in numeric_leaves(obj):
-                if VOLATILE.search(key.lower()) or (relpath, key) in covered:
+                if VOLATILE.search(key.lower()) or NON_RESULT.search(key.lower()) \
+                        or (relpath, key) in covered:
                     continue
                 rows.append({"metric": f"json:{relpath}#{key}", "value": value,
                              "artifact": f"{relpath}#{key}", "note": ""})

@@ -35,6 +35,7 @@ PACKAGES = ("rock", "torch", "transformers", "tokenizers", "lm_eval", "vllm", "s
             "numpy", "pandas", "scipy", "pyarrow", "matplotlib", "math-verify", "datasets",
             "accelerate")
 _TIMING_KEY = re.compile(r"(wall|seconds|elapsed|duration|_s$|_sec$|time_s)", re.I)
+_RATE_KEY = re.compile(r"(per_s|per_sec|per_second|_per_)", re.I)  # rates, not durations
 _SEED_KEY = re.compile(r"(^|[._])seeds?$", re.I)
 
 
@@ -174,8 +175,9 @@ def wall_clock(run_dir: Path) -> list[dict]:
             continue
         stage = str(f.relative_to(run_dir).parent)
         for key, v in _walk(obj):
-            if _TIMING_KEY.search(key.split(".")[-1]) and isinstance(v, (int, float)) \
-                    and not isinstance(v, bool):
+            leaf = key.split(".")[-1]
+            if _TIMING_KEY.search(leaf) and not _RATE_KEY.search(leaf) \
+                    and isinstance(v, (int, float)) and not isinstance(v, bool):
                 rows.append({"stage": f"{stage}:{key}", "source": str(f.relative_to(run_dir)),
                              "seconds": float(v), "max_rss_mb": None})
     return rows

@@ -1,0 +1,41 @@
+"""workflow/rules/evaluate.smk plans {model} x {benchmark} jobs at both scales (dry runs)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rock import paths
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake not installed")
+
+
+def _dry_run(targets: list[str], config: str | None = None) -> str:
+    cmd = ["snakemake", "-n", "-p", *targets]
+    if config:
+        cmd += ["--configfile", config]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("config,run_dir,model_ref", [
+    (None, "results/paper", "Qwen/Qwen3-30B-A3B-Instruct-2507"),
+    ("tests/config_toy/config.yaml", "results/toy", "results/toy/world/teacher"),
+])
+def test_teacher_and_student_on_every_benchmark(config, run_dir, model_ref):
+    targets = [str(paths.eval_file(run_dir, m, b, "summary.json"))
+               for m in ("teacher", "student") for b in paths.BENCHMARKS]
+    out = _dry_run(targets, config)
+    assert re.search(r"^evaluate\s+10$", out, re.M), out[-2000:]
+    cmds = [line for line in out.splitlines() if line.startswith("Shell command: rock evaluate")]
+    assert len(cmds) == 10
+    teacher_aime = next(c for c in cmds if "--model-name teacher --benchmark aime24" in c)
+    assert f"--model {model_ref} " in teacher_aime
+    assert f"--table {run_dir}/eval/teacher/aime24/per_problem.parquet" in teacher_aime
+    assert f"> {run_dir}/logs/evaluate/teacher/aime24.log 2>&1" in teacher_aime
