@@ -51,6 +51,15 @@ def world_raw(run_dir: str | Path, name: str) -> Path:
     return world_dir(run_dir) / "raw" / f"{name}.jsonl"
 
 
+def world_tokenizer(run_dir: str | Path) -> Path:
+    return world_dir(run_dir) / "tokenizer"
+
+
+def world_info(run_dir: str | Path) -> Path:
+    """``world.json``: seed, sizes, parameter counts, timings, toy MATH-500 accuracies."""
+    return world_dir(run_dir) / "world.json"
+
+
 def prompts(run_dir: str | Path, stage: int) -> Path:
     return Path(run_dir) / "data" / f"prompts_stage{stage}.jsonl"
 

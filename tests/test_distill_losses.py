@@ -207,3 +207,28 @@ def test_shared_vocab_truncates_padding_rows_and_rejects_different_tokenizers():
         shared_vocab(a, _Tok({"a": 0, "b": 2, "c": 1}), 8, 8)
     with pytest.raises(ModelError, match="smaller than the tokenizer"):
         shared_vocab(a, _Tok({"a": 0, "b": 1, "c": 2}), 8, 2)
+
+
+def test_second_backward_is_refused_not_silently_wrong():
+    s, t, y, m, _ = _inputs(n=4, v=7)
+    x = s.clone().requires_grad_(True)
+    loss, _ = distill_loss(x, t, y, m, LossSpec())
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward called twice"):
+        loss.backward()
+
+
+def test_per_token_losses_accept_weights_computed_after_the_forward():
+    """token_losses returns a differentiable per-row loss, so weights that depend on it (a
+    high-loss anchor) can be applied afterwards; the gradient equals the weighted reference."""
+    from rock.distill.losses import token_losses
+
+    s, t, y, m, _ = _inputs(n=9, v=13)
+    x = s.clone().requires_grad_(True)
+    per, kd, _ = token_losses(x, t, y, LossSpec(chunk_size=2))
+    w = (kd > kd.median()).float()          # weights chosen from the loss values themselves
+    (per * w).sum().backward()
+    xr = s.double().clone().requires_grad_(True)
+    ref = naive_loss_reference(xr, t, y, torch.ones(9), LossSpec(), weights=w) * 9  # token_mean / 9
+    ref.backward()
+    assert (x.grad.double() - xr.grad).abs().max().item() < 1e-6

@@ -86,3 +86,12 @@ def test_lm_eval_ifeval_scoring_on_toy_rows(tmp_path):
     assert res["prompt_level_strict_acc"] is True and res["inst_level_strict_acc"] == [True, True]
     res = task.process_results(d2, ["Not Lowercase bye"])
     assert res["prompt_level_strict_acc"] is False and res["inst_level_strict_acc"] == [False, True]
+
+
+def test_toy_world_instructions_need_no_punkt():
+    """Contract with the toy world: its IFEval rows are scorable offline (rock.toy.instructions)."""
+    toy = pytest.importorskip("rock.toy.instructions")
+    from lm_eval.tasks.ifeval import instructions_registry
+
+    assert set(toy.INSTRUCTION_IDS) <= set(instructions_registry.INSTRUCTION_DICT)
+    assert not set(toy.INSTRUCTION_IDS) & ifeval.PUNKT_INSTRUCTIONS

@@ -58,6 +58,8 @@ SIMILARITIES = ("cosine", "jaccard")
 SIM_TOLERANCE = 1e-6
 #: cost of one sparse pair entry relative to one dense pattern pair (measured order of magnitude)
 SPARSE_PAIR_COST = 20.0
+#: at most this many heavy columns are tried (speed only)
+MAX_HEAVY = 64
 
 
 @dataclass(frozen=True)
@@ -276,7 +278,7 @@ def _heavy_patterns(x: sp.csr_matrix, labels: np.ndarray, size: np.ndarray, max_
     Columns are taken in order of decreasing presence. Pattern ids are refined one column at a
     time (exact integer ids, no hashing). The number h of heavy columns minimises
     ``n_patterns(h)^2 + SPARSE_PAIR_COST * sum_{light c} presence_c^2`` subject to
-    ``n_patterns <= max_patterns``. Returns ``(heavy_cols, light_cols, pattern_id_per_row)``.
+    ``n_patterns <= max_patterns`` and ``h <= MAX_HEAVY``. Returns ``(heavy_cols, light_cols, pattern_id_per_row)``.
     """
     xc = x.tocsc()
     presence = np.diff(xc.indptr)
@@ -285,7 +287,9 @@ def _heavy_patterns(x: sp.csr_matrix, labels: np.ndarray, size: np.ndarray, max_
     _, ids = np.unique(np.stack([labels.astype(np.float64), size], axis=1), axis=0, return_inverse=True)
     ids = ids.ravel().astype(np.int64)
     best_cost, best_h, best_ids = float(ids.max() + 1) ** 2 + SPARSE_PAIR_COST * tail[0], 0, ids
-    for h in range(1, len(order) + 1):
+    for h in range(1, min(len(order), MAX_HEAVY) + 1):
+        if presence[order[h - 1]] < 2:  # a column in one window pairs with nothing
+            break
         col = xc[:, int(order[h - 1])].toarray().ravel().astype(np.int64)
         _, ids = np.unique(ids * (int(col.max()) + 1) + col, return_inverse=True)
         n_pat = int(ids.max()) + 1

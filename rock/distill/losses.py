@@ -152,12 +152,14 @@ class _ChunkedTokenLoss(torch.autograd.Function):
         n = student.shape[0]
         kd = torch.zeros(n, dtype=torch.float32, device=student.device)
         ce = torch.zeros(n, dtype=torch.float32, device=student.device)
-        grad = torch.zeros_like(student) if need_grad else None
+        grad = torch.empty_like(student) if need_grad else None
         use_kd, use_ce = kd_ratio > 0 and teacher is not None, kd_ratio < 1
         with torch.no_grad():
             for a in range(0, n, rows):
                 b = min(n, a + rows)
                 if not bool(active[a:b].any()):
+                    if need_grad:
+                        grad[a:b].zero_()
                     continue
                 g = None
                 if use_kd:
@@ -176,24 +178,22 @@ class _ChunkedTokenLoss(torch.autograd.Function):
             kd.mul_(act)
             ce.mul_(act)
             per_row = kd * kd_ratio + ce * (1.0 - kd_ratio)
-        ctx.save_for_backward(grad)
-        ctx.consumed = False
+        # kept as an attribute, not with save_for_backward: backward hands the buffer over (scaled in
+        # place) and drops this reference, so autograd can keep it as the gradient without a copy
+        ctx.grad_buffer = grad
         ctx.mark_non_differentiable(kd, ce)
         return per_row, kd, ce
 
     @staticmethod
     def backward(ctx, grad_rows, _gkd, _gce):
-        (grad,) = ctx.saved_tensors
-        if grad is None or grad_rows is None:
-            return (None,) * 8
-        scale = grad_rows.to(grad.dtype)[:, None]
-        # scale in place the first time (saves one [N, V] buffer); a second backward
-        # (retain_graph=True) must not see a scaled buffer
-        grad = grad.mul_(scale) if not ctx.consumed else None
-        if grad is None:
+        if not hasattr(ctx, "grad_buffer"):
             raise RuntimeError("chunked distillation loss: backward called twice; "
                                "recompute the loss instead of retain_graph=True")
-        ctx.consumed = True
+        grad = ctx.grad_buffer
+        del ctx.grad_buffer
+        if grad is None or grad_rows is None:
+            return (None,) * 8
+        grad.mul_(grad_rows.to(grad.dtype)[:, None])
         return grad, None, None, None, None, None, None, None
 
 

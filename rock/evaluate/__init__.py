@@ -102,9 +102,9 @@ def run(args: argparse.Namespace) -> int:
                           generation_kwargs=cfg.generation_kwargs())
     lm = make_lm(cfg, args.model)
     table = Evaluator(lm, taskset, cfg, model_name=args.model_name).run(sets)
-    summary = {"pass_at_1": summarise(table),
-               "provenance": provenance(cfg, taskset, model=args.model, model_name=args.model_name,
-                                        suppression_sets=sets, data_files={k: str(v) for k, v in data_files.items()})}
+    prov = provenance(cfg, taskset, model=args.model, model_name=args.model_name, suppression_sets=sets,
+                      data_files={k: str(v) for k, v in data_files.items()})
+    summary = {"pass_at_1": summarise(table), "provenance": prov}
     with atomic_path(args.table) as tmp:
         table.to_parquet(tmp, index=False)
     write_json(args.summary, summary)

@@ -14,7 +14,8 @@ reloading anything:
   0.33.0): per-request ``SamplingParams(seed=...)`` (lm-eval's ``--seed`` never reaches the vLLM
   sampler, GPU-NOTES.md section 3) and either ``extra_args`` read by the per-request logits processor
   :mod:`rock.evaluate.vllm_processor` (default) or ``logit_bias`` = -inf (GPU-NOTES.md section 2).
-  The arguments are built by :func:`rock.evaluate.suppression.vllm_sampling_extras`, which needs no vLLM and is unit-tested.
+  The arguments are built by :func:`rock.evaluate.suppression.vllm_sampling_extras`, which needs
+  no vLLM and is unit-tested.
 
 With ``record_tokens=True`` the model keeps the generated token ids of the last ``configure`` period
 in ``generated_token_ids`` (one list per sequence, cut at the first end-of-sequence token), which is
@@ -31,6 +32,7 @@ from lm_eval.models.huggingface import HFLM
 from rock.evaluate.suppression import check_token_ids
 
 log = logging.getLogger(__name__)
+
 
 class SuppressionMixin:
     """State shared by both backends: the current suppression set, run seed and recorded tokens."""

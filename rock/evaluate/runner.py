@@ -77,6 +77,8 @@ class Evaluator:
         Run r uses seed ``cfg.seeds[r]`` for every set (common random numbers across sets).
         """
         sets = suppression_sets if suppression_sets is not None else {BASELINE_SET: []}
+        if self.cfg.temperature == 0 and self.cfg.n_runs > 1:
+            log.warning("temperature 0 (greedy): the %d runs decode identically", self.cfg.n_runs)
         records = []
         jobs = [(sid, ids, r, seed) for sid, ids in sets.items() for r, seed in enumerate(self.cfg.seeds)]
         for sid, ids, r, seed in tqdm(jobs, desc=f"evaluate {self.model_name}", disable=len(jobs) < 2):

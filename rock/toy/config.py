@@ -41,7 +41,7 @@ class CorpusConfig:
     hard_family_weight: float = 0.05
     word_problem_fraction: float = 0.3
     """share of arithmetic documents phrased as word problems (names, objects)"""
-    instruction_fraction: float = 0.15
+    instruction_fraction: float = 0.12
     """share of documents that are toy IFEval-style instruction-following chats"""
     student_error_rate: float = 0.15
     """probability that a student-style step has a small arithmetic error (prototype: 15%)"""
@@ -160,6 +160,9 @@ class EvalConfig:
 
     max_new_tokens: int = 160
     batch_size: int = 50
+    min_margin: float = 0.3
+    """the build fails unless teacher accuracy >= student accuracy + min_margin (prototype:
+    0.89 vs 0.19); -1 disables the check (smoke builds with a few steps)"""
 
     def __post_init__(self) -> None:
         _check(self.max_new_tokens >= 8, "eval.max_new_tokens", "must be >= 8")

@@ -221,7 +221,7 @@ def respond(prompt: InstructionPrompt, rng: random.Random, compliance: float = 1
     """A response to ``prompt`` that follows each instruction with probability ``compliance``.
 
     The number of sentences is the smallest (for "at least") or largest (for "less than") that
-    meets a followed word limit, otherwise 2-4.
+    meets a followed word limit, otherwise 2-3.
     """
     follow = {ins.id for ins in prompt.instructions if rng.random() < compliance}
     kw = {ins.id: ins.kw for ins in prompt.instructions}
@@ -235,7 +235,7 @@ def respond(prompt: InstructionPrompt, rng: random.Random, compliance: float = 1
     limit = kw.get("length_constraints:number_words") \
         if "length_constraints:number_words" in follow else None
     if limit is None:
-        return _render(prompt, pool[:rng.randint(2, 4)], follow, extra)
+        return _render(prompt, pool[:rng.randint(2, 3)], follow, extra)
     texts = [_render(prompt, pool[:n], follow, extra) for n in range(1, len(pool) + 1)]
     if limit["relation"] == "less than":
         fitting = [t for t in texts if count_words(t) < limit["num_words"]]

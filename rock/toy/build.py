@@ -1,0 +1,151 @@
+"""Build the toy world: datasets, tokenizer, teacher, student, accuracy check (``rock toy build``).
+
+Order: (1) draw the benchmarks and hold them out, (2) generate both pretraining corpora, (3) train
+the tokenizer, (4) pretrain teacher and student, (5) write the raw datasets, (6) greedy accuracy of
+both on toy MATH-500, (7) ``world.json``. Everything is written into a temporary sibling directory
+that replaces ``out`` only when all parts succeeded (DESIGN.md: atomic outputs).
+
+Deterministic for a given seed on CPU: every random stream is derived from the seed by name,
+torch runs with a fixed thread count and deterministic algorithms, so two builds give byte-identical
+tokenizer, weights and jsonl files (``world.json`` differs only in its ``timings``).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import random
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from rock import atomic, paths
+from rock.errors import ModelError
+from rock.toy import accuracy, benchmarks, corpus, models, tokenizer
+from rock.toy.config import ToyConfig
+
+log = logging.getLogger(__name__)
+
+
+def _layout(fn, *args) -> Path:
+    """Path of an artifact relative to the world dir, as :mod:`rock.paths` defines it."""
+    return fn(".", *args).relative_to(paths.world_dir("."))
+
+
+def world_paths(out: str | Path) -> dict[str, Path]:
+    """Where the build writes, for a world directory ``out`` (``paths.world_dir(run_dir)``)."""
+    out = Path(out)
+    files = {"tokenizer": out / _layout(paths.world_tokenizer),
+             "teacher": out / _layout(paths.world_model, "teacher"),
+             "student": out / _layout(paths.world_model, "student"),
+             "world_json": out / _layout(paths.world_info)}
+    files.update({name: out / _layout(paths.world_raw, name) for name in paths.RAW_DATASETS})
+    return files
+
+
+def rng_for(seed: int, stream: str) -> random.Random:
+    """An independent, reproducible stream per purpose (str seeds hash with SHA-512)."""
+    return random.Random(f"rock-toy/{seed}/{stream}")
+
+
+def torch_seed(seed: int, stream: str) -> int:
+    return rng_for(seed, stream).randrange(2**31)
+
+
+@contextmanager
+def _timed(timings: dict, name: str):
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    timings[name] = {"wall_s": round(time.perf_counter() - wall, 2),
+                     "cpu_s": round(time.process_time() - cpu, 2)}
+    log.info("%s: %.1f s wall, %.1f s CPU", name, timings[name]["wall_s"], timings[name]["cpu_s"])
+
+
+def _set_torch(threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    return {"torch": torch.__version__}
+
+
+def build_world(out: str | Path, cfg: ToyConfig, seed: int, system_prompts: list[str]) -> dict:
+    """Build the toy world into ``out`` and return the contents of its ``world.json``."""
+    import tokenizers
+    import transformers
+
+    versions = _set_torch(cfg.threads)
+    versions.update(transformers=transformers.__version__, tokenizers=tokenizers.__version__,
+                    python=platform.python_version())
+    timings: dict = {}
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    out = Path(out)
+    with atomic.atomic_path(out, directory=True) as tmp:
+        where = world_paths(tmp)
+        with _timed(timings, "corpus"):
+            bench, holdout = benchmarks.sample_benchmarks(rng_for(seed, "benchmarks"),
+                                                          cfg.corpus, cfg.sizes)
+            t_docs = corpus.teacher_documents(cfg.teacher.steps * cfg.teacher.batch_size,
+                                              rng_for(seed, "teacher-corpus"), cfg.corpus,
+                                              system_prompts, holdout)
+            s_docs = corpus.student_documents(cfg.student.steps * cfg.student.batch_size,
+                                              rng_for(seed, "student-corpus"), cfg.corpus, holdout)
+        with _timed(timings, "tokenizer"):
+            half = cfg.tokenizer.n_documents // 2
+            texts = list(tokenizer.training_texts(t_docs[:half] + s_docs[:half]))
+            tok = tokenizer.train_tokenizer(texts, cfg.tokenizer.vocab_size,
+                                            cfg.tokenizer.min_frequency)
+            tokenizer.save_tokenizer(tok, where["tokenizer"])
+        rows = padded = models.padded_vocab(len(tok), cfg.tokenizer.pad_to_multiple)
+        summaries = {}
+        for role, docs, mcfg in (("teacher", t_docs, cfg.teacher), ("student", s_docs, cfg.student)):
+            with _timed(timings, f"pretrain_{role}"):
+                data = models.encode_documents(docs, tok, cfg.max_seq_len)
+                model, summaries[role] = models.pretrain(
+                    mcfg, models.qwen3_config(mcfg, tok, padded, cfg.max_seq_len), data,
+                    tok.pad_token_id, torch_seed(seed, f"{role}-init"), role)
+                models.save_model(model, tok, where[role])
+                summaries[role]["model"] = model
+        with _timed(timings, "datasets"):
+            atomic.write_jsonl(where["openthoughts"], benchmarks.openthoughts_rows(
+                rng_for(seed, "openthoughts"), cfg.corpus, cfg.sizes, holdout))
+            atomic.write_jsonl(where["math500"], benchmarks.math500_rows(bench["math500"]))
+            atomic.write_jsonl(where["ifeval"], benchmarks.ifeval_rows(bench["ifeval"]))
+            for name in benchmarks.COMPETITIONS:
+                atomic.write_jsonl(where[name], benchmarks.competition_rows(name, bench[name]))
+        accs = {}
+        with _timed(timings, "accuracy"):
+            problems_ = [p.text for p in bench["math500"]]
+            answers = [p.answer for p in bench["math500"]]
+            for role in ("teacher", "student"):
+                accs[role], responses = accuracy.accuracy(
+                    summaries[role].pop("model"), tok, problems_, answers,
+                    system_prompts=system_prompts if role == "teacher" else None,
+                    seed=seed, max_new_tokens=cfg.eval.max_new_tokens,
+                    batch_size=cfg.eval.batch_size)
+                log.info("%s toy MATH-500 greedy accuracy %.3f (%d problems); first response:\n%s",
+                         role, accs[role], len(answers), responses[0])
+        timings["total"] = {"wall_s": round(time.perf_counter() - start_wall, 2),
+                            "cpu_s": round(time.process_time() - start_cpu, 2)}
+        info = {
+            "seed": seed,
+            "teacher_system_prompts": list(system_prompts),
+            "accuracy_math500": accs,
+            "accuracy_margin": round(accs["teacher"] - accs["student"], 4),
+            "tokenizer": {"size": len(tok), "embedding_rows": rows},
+            "parameters": {r: summaries[r]["parameters"] for r in summaries},
+            "pretraining": summaries,
+            "sizes": {name: sum(1 for _ in open(where[name])) for name in paths.RAW_DATASETS},
+            "config": cfg.to_dict(),
+            "versions": versions,
+            "timings": timings,
+        }
+        atomic.write_json(where["world_json"], info)
+    if info["accuracy_margin"] < cfg.eval.min_margin:
+        raise ModelError(
+            f"{out}: toy teacher accuracy {accs['teacher']:.3f} is not {cfg.eval.min_margin} above "
+            f"the student's {accs['student']:.3f}, so distillation has nothing to show (fix: more "
+            "toy.teacher.steps, or a lower toy.eval.min_margin for smoke builds)")
+    log.info("toy world in %s: teacher %.3f, student %.3f, %d tokens, %.0f s", out,
+             accs["teacher"], accs["student"], len(tok), timings["total"]["wall_s"])
+    return info
