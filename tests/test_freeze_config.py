@@ -57,6 +57,7 @@ def test_bad_regimes(bad, match):
     ({"control": {"bin_base": 1.0}}, "bin_base"),
     ({"control": {"bins": 3}}, "unknown"),
     ({"windows": 3}, "unknown"),
+    ({"eval_limit": 0}, "eval_limit"),
 ])
 def test_bad_fields(extra, match):
     with pytest.raises(ConfigError, match=match):
@@ -125,7 +126,7 @@ def test_schema_rejects_bad_freeze_values():
     sub = {"$defs": schema["$defs"], **schema["properties"]["freeze"]}
     good = {"regimes": REGIMES, "window_radius": None, "window_anchor": "all",
             "anchor_loss_threshold": None, "loss_normalization": "token_mean", "eval_every": 200,
-            "max_steps": 0, "benchmarks": ["aime24"], "tta_fraction": 0.95,
+            "max_steps": 0, "benchmarks": ["aime24"], "eval_limit": None, "tta_fraction": 0.95,
             "control": {"bin_base": 2.0, "exclude_rock_centres": True, "n_proposals": 16,
                         "max_tries": 64, "max_bin_distance": 2}}
     jsonschema.validate(good, sub)

@@ -33,6 +33,7 @@ def _logs():
     for regime, sec, frozen in (("baseline", 2.0, 0), ("rock_freeze", 1.0, 30)):
         for step in (1, 2, 3, 4):
             rows.append({"regime": regime, "step": step, "step_seconds": sec,
+                         "generate_seconds": 0.75 * sec, "train_seconds": 0.25 * sec,
                          "freeze_response_tokens": 100, "freeze_frozen_tokens": frozen,
                          "freeze_frozen_windows": frozen // 10,
                          "freeze_weight_sum": 100 - frozen})
@@ -73,6 +74,11 @@ def test_regime_table_tokens_wallclock_and_time_to_accuracy():
     s = speedup_summary(table, baseline="baseline", target=target, loss_seconds_share=0.5)
     assert s["regimes"]["rock_freeze"]["throughput_upper_bound"] == pytest.approx(1 / (1 - 0.15))
     assert "cannot arise" in s["mechanism"]
+    # default share: the baseline's measured update share (0.25 of each step)
+    s = speedup_summary(table, baseline="baseline", target=target)
+    assert s["update_share_of_baseline_step"] == pytest.approx(0.25)
+    assert s["regimes"]["rock_freeze"]["throughput_upper_bound"] == pytest.approx(1 / (1 - 0.3 * 0.25))
+    assert t.loc["rock_freeze", "rollout_seconds_per_step"] == pytest.approx(0.75)
 
 
 def test_unreached_target_is_nan():

@@ -114,6 +114,8 @@ class FreezeConfig:
     """optimizer steps per regime; 0 = one epoch of the stage-2 prompts (stage2.epochs)"""
     benchmarks: tuple[str, ...] = FIG5_BENCHMARKS
     """[5.2] Pass@1 benchmarks of Figure 5; the figure also shows their problem-weighted average"""
+    eval_limit: int | None = None
+    """evaluate only the first N problems of each benchmark (None = all 30; the toy run uses a few)"""
     control: ControlConfig = field(default_factory=ControlConfig)
     tta_fraction: float = 0.95
     """time-to-accuracy target = tta_fraction x the baseline's best average accuracy. ASSUMED:
@@ -145,6 +147,9 @@ class FreezeConfig:
         unknown = [b for b in self.benchmarks if b not in BENCHMARKS]
         if unknown:
             _bad("freeze.benchmarks", f"unknown benchmark(s) {unknown}; known: {list(BENCHMARKS)}")
+        if self.eval_limit is not None and (isinstance(self.eval_limit, bool) or
+                                            not isinstance(self.eval_limit, int) or self.eval_limit < 1):
+            _bad("freeze.eval_limit", f"must be null or an integer >= 1, got {self.eval_limit!r}")
         if not 0 < self.tta_fraction <= 1:
             _bad("freeze.tta_fraction", f"must be in (0, 1], got {self.tta_fraction}")
         if sum(r.selection == "none" for r in self.regimes) != 1:

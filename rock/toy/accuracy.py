@@ -73,8 +73,8 @@ def greedy_generate(model, tokenizer, prompts: list[str], max_new_tokens: int,
             enc = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True,
                             add_special_tokens=False)
             with torch.no_grad():
-                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                     generation_config=model.generation_config)
+                # greedy: the saved generation_config has do_sample=False and the eos ids
+                gen = model.generate(**enc, max_new_tokens=max_new_tokens)
             out += tokenizer.batch_decode(gen[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
     finally:
         tokenizer.padding_side = side

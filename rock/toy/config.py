@@ -19,7 +19,7 @@ from rock.errors import ConfigError
 
 def _check(cond: bool, key: str, message: str) -> None:
     if not cond:
-        raise ConfigError(f"toy.{key}: {message}")
+        raise ConfigError(f"{key}: {message}")
 
 
 @dataclass
@@ -59,23 +59,23 @@ class CorpusConfig:
     """user-message suffixes seen in pretraining (the pipeline may append one of them)"""
 
     def __post_init__(self) -> None:
-        _check(self.operand_max >= 2, "corpus.operand_max", "must be >= 2")
-        _check(2 <= self.multiplier_min <= self.multiplier_max, "corpus.multiplier_min",
+        _check(self.operand_max >= 2, "operand_max", "must be >= 2")
+        _check(2 <= self.multiplier_min <= self.multiplier_max, "multiplier_min",
                "need 2 <= multiplier_min <= multiplier_max")
         from rock.toy.problems import FAMILIES
         for fam in list(self.family_weights) + list(self.hard_families):
-            _check(fam in FAMILIES, "corpus.family_weights",
+            _check(fam in FAMILIES, "family_weights",
                    f"unknown family {fam!r}; choose from {sorted(FAMILIES)}")
         _check(all(w >= 0 for w in self.family_weights.values())
-               and sum(self.family_weights.values()) > 0, "corpus.family_weights",
+               and sum(self.family_weights.values()) > 0, "family_weights",
                "weights must be >= 0 and not all 0")
         for key in ("hard_family_weight", "word_problem_fraction", "instruction_fraction",
                     "student_error_rate", "student_teacher_style_fraction",
                     "teacher_student_style_fraction", "teacher_system_fraction",
                     "student_instruction_compliance"):
             value = getattr(self, key)
-            _check(0.0 <= value <= 1.0, f"corpus.{key}", f"must be in [0, 1], got {value}")
-        _check(len(self.prompt_suffixes) >= 1, "corpus.prompt_suffixes", "give at least ''")
+            _check(0.0 <= value <= 1.0, f"{key}", f"must be in [0, 1], got {value}")
+        _check(len(self.prompt_suffixes) >= 1, "prompt_suffixes", "give at least ''")
 
 
 @dataclass
@@ -92,10 +92,10 @@ class TokenizerConfig:
     151,936 rows, so downstream code meets logits wider than the tokenizer"""
 
     def __post_init__(self) -> None:
-        _check(300 <= self.vocab_size <= 65536, "tokenizer.vocab_size", "must be in [300, 65536]")
-        _check(self.min_frequency >= 1, "tokenizer.min_frequency", "must be >= 1")
-        _check(self.n_documents >= 100, "tokenizer.n_documents", "must be >= 100")
-        _check(self.pad_to_multiple >= 1, "tokenizer.pad_to_multiple", "must be >= 1")
+        _check(300 <= self.vocab_size <= 65536, "vocab_size", "must be in [300, 65536]")
+        _check(self.min_frequency >= 1, "min_frequency", "must be >= 1")
+        _check(self.n_documents >= 100, "n_documents", "must be >= 100")
+        _check(self.pad_to_multiple >= 1, "pad_to_multiple", "must be >= 1")
 
 
 @dataclass
@@ -150,8 +150,8 @@ class SizesConfig:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            _check(getattr(self, f.name) >= 0, f"sizes.{f.name}", "must be >= 0")
-        _check(self.math500 >= 1, "sizes.math500", "the accuracy check needs >= 1 problem")
+            _check(getattr(self, f.name) >= 0, f.name, "must be >= 0")
+        _check(self.math500 >= 1, "math500", "the accuracy check needs >= 1 problem")
 
 
 @dataclass
@@ -165,8 +165,8 @@ class EvalConfig:
     0.89 vs 0.19); -1 disables the check (smoke builds with a few steps)"""
 
     def __post_init__(self) -> None:
-        _check(self.max_new_tokens >= 8, "eval.max_new_tokens", "must be >= 8")
-        _check(self.batch_size >= 1, "eval.batch_size", "must be >= 1")
+        _check(self.max_new_tokens >= 8, "max_new_tokens", "must be >= 8")
+        _check(self.batch_size >= 1, "batch_size", "must be >= 1")
 
 
 @dataclass
@@ -236,5 +236,7 @@ def _from_dict(cls, data: dict[str, Any], where: str):
             kwargs[name] = _typed(value, default, f"{where}.{name}")
     try:
         return cls(**kwargs)
+    except ConfigError as err:   # a __post_init__ check: "key: message"
+        raise ConfigError(f"{where}.{err}") from err
     except TypeError as err:
         raise ConfigError(f"{where}: {err}") from err

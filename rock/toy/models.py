@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 #: RoPE base; ASSUMED: the toy's sequences are < 512 tokens, so the classic 10,000 suffices
 ROPE_THETA = 10000.0
+#: max_position_embeddings written to config.json: RoPE has no learned positions, so this is only
+#: the advertised context (ASSUMED: ample for toy prompts + generations, which stay < 512 tokens)
+MAX_POSITIONS = 2048
 #: initializer std of Qwen3 configs
 INIT_STD = 0.02
 #: batches per length bucket: sorting 8 batches' worth of documents by length removes most of the
@@ -45,7 +48,7 @@ def padded_vocab(n_tokens: int, multiple: int) -> int:
     return -(-n_tokens // multiple) * multiple
 
 
-def qwen3_config(cfg: ModelConfig, tokenizer, vocab_size: int, max_positions: int):
+def qwen3_config(cfg: ModelConfig, tokenizer, vocab_size: int):
     """A ``transformers.Qwen3Config`` of the given size, with the tokenizer's special ids."""
     from transformers import Qwen3Config
 
@@ -53,7 +56,7 @@ def qwen3_config(cfg: ModelConfig, tokenizer, vocab_size: int, max_positions: in
         vocab_size=vocab_size, hidden_size=cfg.hidden, intermediate_size=cfg.intermediate,
         num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
         num_key_value_heads=cfg.kv_heads, head_dim=cfg.hidden // cfg.heads,
-        max_position_embeddings=max_positions, initializer_range=INIT_STD,
+        max_position_embeddings=MAX_POSITIONS, initializer_range=INIT_STD,
         rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA},
         tie_word_embeddings=True, use_cache=True,
         bos_token_id=tokenizer.pad_token_id, pad_token_id=tokenizer.pad_token_id,

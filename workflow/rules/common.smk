@@ -271,7 +271,7 @@ def knockout_model():
 
 
 def knockout_settings(*keys):
-    """The knockout config values a rule depends on (params: a change re-runs that rule only)."""
+    """The knockout config values a job depends on (params: a change re-runs that job only)."""
     return {k: config["knockout"][k] for k in keys}
 
 

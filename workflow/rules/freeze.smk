@@ -53,7 +53,8 @@ rule freeze_evaluate:
     params:
         config_file=CONFIG_FILE,
         benchmarks=" ".join(f"--benchmark {b}" for b in config["freeze"]["benchmarks"]),
-        settings=lookup(dpath="evaluation", within=config),
+        limit=(f"--limit {config['freeze']['eval_limit']}" if config["freeze"]["eval_limit"] else ""),
+        settings={"evaluation": config["evaluation"], "eval_limit": config["freeze"]["eval_limit"]},
     log:
         paths.log_file(RUN_DIR, "freeze_evaluate", "{fz_model}/step_{fz_step}"),
     conda:
@@ -67,7 +68,7 @@ rule freeze_evaluate:
         runtime=lookup(dpath="resources/freeze_evaluate/runtime", within=config),
     shell:
         "rock evaluate --config {params.config_file} --model {input.model:q}"
-        " --model-name {wildcards.fz_model}_step{wildcards.fz_step} {params.benchmarks}"
+        " --model-name {wildcards.fz_model}_step{wildcards.fz_step} {params.benchmarks} {params.limit}"
         " --threads {threads} --table {output.table} --summary {output.summary}"
         " > {log} 2>&1"
 
