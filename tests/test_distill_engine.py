@@ -485,3 +485,64 @@ def test_stage2_under_torchrun_env_uses_fsdp2_and_matches_single_process(tiny_pa
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+def _toy_like_config(tiny_pair, tmp_path, **stage2):
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).parent / "config_toy" / "config.yaml").read_text())
+    cfg["run_dir"] = str(tmp_path / "run")
+    cfg["models"].update(teacher=str(tiny_pair["teacher"]), student=str(tiny_pair["student"]))
+    cfg["teacher_samples"].update(max_new_tokens=6)
+    cfg["stage1"].update(global_batch=4, micro_batch=2, max_steps=2)
+    cfg["stage2"].update(max_new_tokens=6, global_batch=4, n_rollouts=2, micro_batch=4,
+                         n_checkpoints=1, max_steps=2, **stage2)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.slow
+def test_cli_runs_all_three_stages_with_default_paths(tiny_pair, tmp_path):
+    from rock import paths
+    from rock.cli import main
+
+    torch.set_num_threads(1)
+    config = _toy_like_config(tiny_pair, tmp_path)
+    run = tmp_path / "run"
+    paths.prompts(run, 1).parent.mkdir(parents=True)
+    rows = read_prompts(tiny_pair["prompts"])
+    for stage in (1, 2):
+        paths.prompts(run, stage).write_text("".join(json.dumps(r) + "\n" for r in rows[:6]))
+    assert main(["distill", "teacher-samples", "--config", str(config)]) == 0
+    assert json.loads(paths.teacher_samples_summary(run).read_text())["n_samples"] == 6
+    assert main(["distill", "stage1", "--config", str(config)]) == 0
+    assert (paths.stage_model(run, 1) / "config.json").exists()
+    assert main(["distill", "stage2", "--config", str(config), "--max-steps", "3", "--lr", "0.01"]) == 0
+    log = pd.read_csv(paths.train_log(paths.stage_dir(run, 2)))
+    assert log["step"].tolist() == [1, 2, 3] and log["lr"].iloc[1] > 0.001   # flags override the file
+    assert (paths.stage2_checkpoint(run, 3) / "model.safetensors").exists()
+    summary = json.loads(paths.train_summary(paths.stage_dir(run, 2)).read_text())
+    assert summary["student"] == str(paths.stage_model(run, 1))   # stage 2 starts from stage 1
+
+
+def test_cli_config_errors_are_one_line(tiny_pair, tmp_path, capsys):
+    import yaml
+
+    from rock.cli import main
+
+    config = _toy_like_config(tiny_pair, tmp_path)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["stage2"]["lrr"] = 1.0
+    config.write_text(yaml.safe_dump(cfg))
+    assert main(["distill", "stage2", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "stage2: unknown key(s) ['lrr']" in err
+    cfg["stage2"].pop("lrr")
+    cfg["stage2"]["global_batch"] = 6   # not a multiple of n_rollouts * rollout_batch
+    cfg["stage2"]["rollout_batch"] = 1
+    config.write_text(yaml.safe_dump(cfg))
+    assert main(["distill", "stage2", "--config", str(config)]) == 2
+    assert "stage2.rollout_batch" in capsys.readouterr().err

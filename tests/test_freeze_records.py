@@ -9,8 +9,9 @@ from rock.freeze.train import StepRecorder, freeze_log, merge_histograms, read_s
 
 
 def _stats(frozen, resp=10):
-    return {"freeze_response_tokens": resp, "freeze_frozen_tokens": frozen, "freeze_weight_sum": resp - frozen,
-            "freeze_frozen_windows": 1, "freeze_frozen_fraction": frozen / resp}
+    return {"freeze_response_tokens": resp, "freeze_frozen_tokens": frozen,
+            "freeze_weight_sum": resp - frozen, "freeze_frozen_windows": 1,
+            "freeze_frozen_fraction": frozen / resp}
 
 
 def test_resumed_steps_replace_earlier_records_and_ranks_are_summed(tmp_path):

@@ -47,7 +47,8 @@ def test_random_regime_freezes_matched_windows_and_accumulates():
     h = FreezeWeights(Regime("rnd", "random", 0.0), rock_ids=[3, 11], radius=1, token_freq=freq,
                       control=ControlConfig(), seed=5)
     w, stats = h(ids, resp, step=3)
-    assert stats["freeze_matched_windows"] + stats["freeze_unmatched_windows"] == stats["freeze_target_windows"]
+    matched, unmatched = stats["freeze_matched_windows"], stats["freeze_unmatched_windows"]
+    assert matched + unmatched == stats["freeze_target_windows"]
     assert stats["freeze_target_windows"] == stats["freeze_rock_windows"]
     assert stats["freeze_frozen_windows"] == stats["freeze_matched_windows"]
     frozen = (w == 0) & resp

@@ -301,6 +301,17 @@ def _heavy_patterns(x: sp.csr_matrix, labels: np.ndarray, size: np.ndarray, max_
     return order[:best_h], order[best_h:], best_ids
 
 
+def _verdict(dot, size_a, size_b, similarity: str, gamma: float) -> np.ndarray:
+    """``sim >= gamma`` from dot products: cosine rows are pre-normalised (``dot`` is the cosine);
+    jaccard ``g / (a + b - g) >= gamma`` is ``g (1 + gamma) >= gamma (a + b)`` (integers, exact).
+    An empty window has similarity 0 with everything."""
+    if similarity == "cosine":
+        return dot >= gamma
+    hit = dot * (1.0 + gamma) >= gamma * (size_a + size_b)
+    both_empty = (size_a == 0) & (size_b == 0)
+    return np.where(both_empty, gamma <= 0, hit) if np.any(both_empty) else hit
+
+
 def _count_sparse(batch: _Batch, keys_unique: np.ndarray, spec: ContextSpec) -> np.ndarray:
     """Exact counts for the sparse (bag/positional) representations via heavy patterns.
 
@@ -313,47 +324,50 @@ def _count_sparse(batch: _Batch, keys_unique: np.ndarray, spec: ContextSpec) -> 
     labels = batch.labels
     u = len(labels)
     gamma = spec.gamma - SIM_TOLERANCE
+    sim = spec.similarity
     x, size = _sparse_from_keys(keys_unique, spec)
     heavy, light, pat = _heavy_patterns(x, labels, size, spec.max_patterns)
+    if sim == "cosine":   # normalise rows: dot products become cosines
+        x = (sp.diags(np.where(size > 0, 1.0 / np.maximum(size, 1e-30), 0.0)) @ x).tocsr()
+    dtype = np.float32 if sim == "cosine" else np.float64   # jaccard dots are exact integers
     n_pat = int(pat.max()) + 1
     first = np.zeros(n_pat, dtype=np.int64)
     first[pat[::-1]] = np.arange(u)[::-1]
+    # pattern ids are sorted by (type, size, heavy part): each type is a contiguous range
     p_label, p_size = labels[first], size[first]
-    p_xh = x[first][:, heavy].toarray().astype(np.float64)
+    p_xh = x[first][:, heavy].toarray().astype(dtype)
     p_mult = np.bincount(pat, weights=batch.mult, minlength=n_pat)
-    gpat = p_xh @ p_xh.T                                     # exact small integers (float64)
-    # heavy-only verdicts between patterns of the same type
-    order = np.lexsort((np.arange(n_pat), p_label))          # patterns sorted by type
-    lo_row, hi_row = _type_ranges(p_label[order])
+    gpat = p_xh @ p_xh.T
     p_hits = np.zeros(n_pat)
+    lo_row, hi_row = _type_ranges(p_label)
     for a, b, lo, hi in _row_blocks(lo_row, hi_row, spec.block_elements):
-        ra, rb = order[a:b], order[lo:hi]
-        hit = _sim_values(gpat[np.ix_(ra, rb)], p_size[ra, None], p_size[None, rb], spec.similarity) >= gamma
-        if p_label[ra[0]] != p_label[ra[-1]]:
-            hit &= p_label[ra, None] == p_label[None, rb]
-        p_hits[ra] = hit @ p_mult[rb]
+        hit = _verdict(gpat[a:b, lo:hi], p_size[a:b, None], p_size[None, lo:hi], sim, gamma)
+        if p_label[a] != p_label[b - 1]:
+            hit &= p_label[a:b, None] == p_label[None, lo:hi]
+        p_hits[a:b] = hit @ p_mult[lo:hi]
     counts = p_hits[pat]
-    # exact verdicts for pairs sharing a light column
+    # exact verdicts for the pairs that share a light column
     if len(light):
-        xl = x[:, light].tocsr()
+        xl = x[:, light].tocsr().astype(dtype)
         xlt = xl.T.tocsr()
         presence = np.diff(xlt.indptr).astype(np.float64)
-        work = np.cumsum(np.asarray(xl @ presence).ravel())
-        n_blocks = int(work[-1] // spec.block_elements) + 1 if u else 0
+        work = np.cumsum(np.asarray((xl != 0) @ presence).ravel())
+        n_blocks = int(work[-1] // spec.block_elements) + 1
         edges = np.unique(np.concatenate([[0], np.searchsorted(work, np.arange(1, n_blocks) * spec.block_elements), [u]]))
+        one_type = labels[0] == labels[-1]
         for a, b in zip(edges[:-1], edges[1:]):
             q = (xl[a:b] @ xlt).tocoo()
-            r, k = q.row.astype(np.int64) + a, q.col.astype(np.int64)
-            same = labels[r] == labels[k]
-            r, k, qd = r[same], k[same], q.data[same].astype(np.float64)
+            r, k, qd = q.row.astype(np.int64) + a, q.col.astype(np.int64), q.data
+            if not one_type:
+                same = labels[r] == labels[k]
+                r, k, qd = r[same], k[same], qd[same]
             hd = gpat[pat[r], pat[k]]
             sa, sb = size[r], size[k]
-            full = _sim_values(hd + qd, sa, sb, spec.similarity) >= gamma
-            only = _sim_values(hd, sa, sb, spec.similarity) >= gamma
-            change = full != only
+            change = _verdict(hd + qd, sa, sb, sim, gamma) != _verdict(hd, sa, sb, sim, gamma)
             if change.any():
-                sign = np.where(full[change], 1.0, -1.0)
-                counts += np.bincount(r[change], weights=sign * batch.mult[k[change]], minlength=u)
+                rc, kc = r[change], k[change]
+                sign = np.where(_verdict((hd + qd)[change], sa[change], sb[change], sim, gamma), 1.0, -1.0)
+                counts += np.bincount(rc, weights=sign * batch.mult[kc], minlength=u)
     # counts include the row itself: s(r, r) = 1 unless the window is empty (then 0)
     counts -= np.where(size > 0, 1.0, 0.0) >= gamma
     return counts

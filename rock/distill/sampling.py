@@ -115,10 +115,21 @@ def derive_seed(*parts: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 class HfGenerator:
-    """Batched sampling with ``transformers`` (left padding, temperature + top-p only)."""
+    """Batched sampling with ``transformers`` (left padding, temperature + top-p only).
+
+    ``loop="kv"`` (default) decodes with a plain loop over the model's forward and its KV cache
+    (``DynamicCache``), sampling exactly as ``generate`` does (temperature, then top-p with
+    ``TopPLogitsWarper``'s rule, then ``torch.multinomial``) and stopping when every sequence has
+    hit a stop token; on small CPU models it avoids most of ``generate``'s per-token overhead.
+    ``loop="generate"`` calls ``model.generate``. Greedy outputs of both are identical (tested).
+    """
 
     def __init__(self, model, tokenizer, *, batch_size: int = 8, stop_ids: Sequence[int] | None = None,
-                 pad_id: int | None = None, vocab_limit: int | None = None, show_progress: bool = False):
+                 pad_id: int | None = None, vocab_limit: int | None = None, show_progress: bool = False,
+                 loop: str = "kv"):
+        if loop not in ("kv", "generate"):
+            raise ConfigError(f"HfGenerator loop '{loop}' unknown; use kv or generate")
+        self.loop = loop
         self.model = model
         # ids >= vocab_limit (padding rows of the embedding past the shared vocabulary) are never
         # sampled, so every rollout token exists for the teacher too
@@ -166,13 +177,58 @@ class HfGenerator:
                 for i, p in enumerate(chunk):
                     ids[i, width - len(p):] = torch.tensor(p)
                     attn[i, width - len(p):] = 1
-                seqs = self.model.generate(input_ids=ids.to(self.device), attention_mask=attn.to(self.device),
-                                           generation_config=gen_cfg)
-                for row in seqs[:, width:].tolist():
+                if self.loop == "kv":
+                    new = self._decode(ids.to(self.device), attn.to(self.device), temperature, top_p,
+                                       max_new_tokens)
+                else:
+                    new = self.model.generate(input_ids=ids.to(self.device), attention_mask=attn.to(self.device),
+                                              generation_config=gen_cfg)[:, width:]
+                for row in new.tolist():
                     out.append(cut_at_stop(row, self.stop_ids))
         finally:
             self.model.train(was_training)
         return [out[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+
+    def _decode(self, ids: torch.Tensor, attn: torch.Tensor, temperature: float, top_p: float,
+                max_new_tokens: int) -> torch.Tensor:
+        """New token ids ``[B, <= max_new_tokens]`` (pad after a sequence's stop token)."""
+        from transformers import DynamicCache
+
+        stops = torch.tensor(self.stop_ids, device=ids.device)
+        pos = (attn.cumsum(-1) - 1).clamp_min(0)
+        cache = DynamicCache(config=self.model.config)
+        logits = self.model(input_ids=ids, attention_mask=attn, position_ids=pos, past_key_values=cache,
+                            use_cache=True, logits_to_keep=1).logits[:, -1, :]
+        done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+        next_pos = pos[:, -1] + 1
+        out = []
+        for _ in range(max_new_tokens):
+            tok = self._pick(logits.float(), temperature, top_p)
+            tok = torch.where(done, torch.full_like(tok, self.pad_id), tok)
+            out.append(tok)
+            done = done | torch.isin(tok, stops)
+            if bool(done.all()):
+                break
+            attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
+            logits = self.model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos[:, None],
+                                past_key_values=cache, use_cache=True).logits[:, -1, :]
+            next_pos = next_pos + 1
+        return torch.stack(out, dim=1) if out else ids.new_zeros((ids.shape[0], 0))
+
+    def _pick(self, logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+        if self.suppress:
+            logits[:, self.suppress] = float("-inf")
+        if temperature == 0:
+            return logits.argmax(-1)
+        logits = logits / temperature
+        if top_p < 1.0:  # transformers' TopPLogitsWarper: drop the low tail of mass <= 1 - top_p
+            sorted_logits, order = torch.sort(logits, descending=False)
+            cum = sorted_logits.softmax(-1).cumsum(-1)
+            remove = cum <= (1 - top_p)
+            remove[:, -1] = False
+            logits = logits.masked_fill(remove.scatter(1, order, remove), float("-inf"))
+        return torch.multinomial(logits.softmax(-1), num_samples=1)[:, 0]
 
 
 class VllmGenerator:

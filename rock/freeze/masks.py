@@ -49,8 +49,8 @@ class MaskStats:
 
     ``frozen_tokens``: response positions weighted lambda (Rock-Freeze: ``x_t in R or t in W_R``);
     ``rock_tokens``: frozen positions with ``x_t in R`` (Rock-Freeze: every rock occurrence);
-    ``window_only_tokens``: frozen positions that are not rock tokens themselves; ``frozen_windows``: maximal contiguous frozen runs
-    (overlapping windows merge into one); ``response_tokens``: all response positions;
+    ``window_only_tokens``: frozen positions that are not rock tokens themselves;
+    ``frozen_windows``: maximal contiguous frozen runs (overlapping windows merge into one); ``response_tokens``: all response positions;
     ``weight_sum``: sum of the weights over the response ("tokens trained on").
     """
 

@@ -58,9 +58,12 @@ def pass_at_1(evals: pd.DataFrame) -> pd.DataFrame:
               .assign(benchmark=AVERAGE))
     runs = pd.concat([e[list(need)], pooled[list(need)]], ignore_index=True)
     runs["acc"] = runs["correct"] / runs["n_problems"]
+    def sd(a):
+        return float(np.std(a, ddof=1)) if len(a) > 1 else 0.0
+
     out = (runs.groupby(["regime", "step", "benchmark"], as_index=False)
-           .agg(pass1=("acc", "mean"), pass1_sd=("acc", lambda a: float(np.std(a, ddof=1)) if len(a) > 1 else 0.0),
-                n_runs=("run", "nunique"), n_problems=("n_problems", "first")))
+           .agg(pass1=("acc", "mean"), pass1_sd=("acc", sd), n_runs=("run", "nunique"),
+                n_problems=("n_problems", "first")))
     return out.sort_values(["regime", "benchmark", "step"]).reset_index(drop=True)
 
 

@@ -100,8 +100,9 @@ def write_report(config: dict, fcfg: FreezeConfig, *, run_dir) -> dict:
     table["rock_window_share"] = table["regime"].map(
         share["freeze_rock_window_tokens"] / share["freeze_response_tokens"])
     speed = speedup_summary(table, baseline=fcfg.baseline.name, target=target)
-    speed["rock_token_share"] = {k: float(v) for k, v in table.set_index("regime")["rock_token_share"].items()}
-    speed["rock_window_share"] = {k: float(v) for k, v in table.set_index("regime")["rock_window_share"].items()}
+    by_regime = table.set_index("regime")
+    for col in ("rock_token_share", "rock_window_share"):
+        speed[col] = {k: float(v) for k, v in by_regime[col].items()}
     speed["paper_rock_share_claims"] = {"sec_4_3_rock_tokens_of_output": 0.18,
                                         "take_away_high_cost_tokens": 0.30}
 

@@ -1,18 +1,18 @@
 """The per-token weight hook that turns a stage-2 run into a freeze regime [4.2, Eq. 19].
 
-:class:`FreezeWeights` is called by the stage-2 trainer once per rollout batch, after the rollouts
-and before the loss. It returns token-aligned weights (``weights[b, t]`` multiplies the loss of the
-distribution that produced ``input_ids[b, t]``; see :mod:`rock.freeze.masks`) and a flat dict of
-counts for the per-step training log.
+:class:`FreezeWeights` is called by the stage-2 trainer (:mod:`rock.distill.trainer`) once per
+optimizer step with that step's sequences, after the rollouts and before the loss. It returns
+token-aligned weights (``weights[b, t]`` multiplies the loss of the distribution that produced
+``input_ids[b, t]``; see :mod:`rock.freeze.masks`) and a flat dict of counts for the per-step log.
 
 * baseline (``selection: none``): weight 1 on every response token (the trainer's plain loss).
-  The counts still say how many positions *would* be frozen, so the rock share of the output tokens is measured in every
-  regime (Sec. 4.3 says 18%, the take-away 30%).
+  The counts still say how many positions *would* be frozen, so the rock share of the output
+  tokens is measured in every regime (Sec. 4.3 says 18%, the take-away 30%).
 * ``rock``: ``lambda`` on ``x_t in R`` and ``t in W_R`` (masks.py).
 * ``random``: ``lambda`` on windows W_S drawn by :func:`rock.freeze.control.sample_matched_windows`
   to match the W_R of the *same* rollouts in window length and token frequency. The sampler's own
-  generator is seeded by ``(seed, step)``; the hook never touches torch's, numpy's or Python's
-  global RNG, so every regime sees the same rollout and dropout randomness from the trainer.
+  generator is seeded by ``(seed, step, rank)``; the hook never touches torch's, numpy's or
+  Python's global RNG, so every regime sees the same rollout randomness from the trainer.
 
 Columns added to the log (prefix ``freeze_``): ``response_tokens, frozen_tokens, rock_tokens,
 window_only_tokens, frozen_windows, weight_sum, frozen_fraction`` for the applied weights, and

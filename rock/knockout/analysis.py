@@ -127,7 +127,7 @@ def analyze(per_problem: pd.DataFrame, pool: pd.DataFrame, mapping: pd.DataFrame
     agreement = (stats.cross_task_agreement(candidates, tasks[:2]) if len(tasks) >= 2
                  else pd.DataFrame(columns=["label", "count", "pct"]))
     mt = stats.multiple_testing(candidates, alpha=cfg.alpha, fdr_q=cfg.fdr_q, k_core=cfg.k_core,
-                                tasks=tasks)
+                                tasks=tasks, n_resamples=cfg.n_resamples)
     preds = predictor_frame(pool)
     token_level = candidates[["task", "token_id", "delta_token"]].rename(columns={"delta_token": "delta"})
     corr = stats.correlation_table(token_level, preds, PREDICTORS, tasks)

@@ -244,7 +244,13 @@ def cmd_analyze(args) -> int:
     write_text(out / "table1.md", figures.table1_markdown(res.correlations, tasks))
     write_csv(res.census, out / "table2.csv")
     write_csv(res.agreement, out / "table2_agreement.csv")
-    write_text(out / "table2.md", figures.table2_markdown(res.census, res.agreement))
+    sizes = res.deltas.groupby("task")[["n_problems", "n_runs"]].first()
+    note = ("Per benchmark: " + "; ".join(f"{figures.task_label(t)} {int(sizes.loc[t, 'n_problems'])} "
+                                          f"problems x {int(sizes.loc[t, 'n_runs'])} runs" for t in tasks)
+            + f"; sampling T = {cfg.temperature:g}, top-p = {cfg.top_p:g}; Eq. 22 with epsilon = "
+            f"{cfg.epsilon:g}, paired bootstrap over problems ({cfg.n_resamples:,} resamples, "
+            f"alpha = {cfg.alpha:g}); categories use the token- and window-level knockouts.")
+    write_text(out / "table2.md", figures.table2_markdown(res.census, res.agreement, note))
     write_json(out / "multiple_testing.json", _jsonable(res.multiple_testing))
     write_text(out / "multiple_testing.md", figures.multiple_testing_markdown(res.multiple_testing, tasks))
     fig = figures.figure4(res.candidates, tasks, epsilon=cfg.epsilon, alpha=cfg.alpha,

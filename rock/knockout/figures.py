@@ -112,8 +112,8 @@ def table1_markdown(corr: pd.DataFrame, tasks: Sequence[str]) -> str:
     return "\n".join(lines) + f"\n\nPearson r of the token-level Δ (Eq. 20) over the screened candidates ({n}); p two-sided.\n"
 
 
-def table2_markdown(census: pd.DataFrame, agreement: pd.DataFrame) -> str:
-    """Table 2 (App. D.4) as markdown, with the cross-task agreement line."""
+def table2_markdown(census: pd.DataFrame, agreement: pd.DataFrame, note: str | None = None) -> str:
+    """Table 2 (App. D.4) as markdown, with the cross-task agreement line and an optional note."""
     lines = ["| Benchmark | Strong Pillar | Neutral | Strong Stumbling | Baseline acc. |",
              "|---|---:|---:|---:|---:|"]
     for r in census.itertuples(index=False):
@@ -125,6 +125,8 @@ def table2_markdown(census: pd.DataFrame, agreement: pd.DataFrame) -> str:
         shown = agreement[(agreement["count"] > 0) | agreement["label"].isin(["N||N", "P||N", "N||P", "P||P"])]
         text += "\nCross-task agreement: " + ", ".join(f"{int(r.count)} {r.label}" for r in
                                                        shown.itertuples(index=False)) + "\n"
+    if note:
+        text += f"\n{note}\n"
     return text
 
 
@@ -134,9 +136,11 @@ def multiple_testing_markdown(mt: dict, tasks: Sequence[str]) -> str:
     lines = ["| Benchmark | m | min p | Bonferroni thr. | Bonferroni rej. | "
              + " | ".join(f"BH q={q}" for q in qs) + " | signs (-:+) | sign p | core signs | core sign p |",
              "|---|---:|---:|---:|---:|" + "---:|" * len(qs) + "---:|---:|---:|---:|"]
+    B = mt.get("n_resamples")
     for t in tasks:
         d = mt["per_task"][t]
-        lines.append(f"| {task_label(t)} | {d['m']} | {_fmt(d['min_p'], '.4f')} | "
+        min_p = f"< {2 / B:.1g}" if B and d["min_p"] == 0 else _fmt(d["min_p"], ".4f")
+        lines.append(f"| {task_label(t)} | {d['m']} | {min_p} | "
                      f"{_fmt(d['bonferroni_threshold'], '.2e')} | {d['bonferroni_rejections']} | "
                      + " | ".join(str(d["bh_rejections"][q]) for q in qs)
                      + f" | {d['sign_negative']}:{d['sign_positive']} | {_fmt(d['sign_p'], '.3g')} | "

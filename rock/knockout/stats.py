@@ -331,15 +331,17 @@ def sign_test(n_negative: int, n_positive: int) -> float:
 
 
 def multiple_testing(categories: pd.DataFrame, *, alpha: float, fdr_q: Sequence[float],
-                     k_core: int, tasks: Sequence[str]) -> dict:
+                     k_core: int, tasks: Sequence[str], n_resamples: int | None = None) -> dict:
     """App. D.2: Bonferroni, BH, sign tests per task and combined, and the stable-core restriction.
 
     Args:
         categories: columns ``task, token_id, rank, category, p_value`` (candidate p-value).
         k_core: the stable core is the candidates with ``rank <= k_core`` (paper: K = 100).
         tasks: task order of the report.
+        n_resamples: bootstrap B, recorded as the p-value resolution (a p of 0 means < 2/B).
     """
-    out: dict = {"alpha": alpha, "fdr_q": list(fdr_q), "k_core": k_core, "per_task": {}}
+    out: dict = {"alpha": alpha, "fdr_q": list(fdr_q), "k_core": k_core,
+                 "n_resamples": n_resamples, "per_task": {}}
     neg_all = pos_all = neg_core = pos_core = 0
     for task in tasks:
         g = categories[categories["task"] == task].sort_values("rank")

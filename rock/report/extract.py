@@ -56,7 +56,7 @@ def _p(path: Path) -> str:
 
 
 ARTIFACTS: dict[str, tuple[str, ...]] = {
-    "world": (_p(paths.world_dir(_R) / "world.json"),),
+    "world": (_p(paths.world_info(_R)),),
     # detection, context-aware mode (Sec. 2.2) and the authors' selection (official)
     **{f"detect_{mode}_{name.split('.')[0]}": (_p(paths.detection_file(_R, mode, name)),)
        for mode in paths.DETECTION_MODES

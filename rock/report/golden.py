@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from rock import paths
 from rock.report import bands
 from rock.report.expected import GOLDEN_COLUMNS, load_table, write_golden
 from rock.report.extract import REGISTRY, Context, NotRun
@@ -32,8 +33,8 @@ from rock.report.extract import REGISTRY, Context, NotRun
 log = logging.getLogger(__name__)
 
 #: JSON files whose numeric leaves become golden rows (globs relative to run_dir)
-GOLDEN_SOURCES = ("world/world.json", "*/summary.json", "*/*/summary.json", "eval/*/*/summary.json",
-                  "freeze/*/summary.json")
+GOLDEN_SOURCES = (str(paths.world_info(Path())), "*/summary.json", "*/*/summary.json",
+                  "eval/*/*/summary.json", "freeze/regimes/*/summary.json")
 #: leaf keys that differ between two identical runs or machines: never golden
 VOLATILE = re.compile(r"(^|[._])(time|times|timing|timings|seconds|secs|wall|wall_clock|duration|"
                       r"elapsed|date|started|finished|host|hostname|path|dir|version|versions|"

@@ -116,7 +116,9 @@ def config_info(config_path: str | Path | None) -> dict:
 
 
 def _json_files(run_dir: Path) -> list[Path]:
-    pats = ("world/world.json", "*/summary.json", "*/*/summary.json", "eval/*/*/summary.json")
+    from rock.report.golden import GOLDEN_SOURCES
+
+    pats = GOLDEN_SOURCES
     seen: list[Path] = []
     for pat in pats:
         for f in sorted(run_dir.glob(pat)):

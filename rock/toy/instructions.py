@@ -220,8 +220,8 @@ def _render(prompt: InstructionPrompt, body: list[str], follow: set[str], rng_ex
 def respond(prompt: InstructionPrompt, rng: random.Random, compliance: float = 1.0) -> str:
     """A response to ``prompt`` that follows each instruction with probability ``compliance``.
 
-    The number of sentences is the smallest (for "at least") or largest (for "less than") that
-    meets a followed word limit, otherwise 2-3.
+    The number of sentences is the smallest (for "at least") or largest (for "less than", shortest
+    sentences first) that meets a followed word limit, otherwise 2-3.
     """
     follow = {ins.id for ins in prompt.instructions if rng.random() < compliance}
     kw = {ins.id: ins.kw for ins in prompt.instructions}
@@ -236,6 +236,9 @@ def respond(prompt: InstructionPrompt, rng: random.Random, compliance: float = 1
         if "length_constraints:number_words" in follow else None
     if limit is None:
         return _render(prompt, pool[:rng.randint(2, 3)], follow, extra)
+    if limit["relation"] == "less than":   # shortest sentences (and postscript) first
+        pool.sort(key=count_words)
+        extra["ps"] = "Thank you for reading."
     texts = [_render(prompt, pool[:n], follow, extra) for n in range(1, len(pool) + 1)]
     if limit["relation"] == "less than":
         fitting = [t for t in texts if count_words(t) < limit["num_words"]]

@@ -327,6 +327,20 @@ def freeze_benchmark_input(wildcards):
     return []
 
 
+#: freeze keys a regime's training depends on (benchmarks, eval_limit, tta_fraction only matter later)
+_FREEZE_TRAIN_KEYS = ("window_radius", "window_anchor", "anchor_loss_threshold", "loss_normalization",
+                      "eval_every", "max_steps", "control")
+
+
+def freeze_train_settings(wildcards):
+    """What one regime's run depends on (params: a change re-runs that regime only): its own
+    entry of freeze.regimes, the training keys of freeze, and the stage2 and models sections."""
+    fr = config["freeze"]
+    regime = next(r for r in fr["regimes"] if r["name"] == wildcards.fz_regime)
+    return {"regime": regime, **{k: fr[k] for k in _FREEZE_TRAIN_KEYS},
+            "stage2": config["stage2"], "models": config["models"]}
+
+
 def freeze_eval_tables():
     """Every evaluated (regime, step) table the report reads; step 0 once (the stage-1 model)."""
     return [str(paths.freeze_eval(RUN_DIR, r, s, "per_problem.parquet"))

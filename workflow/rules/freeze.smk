@@ -25,7 +25,7 @@ rule freeze_train:
     params:
         config_file=CONFIG_FILE,
         launcher=distill_launcher("freeze_train"),
-        settings={k: config[k] for k in ("freeze", "stage2", "models")},
+        settings=freeze_train_settings,
     log:
         paths.log_file(RUN_DIR, "freeze_train", "{fz_regime}"),
     conda:

@@ -1,0 +1,150 @@
+"""``rock toy build``: layout, loadable HF dirs, determinism; the full build in a slow test."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rock import cli, paths
+from rock.errors import ConfigError
+from rock.toy import accuracy, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+TOY_CONFIG = REPO / "tests" / "config_toy" / "config.yaml"
+TINY = {  # a smoke world: seconds, untrained models, every file written
+    "threads": 1,
+    "tokenizer": {"n_documents": 300, "vocab_size": 520},
+    "teacher": {"steps": 3, "batch_size": 8, "warmup_steps": 1, "layers": 1, "hidden": 32,
+                "heads": 2, "kv_heads": 1, "intermediate": 64},
+    "student": {"steps": 3, "batch_size": 8, "warmup_steps": 1, "layers": 1, "hidden": 16,
+                "heads": 2, "kv_heads": 1, "intermediate": 32},
+    "sizes": {"openthoughts": 12, "openthoughts_other_domains": 2, "math500": 4, "ifeval": 3,
+              "aime24": 2, "aime25": 2, "hmmt25": 2},
+    "eval": {"max_new_tokens": 8, "batch_size": 4, "min_margin": -1.0},
+}
+
+
+def _config(tmp_path: Path, seed: int = 0) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({
+        "run_dir": str(tmp_path / "run"), "seed": seed,
+        "models": {"teacher_system_prompts": ["style: so", "style: then"]}, "toy": TINY}))
+    return path
+
+
+def _hashes(world: Path) -> dict[str, str]:
+    return {str(p.relative_to(world)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(world.rglob("*")) if p.is_file() and p.name != "world.json"}
+
+
+@pytest.fixture(scope="module")
+def two_builds(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("toy")
+    cfg = _config(tmp)
+    assert cli.main(["toy", "build", "--config", str(cfg)]) == 0        # --out default
+    assert cli.main(["toy", "build", "--config", str(cfg), "--out", str(tmp / "again")]) == 0
+    return paths.world_dir(tmp / "run"), tmp / "again", cfg
+
+
+def test_layout_follows_rock_paths(two_builds):
+    world, _, _ = two_builds
+    run_dir = world.parent
+    for name in paths.RAW_DATASETS:
+        assert paths.world_raw(run_dir, name).is_file()
+    for role in ("teacher", "student"):
+        d = paths.world_model(run_dir, role)
+        assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+                "tokenizer_config.json"} <= {p.name for p in d.iterdir()}
+    assert (paths.world_tokenizer(run_dir) / "tokenizer.json").is_file()
+    info = json.loads(paths.world_info(run_dir).read_text())
+    assert info["seed"] == 0 and info["sizes"]["math500"] == 4 and info["sizes"]["openthoughts"] == 14
+    assert set(info["accuracy_math500"]) == {"teacher", "student"}
+    assert info["tokenizer"]["size"] == 520 and info["tokenizer"]["embedding_rows"] == 576
+    assert {"corpus", "tokenizer", "pretrain_teacher", "pretrain_student", "datasets", "accuracy",
+            "total"} <= set(info["timings"])
+    assert not list(run_dir.glob(".world.*"))                  # no temporary directory left
+
+
+def test_same_seed_gives_identical_files(two_builds):
+    world, again, _ = two_builds
+    first, second = _hashes(world), _hashes(again)
+    assert len(first) >= 20 and first == second
+    a, b = (json.loads((d / "world.json").read_text()) for d in (world, again))
+    a.pop("timings"), b.pop("timings")
+    assert a == b                                              # world.json differs only in timings
+
+
+def test_another_seed_gives_other_weights(two_builds, tmp_path):
+    world, _, _ = two_builds
+    cfg = _config(tmp_path, seed=1)
+    assert cli.main(["toy", "build", "--config", str(cfg)]) == 0
+    other = _hashes(paths.world_dir(tmp_path / "run"))
+    first = _hashes(world)
+    assert other["teacher/model.safetensors"] != first["teacher/model.safetensors"]
+    assert other["raw/math500.jsonl"] != first["raw/math500.jsonl"]
+
+
+def test_models_load_with_auto_classes(two_builds):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    world, _, _ = two_builds
+    for role, hidden in (("teacher", 32), ("student", 16)):
+        tok = AutoTokenizer.from_pretrained(str(world / role))
+        model = AutoModelForCausalLM.from_pretrained(str(world / role))
+        assert type(model).__name__ == "Qwen3ForCausalLM"
+        assert model.config.hidden_size == hidden and model.config.vocab_size == 576
+        assert model.config.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>")
+        assert model.generation_config.do_sample is False
+
+
+def test_settings_errors_name_the_file_and_key(tmp_path):
+    cfg = _config(tmp_path)
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_settings(cfg, ["teacher.steps"])
+    with pytest.raises(ConfigError, match=r"config.yaml: toy.teacher: unknown key"):
+        load_settings(cfg, ["teacher.stepz=3"])
+    assert load_settings(cfg, ["teacher.steps=9"])["toy"].teacher.steps == 9
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: 0\n")
+    with pytest.raises(ConfigError, match="missing top-level key 'run_dir'"):
+        load_settings(bad)
+
+
+def test_last_boxed_and_integer_match():
+    assert accuracy.last_boxed("a \\boxed{1} b $\\boxed{\\frac{1}{2}}$") == "\\frac{1}{2}"
+    assert accuracy.last_boxed("no box") is None and accuracy.last_boxed("\\boxed{12") is None
+    assert accuracy.is_correct("**Answer:** $\\boxed{42}$", "42")
+    assert accuracy.is_correct("The answer is \\boxed{ 42 }.", 42)
+    assert not accuracy.is_correct("\\boxed{41} then \\boxed{43}", 42)
+    assert not accuracy.is_correct("\\boxed{forty-two}", 42)
+
+
+@pytest.mark.slow
+def test_full_build_teacher_clearly_beats_student(tmp_path):
+    """The toy config's world (minutes on 2 cores): the margin is what distillation works with."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    settings = load_settings(TOY_CONFIG)
+    from rock.toy.build import build_world
+
+    info = build_world(tmp_path / "world", settings["toy"], settings["seed"],
+                       settings["system_prompts"])
+    acc = info["accuracy_math500"]
+    assert acc["teacher"] >= acc["student"] + 0.3, acc
+    assert 512 <= info["tokenizer"]["size"] <= 1024
+    # greedy generation ends with <|im_end|> (well within the pipeline's 96-token budget)
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "world" / "student"))
+    rows = [json.loads(line) for line in open(tmp_path / "world" / "raw" / "math500.jsonl")][:16]
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    for role, system in (("teacher", settings["system_prompts"]), ("student", None)):
+        model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "world" / role))
+        prompts = accuracy.chat_prompts([r["problem"] for r in rows], tok, system, seed=0)
+        tok.padding_side = "left"
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        out = model.generate(**enc, max_new_tokens=96)[:, enc.input_ids.shape[1]:]
+        ended = [(im_end in seq.tolist()) for seq in out]
+        assert sum(ended) >= 15, (role, tok.batch_decode(out))
