@@ -31,10 +31,12 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
     final.parent.mkdir(parents=True, exist_ok=True)
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+        os.chmod(tmp, _default_mode(0o777))
     else:
         fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
         os.close(fd)
         tmp = Path(name)
+        os.chmod(tmp, _default_mode(0o666))  # mkstemp makes 0600; outputs are shared files
     try:
         yield tmp
         if directory:
@@ -52,6 +54,13 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
     except BaseException:
         _cleanup(tmp)
         raise
+
+
+def _default_mode(base: int) -> int:
+    """``base`` less the process umask: the mode ``open()``/``mkdir()`` would have given."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
 
 
 def _cleanup(tmp: Path) -> None:

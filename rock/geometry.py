@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 GROUPS = ("rock", "high_kl", "random")
 GROUP_COLORS = {"rock": "tab:red", "high_kl": "tab:blue", "random": "0.5"}
+#: group keys in summary.json (the names rock.report.extract reads)
+SUMMARY_KEY = {"rock": "rock", "high_kl": "highkl", "random": "random"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,6 +229,30 @@ def persistence(early: pd.DataFrame, late: pd.DataFrame, groups: dict[str, list[
     return pd.DataFrame(rows), pd.DataFrame(tests)
 
 
+def geometry_summary(per_type: pd.DataFrame, tests: pd.DataFrame, ptests: pd.DataFrame) -> dict:
+    """The numbers of Sec. 2.6 as a nested dict ``{quantity: {group: value}}`` (summary.json)."""
+    def by_group(series_fn):
+        return {SUMMARY_KEY[g]: series_fn(sub) for g, sub in per_type.groupby("group") if g in SUMMARY_KEY}
+
+    pt = ptests.set_index("group")
+    out = {
+        "median_grad_norm": by_group(lambda d: float(d["grad_norm"].median())),
+        "median_cos": by_group(lambda d: float(d["cos_balanced"].median())),
+        "max_cos": by_group(lambda d: float(d["cos_balanced"].max())),
+        "share_cos_above_0.3": by_group(lambda d: float((d["cos_balanced"] > 0.3).mean())),
+        "contrib_sum": by_group(lambda d: float(d["contrib"].sum())),
+        "n_sum": by_group(lambda d: int(d["n"].sum())),
+    }
+    for key, col in (("median_kl_early", "median_kl_early"), ("median_kl_late", "median_kl_late"),
+                     ("median_delta_kl", "median_delta_kl"), ("wilcoxon_p", "pvalue"),
+                     ("relative_kl_change", "relative_change")):
+        out[key] = {SUMMARY_KEY[g]: float(pt.loc[g, col]) for g in pt.index if g in SUMMARY_KEY}
+    mw = tests[tests["test"] == "mann_whitney_u"]
+    out["mannwhitney_p"] = {f"{r.metric}_{SUMMARY_KEY[r.group_a]}_vs_{SUMMARY_KEY[r.group_b]}": float(r.pvalue)
+                            for r in mw.itertuples()}
+    return out
+
+
 def figure3(per_type: pd.DataFrame, persist: pd.DataFrame, *, title: str, outputs) -> None:
     """Figure 3's four panels (caption order): (a) gradient norm by group, (b) cosine to
     G_balanced by group, (c) early vs late mean KL (log-log, diagonal), (d) Delta KL by group."""
@@ -397,13 +423,8 @@ def _analyze(run_dir, gcfg: GeometryConfig, groups, mode) -> int:
         tests.to_csv(tmp, index=False)
     with atomic_path(paths.geometry_file(run_dir, "persistence.csv")) as tmp:
         persist.to_csv(tmp, index=False)
-    summary = {"detection_mode": mode, "groups": {g: len(v) for g, v in groups.items()},
-               "median_grad_norm": per.groupby("group")["grad_norm"].median().to_dict(),
-               "median_cos_balanced": per.groupby("group")["cos_balanced"].median().to_dict(),
-               "share_cos_above_0.3": per.assign(c=per["cos_balanced"] > 0.3).groupby("group")["c"].mean().to_dict(),
-               "contrib_sum": per.groupby("group")["contrib"].sum().to_dict(),
-               "persistence": ptests.set_index("group")[["median_kl_early", "median_kl_late",
-                                                          "relative_change", "pvalue"]].to_dict(orient="index")}
+    summary = geometry_summary(per, tests, ptests)
+    summary.update({"detection_mode": mode, "groups": {SUMMARY_KEY[g]: len(v) for g, v in groups.items()}})
     write_json(paths.geometry_file(run_dir, "summary.json"), summary)
     figure3(per, persist, title=f"Figure 3 ({run_dir}, rocks from {mode} detection)",
             outputs=[paths.figure3(run_dir, "png"), paths.figure3(run_dir, "pdf")])

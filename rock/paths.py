@@ -210,7 +210,8 @@ def detection_comparison(run_dir: str | Path) -> Path:
 
 
 # --- gradient geometry [2.6] (rock.geometry) ------------------------------------------------------
-GEOMETRY_FILES = ("per_type.csv", "tests.csv", "persistence.csv", "summary.json")
+#: ``rock geometry gradients`` writes per_type.csv and gradients.json; ``analyze`` the rest + Figure 3
+GEOMETRY_FILES = ("per_type.csv", "gradients.json", "tests.csv", "persistence.csv", "summary.json")
 
 
 def geometry_dir(run_dir: str | Path) -> Path:

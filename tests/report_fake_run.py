@@ -57,13 +57,20 @@ def write_png(path: Path, color: str = "C0") -> None:
 def make_fake_run(root: Path, *, figures: bool = True) -> Path:
     """Write a complete fake run under ``root`` (returned)."""
     root = Path(root)
-    # toy world
-    w = paths.world_dir(root) / "world.json"
+    # toy world: the layout of rock.toy.build's world.json
+    w = paths.world_info(root)
     w.parent.mkdir(parents=True, exist_ok=True)
-    w.write_text(json.dumps({"seed": 0, "teacher": {"accuracy": 0.89, "n_params": 831000},
-                             "student": {"accuracy": 0.19, "n_params": 120000},
-                             "timings": {"teacher_s": 120.5}, "build_seconds": 300.2,
-                             "config": {"lr": 0.004}}))
+    w.write_text(json.dumps({
+        "seed": 0, "teacher_system_prompts": ["style: so", "style: then"],
+        "accuracy_math500": {"teacher": 0.89, "student": 0.19}, "accuracy_margin": 0.7,
+        "tokenizer": {"size": 1024, "embedding_rows": 1024},
+        "parameters": {"teacher": 831000, "student": 120000},
+        "pretraining": {"teacher": {"parameters": 831000, "steps": 350, "loss_first10": 6.1,
+                                    "loss_last10": 0.61}},
+        "sizes": {"math500": 100, "openthoughts": 3000},
+        "config": {"teacher": {"lr": 0.004}},
+        "versions": {"torch": "2.13.0"},
+        "timings": {"corpus": {"wall_s": 6.5, "cpu_s": 1.4}, "total": {"wall_s": 300.2}}}))
     # detection (context mode and official mode)
     for mode in paths.DETECTION_MODES:
         d = paths.detection_dir(root, mode)

@@ -214,11 +214,11 @@ def test_golden_records_registry_metrics_and_world_leaves(run, tmp_path):
     stats = golden.record(ctx(run), out, command="rock report golden ...", provenance={})
     rows = {r.metric: r for r in load_table(out)}
     assert stats["added"] == len(rows) > 50
-    assert rows["json:world/world.json#teacher.accuracy"].expected == "0.89"
-    assert str(rows["json:world/world.json#teacher.accuracy"].band) == "abs_tol:0.05"
-    assert str(rows["json:world/world.json#student.n_params"].band) == "eq"
-    assert not any("timings" in m or "build_seconds" in m for m in rows)   # volatile: never golden
-    assert "json:world/world.json#config.lr" not in rows                   # echoed input: not a result
+    acc = rows["json:world/world.json#accuracy_math500.teacher"]
+    assert acc.expected == "0.89" and str(acc.band) == "abs_tol:0.05"
+    assert str(rows["json:world/world.json#parameters.student"].band) == "eq"
+    assert str(rows["json:world/world.json#pretraining.teacher.loss_last10"].band) == "abs_tol:0.061"
+    assert not any(k in m for m in rows for k in ("timings", "versions", "#config."))  # never golden
     assert "json:detect/context/info.json#median_density" not in rows      # covered by the registry
     assert rows["detect.median_rock_density"].expected == "0.185"
     assert str(rows["knockout.sign_test.combined.p"].band) == "p_below:0.05"
@@ -238,19 +238,19 @@ def test_golden_keeps_existing_rows_and_appends_new_ones(run, tmp_path):
     text = out.read_text().replace("abs_tol:0.05", "abs_tol:0.07", 1)
     out.write_text(text)
     w = json.loads((run / "world" / "world.json").read_text())
-    w["teacher"]["accuracy"] = 0.5
+    w["accuracy_math500"]["teacher"] = 0.5
     (run / "world" / "world.json").write_text(json.dumps(w))
     make_fake_run(run, figures=False)  # rewrites everything, knockout included...
     (run / "world" / "world.json").write_text(json.dumps(w))   # ...but keep the changed world
     stats = golden.record(ctx(run), out, provenance={})
     second = {r.metric: r for r in load_table(out)}
     assert stats["added"] > 0 and stats["updated"] == 0
-    assert second["json:world/world.json#teacher.accuracy"].expected == "0.89"   # kept, not re-valued
+    assert second["json:world/world.json#accuracy_math500.teacher"].expected == "0.89"  # kept
     assert any(m.startswith("knockout.") for m in second)
     assert [r.id for r in first] == [r.id for r in load_table(out)][:len(first)]  # ids are stable
     golden.record(ctx(run), out, update=True, provenance={})
     third = {r.metric: r for r in load_table(out)}
-    assert third["json:world/world.json#teacher.accuracy"].expected == "0.5"
+    assert third["json:world/world.json#accuracy_math500.teacher"].expected == "0.5"
     tuned = [r for r in load_table(out) if str(r.band) == "abs_tol:0.07"]
     assert tuned, "a hand-tuned band survives --update"
 

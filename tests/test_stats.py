@@ -44,13 +44,11 @@ def test_detection_set_is_a_seeded_shuffle():
     cfg = StatsConfig(n_problems=4, shuffle_seed=42)
     a = detection_problems(PROBLEMS, cfg, file="x")
     assert [p["problem_id"] for p in a] == [p["problem_id"] for p in detection_problems(PROBLEMS, cfg, file="x")]
-    import random
-    order = list(range(len(PROBLEMS)))
-    random.Random(42).shuffle(order)
+    order = np.random.default_rng(42).permutation(len(PROBLEMS))   # datasets' shuffle(seed=42)
     assert [p["problem_id"] for p in a] == [PROBLEMS[i]["unique_id"] for i in order[:4]]
     unshuffled = detection_problems(PROBLEMS, StatsConfig(n_problems=2, shuffle_seed=None), file="x")
     assert [p["problem_id"] for p in unshuffled] == ["u11", "u12"]
-    with pytest.raises(DataError, match="line 2"):
+    with pytest.raises(DataError, match="x:2: field 'problem'"):
         detection_problems([PROBLEMS[0], {"problem": " "}], cfg, file="x")
 
 
