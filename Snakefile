@@ -26,6 +26,7 @@ include: "workflow/rules/toy.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/distill.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/analysis.smk"
 include: "workflow/rules/knockout.smk"
 include: "workflow/rules/freeze.smk"
 include: "workflow/rules/report.smk"  # keep last: the report reads every stage

@@ -130,7 +130,7 @@ def per_type_geometry(g_balanced: np.ndarray, means: np.ndarray, members, counts
     norms = np.linalg.norm(means, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = (means @ g_balanced) / (norms * gb_norm)
-    cos = np.where(norms > 0, cos, 0.0)
+    cos = np.clip(np.where(norms > 0, cos, 0.0), -1.0, 1.0)   # rounding can exceed 1 by 1e-16
     n = np.array([counts[int(m)] for m in members], dtype=np.int64)
     return pd.DataFrame({"token_id": np.asarray(members, dtype=np.int64), "n": n, "grad_norm": norms,
                          "cos_balanced": cos, "contrib": n * norms * cos})

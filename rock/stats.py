@@ -1,7 +1,8 @@
 """Token statistics of student trajectories: one row per token occurrence [Sec. 2.1, 2.3].
 
     rock stats decode --config config.yaml                      # trajectories.jsonl
-    rock stats score  --config config.yaml --checkpoint post    # tokens_post.parquet (+ hidden_post.npy)
+    rock stats score  --config config.yaml --checkpoint post    # tokens_post.parquet
+    rock stats hidden --config config.yaml --checkpoint post    # hidden_post.npy (student only)
 
 1. **Decode.** A student checkpoint (``stats.decode_checkpoint``, default the post-OPD model) answers
    the detection set (paper: MATH-500, N = 500) greedily, as the authors' detector does
@@ -21,10 +22,12 @@
    Rows: ``trajectory, position`` (0-based index in the response), ``token_id``, the values above
    and ``checkpoint`` (pre / post / early / late). The models' final hidden states are computed
    once per sequence and the output layer is applied to ``chunk_size`` positions at a time, so no
-   ``[positions x V]`` fp32 tensor exceeds one chunk. For ``stats.hidden_checkpoint`` the student's
-   final hidden state at every response token (the state after reading ``x_t``) is also stored,
-   projected to ``stats.hidden_dim`` dimensions with a seeded Gaussian (Johnson-Lindenstrauss)
-   projection when the model is wider; detection mean-pools it over context windows (Eq. 7).
+   ``[positions x V]`` fp32 tensor exceeds one chunk.
+3. **Hidden states** (only for ``detection.context.representation: hidden``). The student's final
+   hidden state at every response token (the state after reading ``x_t``), row-aligned with the
+   token table, projected to ``stats.hidden_dim`` dimensions with a seeded Gaussian
+   (Johnson-Lindenstrauss) projection when the model is wider; detection mean-pools it over
+   context windows (Eq. 7). A separate step because it needs the student only.
 
 Checkpoint names map to models through ``stats.checkpoints`` (:func:`resolve_checkpoint`).
 """
@@ -84,8 +87,6 @@ class StatsConfig:
     """name -> model spec (resolve_checkpoint); pre/post [2.2 Eq. 5], early/late [2.6]"""
     chunk_size: int | None = None
     """positions per output-layer chunk; null = rock.distill.losses default (32M elements)"""
-    save_hidden: bool = True
-    hidden_checkpoint: str = "post"
     hidden_dim: int = 256
     """stored hidden size (random projection above it). ASSUMED: 2M tokens x 256 x fp16 = 1 GB"""
     device: str = "auto"
@@ -106,9 +107,8 @@ class StatsConfig:
         if not self.checkpoints or any(not isinstance(k, str) or not isinstance(v, str) or not v
                                        for k, v in self.checkpoints.items()):
             bad("checkpoints", "must map checkpoint names to model specs")
-        for name in ("decode_checkpoint", "hidden_checkpoint"):
-            if getattr(self, name) not in self.checkpoints:
-                bad(name, f"must be one of the checkpoint names {sorted(self.checkpoints)}")
+        if self.decode_checkpoint not in self.checkpoints:
+            bad("decode_checkpoint", f"must be one of the checkpoint names {sorted(self.checkpoints)}")
         if self.chunk_size is not None and self.chunk_size < 1:
             bad("chunk_size", "must be null or >= 1")
         if self.hidden_dim < 1 or self.batch_size < 1 or self.tensor_parallel_size < 1:
@@ -295,18 +295,12 @@ def projection(hidden_size: int, dim: int, seed: int) -> np.ndarray | None:
 
 
 def score(student, teacher, trajectories: list[dict], *, checkpoint: str, vocab: int,
-          chunk_size: int | None, device, keep_hidden: bool = False, hidden_dim: int = 256,
-          seed: int = 0) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Token table (one row per response token, sorted by trajectory and position) and, with
-    ``keep_hidden``, the student's hidden states aligned with its rows (float16)."""
+          chunk_size: int | None, device) -> pd.DataFrame:
+    """Token table: one row per response token, sorted by trajectory and position."""
     from rock.distill.losses import chunk_rows, token_statistics
 
     rows = chunk_rows(vocab, chunk_size)
     cols: dict[str, list] = {k: [] for k in TOKEN_COLUMNS if k != "checkpoint"}
-    hidden_parts = []
-    proj = None
-    if keep_hidden:
-        proj = projection(student.config.hidden_size, hidden_dim, seed)
     for ch in iter_scored_chunks(student, teacher, trajectories, vocab=vocab, chunk_size=rows, device=device):
         st = token_statistics(ch.student_logits, ch.teacher_logits, ch.tokens, chunk_size=rows)
         n = len(ch.tokens)
@@ -316,16 +310,35 @@ def score(student, teacher, trajectories: list[dict], *, checkpoint: str, vocab:
         for k in ("log_ratio", "reverse_kl", "student_entropy", "teacher_entropy", "student_logprob",
                   "teacher_logprob"):
             cols[k].append(st[k].float().cpu().numpy())
-        if keep_hidden:
-            h = ch.student_hidden.float().cpu().numpy()
-            hidden_parts.append((h @ proj if proj is not None else h).astype(np.float16))
     if not cols["trajectory"]:
         raise DataError("no response tokens to score", field="response_ids",
                         fix="check the decode step (all trajectories empty?)")
     table = pd.DataFrame({k: np.concatenate(v) for k, v in cols.items()})
     table["checkpoint"] = pd.Categorical([checkpoint] * len(table))
-    hidden = np.concatenate(hidden_parts) if keep_hidden else None
-    return table, hidden
+    return table
+
+
+@torch.no_grad()
+def hidden_states(student, trajectories: list[dict], *, dim: int, seed: int, device,
+                  show_progress: bool = True) -> np.ndarray:
+    """Student final hidden states at every response token (rows aligned with :func:`score`'s
+    table), float16, projected to ``dim`` dimensions when the model is wider."""
+    from tqdm.auto import tqdm
+
+    base, _ = _backbone(student)
+    proj = projection(student.config.hidden_size, dim, seed)
+    parts = []
+    for row in tqdm(trajectories, desc="hidden", unit="seq", disable=not show_progress, mininterval=10):
+        resp = [int(x) for x in row["response_ids"]]
+        if not resp:
+            continue
+        ids = torch.tensor([list(row["student_prompt_ids"]) + resp], device=device)
+        p = len(row["student_prompt_ids"])
+        h = base(input_ids=ids, use_cache=False).last_hidden_state[0, p:p + len(resp)].float().cpu().numpy()
+        parts.append((h @ proj if proj is not None else h).astype(np.float16))
+    if not parts:
+        raise DataError("no response tokens", field="response_ids", fix="check the decode step")
+    return np.concatenate(parts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,9 +346,9 @@ def score(student, teacher, trajectories: list[dict], *, checkpoint: str, vocab:
 # --------------------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("decode", "score"))
+    parser.add_argument("action", choices=("decode", "score", "hidden"))
     parser.add_argument("--config", required=True, help="config YAML (run_dir, models, stats)")
-    parser.add_argument("--checkpoint", help="score: checkpoint name of stats.checkpoints (pre, post, ...)")
+    parser.add_argument("--checkpoint", help="score/hidden: checkpoint name of stats.checkpoints (pre, post, ...)")
     parser.add_argument("--run-dir", default=None, help="override the config's run_dir")
     parser.add_argument("--benchmark", default=None, help="decode: detection-set jsonl (default: data stage file)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -376,26 +389,31 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "decode":
         return _decode(args, config, run_dir, cfg, models)
     if not args.checkpoint:
-        raise ConfigError("rock stats score needs --checkpoint NAME (one of stats.checkpoints)")
+        raise ConfigError(f"rock stats {args.action} needs --checkpoint NAME (one of stats.checkpoints)")
     if args.checkpoint not in cfg.checkpoints:
         raise ConfigError(f"--checkpoint {args.checkpoint}: not in stats.checkpoints {sorted(cfg.checkpoints)}")
     student_path = resolve_checkpoint(cfg.checkpoints[args.checkpoint], run_dir, models)
+    trajectories = read_trajectories(paths.trajectories(run_dir))
+    if args.action == "hidden":
+        from rock.distill.trainer import load_causal_lm, make_runtime
+
+        runtime = make_runtime(cfg.device, models.get("dtype", "bfloat16"), env={})
+        student = load_causal_lm(student_path, runtime, trainable=False)
+        hidden = hidden_states(student, trajectories, dim=cfg.hidden_dim, seed=cfg.seed, device=runtime.device)
+        with atomic_path(paths.hidden_states(run_dir, args.checkpoint)) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, hidden)
+        log.info("%s: hidden states %s", args.checkpoint, hidden.shape)
+        return 0
     teacher_path = str(models.get("teacher") or "")
     if not teacher_path:
         raise ConfigError(f"{args.config}: models.teacher missing")
-    trajectories = read_trajectories(paths.trajectories(run_dir))
     student, teacher, _, vocab, runtime = load_models(student_path, teacher_path, models, cfg)
-    keep_hidden = cfg.save_hidden and args.checkpoint == cfg.hidden_checkpoint
     log.info("scoring %d trajectories with %s (%s) against %s", len(trajectories), args.checkpoint,
              student_path, teacher_path)
-    table, hidden = score(student, teacher, trajectories, checkpoint=args.checkpoint, vocab=vocab,
-                          chunk_size=cfg.chunk_size, device=runtime.device, keep_hidden=keep_hidden,
-                          hidden_dim=cfg.hidden_dim, seed=cfg.seed)
+    table = score(student, teacher, trajectories, checkpoint=args.checkpoint, vocab=vocab,
+                  chunk_size=cfg.chunk_size, device=runtime.device)
     with atomic_path(paths.token_stats(run_dir, args.checkpoint)) as tmp:
         table.to_parquet(tmp, index=False)
-    if hidden is not None:
-        with atomic_path(paths.hidden_states(run_dir, args.checkpoint)) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, hidden)
     log.info("%s: %d token rows, mean reverse KL %.4f, mean l_t %.4f", args.checkpoint, len(table),
              table["reverse_kl"].mean(), table["log_ratio"].mean())
     return 0

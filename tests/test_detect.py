@@ -40,8 +40,10 @@ def test_official_mode_matches_hand_computation():
     r = official_ranking(occ, cfg).set_index("token_id")
     assert r.loc[2, "rank"] == 1 and r.loc[3, "rank"] == 2 and r.loc[5, "rank"] == 3
     assert r.loc[6, "rank"] == 4 and r.loc[7, "rank"] == 5
-    assert r.loc[1, "rank"] == 0 and bool(r.loc[1, "dropped_top_frequent"])
-    assert r.loc[4, "rank"] == 0 and not bool(r.loc[4, "eligible"])
+    assert pd.isna(r.loc[1, "rank"]) and bool(r.loc[1, "dropped_top_frequent"])   # unranked: <NA>
+    assert pd.isna(r.loc[4, "rank"]) and not bool(r.loc[4, "eligible"])
+    # sorting by rank (as the knockout's screening pool does) never puts an unranked type first
+    assert r.sort_values("rank").index[:5].tolist() == [2, 3, 5, 6, 7]
     assert r.loc[2, "score"] == pytest.approx(3.0) and r.loc[3, "score"] == pytest.approx(2.4)
     assert r.loc[3, "mean_loss"] == pytest.approx(1.2) and r.loc[3, "freq"] == 2
     assert sorted(r.index[r["is_rock"]]) == [2, 3]

@@ -70,6 +70,26 @@ def test_greedy_generation_is_independent_of_batch_padding(loaded):
     assert alone.token_ids == batched.token_ids and len(alone.token_ids) >= 1
 
 
+def test_kv_decode_loop_matches_transformers_generate(loaded):
+    """Greedy: identical tokens. Sampling with top-p: the same support (every sampled token is in
+    the nucleus of the step that produced it, checked against a fresh forward)."""
+    tok, teacher = loaded
+    prompts = [chat_prompt_ids(tok, f"Compute ({i}+2)*3." + " x" * (i % 3)) for i in range(5)]
+    kv = HfGenerator(teacher, tok, batch_size=5, loop="kv")
+    gen = HfGenerator(teacher, tok, batch_size=5, loop="generate")
+    assert kv.generate(prompts, n=2, temperature=0, max_new_tokens=12) == \
+        gen.generate(prompts, n=2, temperature=0, max_new_tokens=12)
+    comp = kv.generate(prompts[:1], n=1, temperature=1.0, top_p=0.5, max_new_tokens=6, seed=3)[0][0]
+    ids = list(prompts[0])
+    for t in comp.token_ids:
+        with torch.no_grad():
+            p = torch.softmax(teacher(input_ids=torch.tensor([ids])).logits[0, -1], -1)
+        order = torch.argsort(p, descending=True)
+        nucleus = order[: int((torch.cumsum(p[order], 0) < 0.5).sum()) + 1].tolist()
+        assert t in nucleus
+        ids.append(t)
+
+
 def test_sampling_is_seeded_and_shapes_are_right(loaded):
     tok, teacher = loaded
     gen = HfGenerator(teacher, tok, batch_size=3)

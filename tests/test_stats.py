@@ -14,7 +14,7 @@ from test_distill_fixtures import tiny_pair  # noqa: E402,F401  (pytest fixture)
 from rock import paths  # noqa: E402
 from rock.errors import ConfigError, DataError  # noqa: E402
 from rock.stats import (StatsConfig, build_trajectory_prompts, decode, detection_problems,  # noqa: E402
-                        projection, resolve_checkpoint, score)
+                        hidden_states, projection, resolve_checkpoint, score)
 
 PROBLEMS = [{"problem": f"Compute ({a}+{b})*2.", "unique_id": f"u{a}{b}"} for a in range(1, 4) for b in range(1, 4)]
 
@@ -83,9 +83,10 @@ def test_score_matches_full_forward_reference(loaded, chunk):
     assert any(r["teacher_prompt_ids"] != r["student_prompt_ids"] for r in traj)  # privileged context
     assert all(r["teacher_system"] in ("style: so", "style: then") for r in traj)
     vocab = len(tok)
-    table, hidden = score(student, teacher, traj, checkpoint="post", vocab=vocab, chunk_size=chunk,
-                          device="cpu", keep_hidden=True, hidden_dim=8, seed=0)
+    table = score(student, teacher, traj, checkpoint="post", vocab=vocab, chunk_size=chunk, device="cpu")
+    hidden = hidden_states(student, traj, dim=8, seed=0, device="cpu")
     assert len(table) == sum(len(r["response_ids"]) for r in traj) == len(hidden)
+    assert hidden.shape[1] == 8 and hidden.dtype == np.float16
     assert list(table.columns[:3]) == ["trajectory", "position", "token_id"]
     assert (table["checkpoint"] == "post").all()
     for row in traj:
@@ -105,8 +106,7 @@ def test_score_matches_full_forward_reference(loaded, chunk):
 def test_hidden_states_are_the_students_final_states(loaded):
     tok, student, teacher = loaded
     traj = _trajectories(loaded, n=2)
-    _, hidden = score(student, teacher, traj, checkpoint="post", vocab=len(tok), chunk_size=None,
-                      device="cpu", keep_hidden=True, hidden_dim=64)   # 64 >= hidden 16: no projection
+    hidden = hidden_states(student, traj, dim=64, seed=0, device="cpu")   # 64 >= width 16: no projection
     row = traj[0]
     ids = torch.tensor([row["student_prompt_ids"] + row["response_ids"]])
     with torch.no_grad():

@@ -131,7 +131,8 @@ def cluster_table(ranking: pd.DataFrame, decode, discourse_markers=DEFAULT_DISCO
         sub = ranking[ranking[col]]
         for r in sub.itertuples(index=False):
             text = decode(int(r.token_id))
-            rows.append({"group": group, "rank": int(r.rank), "token_id": int(r.token_id),
+            rows.append({"group": group, "rank": None if pd.isna(r.rank) else int(r.rank),
+                         "token_id": int(r.token_id),
                          "token": repr(text)[1:-1], "category": categorize(text, discourse_markers),
                          "freq": int(r.freq), "mean_loss": float(r.mean_loss), "score": float(r.score)})
     return pd.DataFrame(rows, columns=["group", "rank", "token_id", "token", "category", "freq",

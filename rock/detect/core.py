@@ -292,7 +292,17 @@ def _finish(agg: pd.DataFrame, cfg: DetectionConfig) -> pd.DataFrame:
     for c in ("freq", "n_high_post", "n_ph", "n_rock_occ"):
         if agg[c].notna().all():
             agg[c] = agg[c].astype(np.int64)
+    # ineligible types have no rank (<NA>, sorted last), so "sort by rank, take the head" never
+    # picks them before a ranked type
+    ranks = pd.array(agg["rank"].to_numpy(), dtype="Int64")
+    ranks[ranks == 0] = pd.NA
+    agg["rank"] = ranks
     return agg[list(RANKING_COLUMNS)]
+
+
+def rank_values(ranking: pd.DataFrame) -> np.ndarray:
+    """The ``rank`` column as int64 with 0 for unranked (ineligible) types."""
+    return ranking["rank"].fillna(0).to_numpy(np.int64)
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from rock.detect.context import ContextSpec
-from rock.detect.core import DetectionConfig, Occurrences, select_scores
+from rock.detect.core import DetectionConfig, Occurrences, rank_values, select_scores
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def jaccard(a, b) -> float:
 
 def top_k(ranking: pd.DataFrame, k: int) -> set[int]:
     """Token ids with rank 1..k (rank 0 = not eligible)."""
-    r = ranking["rank"].to_numpy()
+    r = rank_values(ranking)
     return set(ranking.loc[(r >= 1) & (r <= k), "token_id"].astype(int))
 
 
@@ -44,7 +44,7 @@ def coverage_curve(ranking: pd.DataFrame, corpus_loss: float, k_grid) -> pd.Data
 
     Uses R(v) (``rock_score``: the whole post-OPD loss of type v) of the ranked types.
     """
-    ranked = ranking[ranking["rank"] >= 1].sort_values("rank")
+    ranked = ranking[rank_values(ranking) >= 1].sort_values("rank")
     cum = np.cumsum(ranked["rock_score"].to_numpy(np.float64))
     rows = []
     for k in k_grid:

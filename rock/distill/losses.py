@@ -50,11 +50,13 @@ log = logging.getLogger(__name__)
 DIVERGENCES = ("forward_kl", "reverse_kl")
 #: loss normalisations (module docstring)
 NORMALIZATIONS = ("token_mean", "weight_mean")
-#: default fp32 elements per chunk (8M elements = 32 MiB per temporary); chunk_size = this // vocab.
-#: ASSUMED: the paper gives no number; at V = 151,936 this is 55 positions per chunk and ~200 MiB
+#: default fp32 elements per chunk (4M elements = 16 MiB per temporary); chunk_size = this // vocab.
+#: ASSUMED: the paper gives no number; at V = 151,936 this is 27 positions per chunk and ~100 MiB
 #: of fp32 temporaries, small next to the [positions x vocab] gradient in the logits' dtype that the
-#: loss must return anyway, while a toy vocabulary (~1k) needs one chunk per 8k positions.
-CHUNK_ELEMENTS = 2**23
+#: loss must return anyway (benchmarks/bench_kl.py), while a toy vocabulary (~1k) needs one chunk
+#: per 4k positions. (Temporaries just under glibc's 32 MiB mmap ceiling stay in the heap after
+#: they are freed, which is one more reason for keeping them well below it on CPU.)
+CHUNK_ELEMENTS = 2**22
 
 
 @dataclass(frozen=True)
@@ -98,25 +100,33 @@ def _divergence_chunk(s: torch.Tensor, t: torch.Tensor, divergence: str, tempera
     reverse KL: ``sum_v p_s (log p_s - log p_t)``; d/dz_s = p_s (A - KL) / T with A = log p_s - log p_t.
     forward KL: ``sum_v p_t (log p_t - log p_s)``; d/dz_s = (p_s - p_t) / T.
     """
+    # at most four fp32 [n, V] buffers live at once; row sums of products go through _rowdot
     ls = _log_softmax(s, temperature)
     lt = _log_softmax(t, temperature)
     if divergence == "reverse_kl":
         ps = ls.exp()
         diff = ls.sub_(lt)                     # A = log p_s - log p_t (reuses ls's storage)
         del lt
-        value = (ps * diff).sum(-1)
+        value = _rowdot(ps, diff)
         if not with_grad:
             return value, None
         grad = diff.sub_(value[:, None]).mul_(ps)
     else:
         pt = lt.exp()
-        value = (pt * (lt - ls)).sum(-1)
+        diff = lt.sub_(ls)                     # log p_t - log p_s (reuses lt's storage)
+        value = _rowdot(pt, diff)
         if not with_grad:
             return value, None
+        del diff
         grad = ls.exp_().sub_(pt)              # p_s - p_t (reuses ls's storage)
     if temperature != 1.0:
         grad.div_(temperature)
     return value, grad
+
+
+def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(a * b).sum(-1)`` for ``[n, V]`` fp32 inputs without an ``[n, V]`` temporary (bmm)."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
 
 
 def _log_softmax(x: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -302,16 +312,19 @@ def token_statistics(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     rows = chunk_rows(vocab, chunk_size)
     for a in range(0, n, rows):
         b = min(n, a + rows)
+        # four fp32 [n, V] buffers at most: ls, ps, lt, pt
         ls = _log_softmax(s[a:b], temperature)
+        ps = ls.exp()
+        out["student_entropy"][a:b] = -_rowdot(ps, ls)
         lt = _log_softmax(t[a:b], temperature)
-        ps, pt = ls.exp(), lt.exp()
-        out["reverse_kl"][a:b] = (ps * (ls - lt)).sum(-1)
-        out["student_entropy"][a:b] = -(ps * ls).sum(-1)
-        out["teacher_entropy"][a:b] = -(pt * lt).sum(-1)
+        pt = lt.exp()
+        out["teacher_entropy"][a:b] = -_rowdot(pt, lt)
+        del pt
         lps = ls.gather(-1, y[a:b, None]).squeeze(-1)
         lpt = lt.gather(-1, y[a:b, None]).squeeze(-1)
         out["student_logprob"][a:b], out["teacher_logprob"][a:b] = lps, lpt
         out["log_ratio"][a:b] = lps - lpt
+        out["reverse_kl"][a:b] = _rowdot(ps, lt.neg_().add_(ls))   # sum p_s (log p_s - log p_t)
     return {k: v.reshape(shape) for k, v in out.items()}
 
 

@@ -166,8 +166,11 @@ class Stage2Batches:
                 continue
             seqs.append(TrainSequence(f"{row['id']}:{r}:{k}", s_ids + resp, t_ids + resp, len(resp)))
         seqs = seqs[rt.rank % tp::tp]
-        counts = dict(zip(counts, rt.all_sum(list(counts.values()))))
-        counts = {k: (v if k == "generate_seconds" else int(v)) for k, v in counts.items()}
+        # prompt counts are the same on every rank; rollout counts are per rollout group (the ranks
+        # of one vLLM TP group hold the same rollouts, so only its first rank contributes)
+        rollout_keys = ("n_empty_rollouts", "n_truncated_rollouts", "n_skipped_sequences")
+        mine_counts = [counts[k] if rt.rank % tp == 0 else 0 for k in rollout_keys]
+        counts.update(zip(rollout_keys, (int(v) for v in rt.all_sum(mine_counts))))
         return seqs, counts
 
 

@@ -100,7 +100,7 @@ def analyze(per_problem: pd.DataFrame, pool: pd.DataFrame, mapping: pd.DataFrame
                                    n_resamples=cfg.n_resamples, seed=cfg.bootstrap_seed,
                                    alpha=cfg.alpha)
     base_acc = {t: float(deltas.loc[deltas["task"] == t, "baseline_acc"].iloc[0]) for t in tasks}
-    # a set equal to the baseline (cannot happen for a non-empty set, but keep the join total)
+    # candidate x level -> its set's Delta, p and accuracy on every task (identical sets share them)
     cols = ["set_id", "task", "delta", "p_value", "acc"]
     m = mapping.merge(deltas[cols], on="set_id", how="left")
     wide = m.pivot_table(index=["token_id", "rank", "task"], columns="level",

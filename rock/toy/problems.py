@@ -48,12 +48,13 @@ NAMES = (("Ava", "she"), ("Ben", "he"), ("Chloe", "she"), ("David", "he"), ("Emm
 OBJECTS = ("apples", "marbles", "pencils", "stickers", "cookies", "books", "coins", "shells",
            "cards", "stamps", "beads", "buttons", "crayons", "eggs", "flowers", "toys", "candles",
            "balloons", "blocks", "oranges")
+#: expression phrasings; the expression is written as the teacher restates it (LaTeX, spaced), so
+#: restating is a contiguous copy (measured: with plain "(3+4)*2-5" phrasings mixed in, a 350-step
+#: teacher stayed below 0.1 accuracy)
 EXPRESSION_TEMPLATES = (
     "Compute ${latex}$.",
     "What is the value of ${latex}$?",
     "Evaluate ${latex}$.",
-    "Calculate {plain}.",
-    "Find the value of {plain}.",
 )
 #: word templates per family; numbers a, b, c, ... appear in the order the steps use them
 WORD_TEMPLATES = {

@@ -247,6 +247,87 @@ def evaluate_targets():
 TARGETS.append(evaluate_targets)
 
 # ------------------------------------------------------------------------------------------------
+# token statistics, detection, geometry [2.1-2.6, B, E] (workflow/rules/analysis.smk; rock.stats,
+# rock.detect, rock.geometry)
+# ------------------------------------------------------------------------------------------------
+
+#: checkpoint names of config stats.checkpoints (wildcard values: pre, post, early, late)
+STATS_CHECKPOINTS = list(config["stats"]["checkpoints"])
+
+wildcard_constraints:
+    st_ckpt="|".join(STATS_CHECKPOINTS),
+    det_mode="|".join(paths.DETECTION_MODES),
+
+
+def stats_model_input(spec):
+    """Input of the model a stats checkpoint spec names (rock.stats.resolve_checkpoint): the stage
+    model, the stage-2 checkpoints directory, the role's local directory, or nothing (hub id)."""
+    if spec in ("stage1", "stage2"):
+        return [str(paths.stage_model(RUN_DIR, int(spec[-1])))]
+    if spec in ("stage2_first", "stage2_last") or (spec.startswith("step_") and spec[5:].isdigit()):
+        return [str(paths.train_checkpoints_dir(paths.stage_dir(RUN_DIR, 2)))]
+    if spec in rock_config.MODEL_ROLES:
+        return model_input(spec)
+    return [spec] if Path(spec).exists() else []
+
+
+def stats_checkpoint_input(wildcards):
+    return stats_model_input(config["stats"]["checkpoints"][wildcards.st_ckpt])
+
+
+def stats_decode_input():
+    st = config["stats"]
+    return stats_model_input(st["checkpoints"][st["decode_checkpoint"]])
+
+
+def stats_settings(*keys):
+    """The stats keys (and models) a job depends on (params: a change re-runs that job only)."""
+    return {"stats": {k: config["stats"][k] for k in keys}, "models": config["models"]}
+
+
+def detection_inputs(wildcards):
+    """Token tables (and hidden states) that one detection mode reads."""
+    det = config["detection"]
+    ins = {"post": str(paths.token_stats(RUN_DIR, "post"))}
+    if wildcards.det_mode == "context":
+        ins["pre"] = str(paths.token_stats(RUN_DIR, "pre"))
+        if det["context"]["representation"] == "hidden":
+            ins["hidden"] = str(paths.hidden_states(RUN_DIR, det["hidden_checkpoint"]))
+    return ins
+
+
+def detection_reference_input():
+    """The authors' id files compared with our top-K (paper scale only, when configured)."""
+    if is_toy():
+        return []
+    ref = config["detection"]["reference"]
+    return [p for p in (ref["rock_ids"], ref["control_ids"]) if p]
+
+
+def geometry_mode():
+    """The detection mode whose Rock set forms the rock group of Sec. 2.6."""
+    return config["geometry"]["detection_mode"] or config["detection"]["downstream_mode"]
+
+
+def geometry_model_input():
+    return stats_model_input(config["stats"]["checkpoints"][config["geometry"]["checkpoint"]])
+
+
+def analysis_targets():
+    out = [paths.token_stats(RUN_DIR, c) for c in STATS_CHECKPOINTS]
+    for mode in paths.DETECTION_MODES:
+        names = paths.DETECTION_SELECT + paths.DETECTION_STABILITY + paths.DETECTION_CLUSTERS
+        out += [paths.detection_file(RUN_DIR, mode, n) for n in names]
+        out += [paths.figure2(RUN_DIR, mode, ext) for ext in ("png", "pdf")]
+    out.append(paths.detection_comparison(RUN_DIR))
+    out += [paths.geometry_file(RUN_DIR, n) for n in paths.GEOMETRY_FILES]
+    out += [paths.figure3(RUN_DIR, ext) for ext in ("png", "pdf")]
+    return out
+
+
+TARGETS.append(analysis_targets)
+
+# ------------------------------------------------------------------------------------------------
 # knockout [3, D] (workflow/rules/knockout.smk, rock.knockout)
 # ------------------------------------------------------------------------------------------------
 

@@ -1,0 +1,273 @@
+# Token statistics, Rock Token detection and gradient geometry [2.1-2.6, App. B, E]:
+# the post-OPD student decodes the detection set (stats_decode) -> every named checkpoint and the
+# teacher score the same trajectories (stats_score, one job per checkpoint) -> detection per mode
+# (context = Sec. 2.2, official = the authors' selection): ranking, windows W(v), density; the
+# cutoff sweep (App. E); clusters (App. B); Figure 2 -> comparison with the authors' ids ->
+# gradient geometry (one streaming pass over the models) and its statistics, Figure 3.
+# Input functions and targets: workflow/rules/common.smk; logic: rock/stats.py, rock/detect/,
+# rock/geometry.py.
+
+
+rule stats_decode:
+    input:
+        benchmark=paths.benchmark(RUN_DIR, config["stats"]["dataset"]),
+        model=stats_decode_input(),
+    output:
+        paths.trajectories(RUN_DIR),
+    params:
+        config_file=CONFIG_FILE,
+        settings=stats_settings("dataset", "problem_field", "id_field", "n_problems", "shuffle_seed",
+                                "instruction_suffix", "max_new_tokens", "decode_backend",
+                                "decode_checkpoint", "checkpoints", "seed"),
+    log:
+        paths.log_file(RUN_DIR, "stats_decode"),
+    conda:
+        "../../envs/generate.yaml"
+    container:
+        lookup(dpath="containers/generate", within=config)
+    threads: lookup(dpath="resources/stats_decode/threads", within=config)
+    resources:
+        gpu=lookup(dpath="resources/stats_decode/gpu", within=config),
+        mem_mb=lookup(dpath="resources/stats_decode/mem_mb", within=config),
+        runtime=lookup(dpath="resources/stats_decode/runtime", within=config),
+    shell:
+        "rock stats decode --config {params.config_file} --benchmark {input.benchmark}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule stats_score:
+    input:
+        trajectories=rules.stats_decode.output[0],
+        model=stats_checkpoint_input,
+        teacher=model_input("teacher"),
+    output:
+        paths.token_stats(RUN_DIR, "{st_ckpt}"),
+    params:
+        config_file=CONFIG_FILE,
+        settings=stats_settings("checkpoints", "chunk_size", "device"),
+    log:
+        paths.log_file(RUN_DIR, "stats_score", "{st_ckpt}"),
+    conda:
+        "../../envs/train.yaml"
+    container:
+        lookup(dpath="containers/train", within=config)
+    threads: lookup(dpath="resources/stats_score/threads", within=config)
+    resources:
+        gpu=lookup(dpath="resources/stats_score/gpu", within=config),
+        mem_mb=lookup(dpath="resources/stats_score/mem_mb", within=config),
+        runtime=lookup(dpath="resources/stats_score/runtime", within=config),
+    shell:
+        "rock stats score --config {params.config_file} --checkpoint {wildcards.st_ckpt}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule stats_hidden:
+    input:
+        trajectories=rules.stats_decode.output[0],
+        model=stats_checkpoint_input,
+    output:
+        paths.hidden_states(RUN_DIR, "{st_ckpt}"),
+    params:
+        config_file=CONFIG_FILE,
+        settings=stats_settings("checkpoints", "hidden_dim", "seed", "device"),
+    log:
+        paths.log_file(RUN_DIR, "stats_hidden", "{st_ckpt}"),
+    conda:
+        "../../envs/train.yaml"
+    container:
+        lookup(dpath="containers/train", within=config)
+    threads: lookup(dpath="resources/stats_score/threads", within=config)
+    resources:
+        gpu=lookup(dpath="resources/stats_score/gpu", within=config),
+        mem_mb=lookup(dpath="resources/stats_score/mem_mb", within=config),
+        runtime=lookup(dpath="resources/stats_score/runtime", within=config),
+    shell:
+        "rock stats hidden --config {params.config_file} --checkpoint {wildcards.st_ckpt}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule detect_select:
+    input:
+        unpack(detection_inputs),
+    output:
+        **{name.replace(".", "_"): paths.detection_file(RUN_DIR, "{det_mode}", name)
+           for name in paths.DETECTION_SELECT},
+    params:
+        config_file=CONFIG_FILE,
+        settings=lookup(dpath="detection", within=config),
+    log:
+        paths.log_file(RUN_DIR, "detect_select", "{det_mode}"),
+    conda:
+        "../../envs/analysis.yaml"
+    container:
+        lookup(dpath="containers/analysis", within=config)
+    threads: lookup(dpath="resources/detect/threads", within=config)
+    resources:
+        gpu=lookup(dpath="resources/detect/gpu", within=config),
+        mem_mb=lookup(dpath="resources/detect/mem_mb", within=config),
+        runtime=lookup(dpath="resources/detect/runtime", within=config),
+    shell:
+        "rock detect select --config {params.config_file} --mode {wildcards.det_mode}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule detect_stability:
+    input:
+        unpack(detection_inputs),
+        ranking=paths.detection_file(RUN_DIR, "{det_mode}", "ranking.parquet"),
+    output:
+        sweep=paths.detection_file(RUN_DIR, "{det_mode}", "stability.csv"),
+        summary=paths.detection_file(RUN_DIR, "{det_mode}", "stability_summary.csv"),
+    params:
+        config_file=CONFIG_FILE,
+        settings=lookup(dpath="detection", within=config),
+    log:
+        paths.log_file(RUN_DIR, "detect_stability", "{det_mode}"),
+    conda:
+        "../../envs/analysis.yaml"
+    container:
+        lookup(dpath="containers/analysis", within=config)
+    threads: lookup(dpath="resources/detect_stability/threads", within=config)
+    resources:
+        gpu=lookup(dpath="resources/detect_stability/gpu", within=config),
+        mem_mb=lookup(dpath="resources/detect_stability/mem_mb", within=config),
+        runtime=lookup(dpath="resources/detect_stability/runtime", within=config),
+    shell:
+        "rock detect stability --config {params.config_file} --mode {wildcards.det_mode}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule detect_clusters:
+    input:
+        ranking=paths.detection_file(RUN_DIR, "{det_mode}", "ranking.parquet"),
+        tokenizer=model_input("student"),  # decoded with models.student's tokenizer
+    output:
+        **{name.replace(".", "_"): paths.detection_file(RUN_DIR, "{det_mode}", name)
+           for name in paths.DETECTION_CLUSTERS},
+    params:
+        config_file=CONFIG_FILE,
+        settings=lookup(dpath="detection/clusters", within=config),
+    log:
+        paths.log_file(RUN_DIR, "detect_clusters", "{det_mode}"),
+    conda:
+        "../../envs/analysis.yaml"
+    container:
+        lookup(dpath="containers/analysis", within=config)
+    threads: lookup(dpath="resources/analysis/threads", within=config)
+    resources:
+        gpu=lookup(dpath="resources/analysis/gpu", within=config),
+        mem_mb=lookup(dpath="resources/analysis/mem_mb", within=config),
+        runtime=lookup(dpath="resources/analysis/runtime", within=config),
+    shell:
+        "rock detect clusters --config {params.config_file} --mode {wildcards.det_mode}"
+        " > {log} 2>&1"
+
+
+rule detect_figure2:
+    input:
+        ranking=paths.detection_file(RUN_DIR, "{det_mode}", "ranking.parquet"),
+        density=paths.detection_file(RUN_DIR, "{det_mode}", "density.csv"),
+        sweep=rules.detect_stability.output.sweep,
+        summary=rules.detect_stability.output.summary,
+    output:
+        png=report(paths.figure2(RUN_DIR, "{det_mode}", "png"), caption="../report/figure2.rst",
+                   category="Detection"),
+        pdf=paths.figure2(RUN_DIR, "{det_mode}", "pdf"),
+    params:
+        config_file=CONFIG_FILE,
+    log:
+        paths.log_file(RUN_DIR, "detect_figure2", "{det_mode}"),
+    conda:
+        "../../envs/analysis.yaml"
+    container:
+        lookup(dpath="containers/analysis", within=config)
+    threads: lookup(dpath="resources/analysis/threads", within=config)
+    resources:
+        gpu=lookup(dpath="resources/analysis/gpu", within=config),
+        mem_mb=lookup(dpath="resources/analysis/mem_mb", within=config),
+        runtime=lookup(dpath="resources/analysis/runtime", within=config),
+    shell:
+        "rock detect figure --config {params.config_file} --mode {wildcards.det_mode} > {log} 2>&1"
+
+
+rule detect_compare:
+    input:
+        rankings=[paths.detection_file(RUN_DIR, m, "ranking.parquet") for m in paths.DETECTION_MODES],
+        reference=detection_reference_input(),
+    output:
+        paths.detection_comparison(RUN_DIR),
+    params:
+        config_file=CONFIG_FILE,
+        settings=lookup(dpath="detection/reference", within=config),
+    log:
+        paths.log_file(RUN_DIR, "detect_compare"),
+    conda:
+        "../../envs/analysis.yaml"
+    container:
+        lookup(dpath="containers/analysis", within=config)
+    threads: lookup(dpath="resources/analysis/threads", within=config)
+    resources:
+        gpu=lookup(dpath="resources/analysis/gpu", within=config),
+        mem_mb=lookup(dpath="resources/analysis/mem_mb", within=config),
+        runtime=lookup(dpath="resources/analysis/runtime", within=config),
+    shell:
+        "rock detect compare --config {params.config_file} > {log} 2>&1"
+
+
+rule geometry_gradients:
+    input:
+        trajectories=rules.stats_decode.output[0],
+        tokens=paths.token_stats(RUN_DIR, config["geometry"]["checkpoint"]),
+        rocks=paths.detection_file(RUN_DIR, geometry_mode(), "rocks.json"),
+        model=geometry_model_input(),
+        teacher=model_input("teacher"),
+    output:
+        per_type=paths.geometry_file(RUN_DIR, "per_type.csv"),
+        info=paths.geometry_file(RUN_DIR, "gradients.json"),
+    params:
+        config_file=CONFIG_FILE,
+        settings=lookup(dpath="geometry", within=config),
+    log:
+        paths.log_file(RUN_DIR, "geometry_gradients"),
+    conda:
+        "../../envs/train.yaml"
+    container:
+        lookup(dpath="containers/train", within=config)
+    threads: lookup(dpath="resources/geometry_gradients/threads", within=config)
+    resources:
+        gpu=lookup(dpath="resources/geometry_gradients/gpu", within=config),
+        mem_mb=lookup(dpath="resources/geometry_gradients/mem_mb", within=config),
+        runtime=lookup(dpath="resources/geometry_gradients/runtime", within=config),
+    shell:
+        "rock geometry gradients --config {params.config_file} --threads {threads} > {log} 2>&1"
+
+
+rule geometry_analyze:
+    input:
+        per_type=rules.geometry_gradients.output.per_type,
+        tokens=paths.token_stats(RUN_DIR, config["geometry"]["checkpoint"]),
+        early=paths.token_stats(RUN_DIR, config["geometry"]["early"]),
+        late=paths.token_stats(RUN_DIR, config["geometry"]["late"]),
+        rocks=paths.detection_file(RUN_DIR, geometry_mode(), "rocks.json"),
+    output:
+        tests=paths.geometry_file(RUN_DIR, "tests.csv"),
+        persistence=paths.geometry_file(RUN_DIR, "persistence.csv"),
+        summary=paths.geometry_file(RUN_DIR, "summary.json"),
+        png=report(paths.figure3(RUN_DIR, "png"), caption="../report/figure3.rst", category="Geometry"),
+        pdf=paths.figure3(RUN_DIR, "pdf"),
+    params:
+        config_file=CONFIG_FILE,
+        settings=lookup(dpath="geometry", within=config),
+    log:
+        paths.log_file(RUN_DIR, "geometry_analyze"),
+    conda:
+        "../../envs/analysis.yaml"
+    container:
+        lookup(dpath="containers/analysis", within=config)
+    threads: lookup(dpath="resources/analysis/threads", within=config)
+    resources:
+        gpu=lookup(dpath="resources/analysis/gpu", within=config),
+        mem_mb=lookup(dpath="resources/analysis/mem_mb", within=config),
+        runtime=lookup(dpath="resources/analysis/runtime", within=config),
+    shell:
+        "rock geometry analyze --config {params.config_file} > {log} 2>&1"
