@@ -326,6 +326,21 @@ def test_stage1_runs_and_lowers_the_loss(tiny_pair, tmp_path):
     assert log["loss"].iloc[-1] < log["loss"].iloc[0]
     assert (tmp_path / "s1" / "model" / "config.json").exists() and not (tmp_path / "s1" / "resume").exists()
 
+    def kill_after_5(done):  # last state at step 4: step 5 is redone
+        if done == 5:
+            raise Killed()
+
+    kw = dict(samples_path=samples, student=str(tiny_pair["student"]), teacher=str(tiny_pair["teacher"]),
+              out_dir=tmp_path / "cut")
+    with pytest.raises(Killed):
+        run_stage1(cfg, _models(tiny_pair), on_step_end=kill_after_5, **kw)
+    assert run_stage1(cfg, _models(tiny_pair), **kw)["resumed_from_step"] == 4
+    from safetensors.torch import load_file
+
+    a = load_file(tmp_path / "s1" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "cut" / "model" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
 
 # --- stage 2 end to end and resume --------------------------------------------------------------
 
@@ -358,6 +373,10 @@ def test_stage2_interrupted_and_resumed_ends_with_the_same_weights(tiny_pair, tm
                    on_step_end=kill_after_3, **common)
     assert (tmp_path / "cut" / "resume" / "LATEST").read_text().strip() == "step_2"
     assert not (tmp_path / "cut" / "model").exists()
+    from rock.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="resume state of a run with other settings"):
+        run_stage2(_stage2_cfg(save_token_losses=True, lr=1e-2), models, out_dir=tmp_path / "cut", **common)
     summary = run_stage2(_stage2_cfg(save_token_losses=True), models, out_dir=tmp_path / "cut", **common)
     assert summary["resumed_from_step"] == 2
     from safetensors.torch import load_file

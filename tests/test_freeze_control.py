@@ -123,3 +123,31 @@ def test_accumulator_json_round_trip():
     assert acc.target["token_log2q"] == Counter({13: 1, 8: 1})
     back = MatchAccumulator.from_json(acc.to_json())
     assert back.target == acc.target and back.control == acc.control
+
+
+def test_rocks_at_the_frequency_head_trade_matching_against_rock_free_controls():
+    """When R is the head of the frequency distribution (the paper's digits, newlines, '$'), the
+    only tokens as frequent as rocks are rocks: a control that never centres on a rock token
+    cannot match the token frequencies at token level (radius 0), one that may centre on rocks
+    matches them but freezes rock occurrences. Both are measured; the config chooses."""
+    head = list(range(1, 9))
+    out = {}
+    for excl in (True, False):
+        acc, rock_share = MatchAccumulator(), []
+        batches = [_zipf_batch(200 + step) for step in range(4)]
+        freq = np.bincount(np.concatenate([i[r] for i, r in batches]), minlength=300)
+        for step, (ids, resp) in enumerate(batches):
+            is_rock, win = rock_window_masks(torch.as_tensor(ids), torch.as_tensor(resp), head, 0)
+            target = (is_rock | win).numpy()
+            s = sample_matched_windows(ids, resp, target, head, freq, np.random.default_rng(step),
+                                       exclude_rock_centres=excl)
+            acc.update(ids, target, s.mask, freq)
+            rock_share.append((s.mask & np.isin(ids, head)).sum() / max(1, s.mask.sum()))
+        out[excl] = (match_tests(acc).set_index("quantity"), float(np.mean(rock_share)))
+        print(f"\nexclude_rock_centres={excl}: rock share of W_S {out[excl][1]:.3f}\n"
+              + out[excl][0].to_string())
+    d_excl = out[True][0].loc["token_log2_freq", "ks_D"]
+    d_incl = out[False][0].loc["token_log2_freq", "ks_D"]
+    # (rock tokens still enter rock-free-centred windows as neighbours inside runs of rocks)
+    assert out[True][1] < 0.5 < out[False][1]
+    assert d_incl < 0.1 < d_excl

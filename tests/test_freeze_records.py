@@ -44,3 +44,21 @@ def test_engine_log_with_more_fields_than_header(tmp_path):
     df = read_engine_log(p)
     assert df["step_seconds"].tolist() == [0.75, 1.0]
     assert df["n_response_tokens"].tolist() == [40, 41]
+
+
+def test_rock_set_and_frequencies_from_detection(tmp_path):
+    import pandas as pd
+
+    from rock import paths
+    from rock.errors import DataError
+    from rock.freeze.train import load_rock_set
+
+    with pytest.raises(DataError, match="rock detect select"):
+        load_rock_set(tmp_path, "context")
+    det = paths.detection_dir(tmp_path, "context")
+    det.mkdir(parents=True)
+    (det / "rocks.json").write_text(json.dumps({"rocks": [7, 3], "window_radius": 2}))
+    pd.DataFrame({"token_id": [3, 7, 9], "freq": [10, 40, 1]}).to_parquet(det / "ranking.parquet")
+    rocks, radius, freq = load_rock_set(tmp_path, "context")
+    assert rocks == [7, 3] and radius == 2
+    assert freq.tolist() == [0, 0, 0, 10, 0, 0, 0, 40, 0, 1]

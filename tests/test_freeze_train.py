@@ -61,8 +61,9 @@ def trained(tiny_pair, tmp_path_factory):
     ids = [i for line in CORPUS for i in tok(line)["input_ids"]]
     counts = np.bincount(ids, minlength=len(tok))
     ranking = pd.DataFrame({"token_id": np.flatnonzero(counts), "freq": counts[counts > 0]})
-    # R: the five most frequent corpus tokens (digits, spaces, operators of the arithmetic lines)
-    rocks = ranking.sort_values("freq", ascending=False)["token_id"].head(5).tolist()
+    # R: the 60 most frequent corpus tokens (digits, spaces, operators, words of the arithmetic
+    # lines): about a fifth of the vocabulary, so that the random tiny student's rollouts hit them
+    rocks = ranking.sort_values("freq", ascending=False)["token_id"].head(60).tolist()
     det = paths.detection_dir(run_dir, "context")
     det.mkdir(parents=True)
     ranking.to_parquet(det / "ranking.parquet")

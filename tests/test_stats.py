@@ -147,3 +147,41 @@ def test_config_checks():
         StatsConfig.from_dict({"n_problem": 3})
     with pytest.raises(ConfigError, match="dataset"):
         StatsConfig(dataset="gsm8k")
+
+
+def test_vllm_decode_builds_greedy_requests(monkeypatch, loaded):
+    """GPU path tested down to the arguments it gives vLLM 0.33.0 (LLM, SamplingParams, generate)."""
+    import types
+
+    import rock.distill.sampling as sampling
+    from rock.stats import make_generator
+
+    calls = {}
+
+    class LLM:
+        def __init__(self, **kw):
+            calls["engine"] = kw
+
+        def generate(self, requests, params, use_tqdm=False):
+            calls["requests"], calls["params"] = requests, params
+            out = types.SimpleNamespace(token_ids=[5, 6, 2], finish_reason="stop", stop_reason=None)
+            return [types.SimpleNamespace(outputs=[out]) for _ in requests]
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            self.kw = kw
+
+    fake = types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams)
+    monkeypatch.setattr(sampling, "_import_vllm", lambda: fake)
+    tok = loaded[0]
+    cfg = StatsConfig(decode_backend="vllm", tensor_parallel_size=2, max_new_tokens=4096, n_problems=3)
+    gen = make_generator("Qwen/Qwen3-4B-Instruct-2507", tok, cfg, {"dtype": "bfloat16"})
+    rows = build_trajectory_prompts(detection_problems(PROBLEMS, cfg, file="x"), tok, cfg,
+                                    enable_thinking=False, system_prompts=[], seed=0)
+    out = decode(rows, gen, cfg, tok)
+    assert calls["engine"]["model"] == "Qwen/Qwen3-4B-Instruct-2507"
+    assert calls["engine"]["tensor_parallel_size"] == 2 and calls["engine"]["dtype"] == "bfloat16"
+    assert all(p.kw["temperature"] == 0.0 and p.kw["max_tokens"] == 4096 and p.kw["n"] == 1
+               for p in calls["params"])
+    assert [r["prompt_token_ids"] for r in calls["requests"]] == [r["student_prompt_ids"] for r in rows]
+    assert out[0]["response_ids"] == [5, 6, 2] and out[0]["finish_reason"] == "stop"

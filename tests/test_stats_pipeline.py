@@ -21,6 +21,8 @@ from rock import paths  # noqa: E402
 from rock.cli import main  # noqa: E402
 
 TOY_CONFIG = Path(__file__).parent / "config_toy" / "config.yaml"
+#: the module fixture runs every analysis stage on tiny models: ~30 s on 2 shared cores
+pytestmark = pytest.mark.slow
 
 
 def _perturbed_copy(src: Path, dst: Path, scale: float, seed: int):

@@ -9,7 +9,8 @@
 Inputs are the token tables of ``rock stats score`` (``stats/tokens_{post,pre}.parquet``) and, for
 ``representation: hidden``, the post-OPD student's hidden states. Outputs go under
 ``{run_dir}/detect/{mode}/`` (names in :mod:`rock.paths`). The config is read here only; the
-library functions get dataclasses.
+library functions get dataclasses. Dense products use numpy's BLAS, whose thread count follows
+``OMP_NUM_THREADS`` (Snakemake sets it to the job's threads) or ``--threads``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", default=None, help="override the config's run_dir")
     parser.add_argument("--tokenizer", default=None,
                         help="clusters: tokenizer dir or hub id (default: models.student)")
-    parser.add_argument("--threads", type=int, default=None, help="torch/BLAS threads (default: all)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS threads (default: OMP_NUM_THREADS, which Snakemake sets to the job's threads)")
 
 
 def load_config(path: str | Path) -> dict:
@@ -98,8 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from rock.detect.config import DetectionSettings
 
     if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+        _limit_blas_threads(args.threads)
     config = load_config(args.config)
     run_dir = args.run_dir or config.get("run_dir")
     if not run_dir:
@@ -115,6 +116,16 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "clusters":
         return _clusters(run_dir, settings, mode, args.tokenizer or (config.get("models") or {}).get("student"))
     return _compare(run_dir, settings, config)
+
+
+def _limit_blas_threads(n: int) -> None:
+    """Cap numpy's BLAS pool (threadpoolctl when installed; else OMP_NUM_THREADS decides)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        log.info("threadpoolctl not installed: BLAS threads follow OMP_NUM_THREADS")
+        return
+    threadpool_limits(limits=n)
 
 
 def _select(run_dir, settings, mode) -> int:

@@ -19,8 +19,7 @@ Layout (see config.yaml for every value and why)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from rock.detect.clusters import DEFAULT_DISCOURSE_MARKERS
 from rock.detect.context import ContextSpec
@@ -61,7 +60,6 @@ class DetectionSettings:
     discourse_markers: tuple[str, ...] = DEFAULT_DISCOURSE_MARKERS
     reference_rock_ids: str | None = None
     reference_control_ids: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
     def from_dict(section: dict | None) -> "DetectionSettings":

@@ -12,12 +12,14 @@ restored, so the resumed run ends with the same weights as an uninterrupted one 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -28,6 +30,7 @@ from rock import paths
 from rock.atomic import atomic_path, write_json
 from rock.distill import checkpoint as ckpt
 from rock.distill.trainer import Runtime, StepResult, Trainer, TrainSequence, load_causal_lm
+from rock.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +61,33 @@ class LoopSpec:
     summary: dict = field(default_factory=dict)
 
 
-def run_loop(spec: LoopSpec, *, runtime: Runtime, tokenizer, teacher, make_trainer: Callable,
+#: settings that may change between a kill and the rerun without changing the result
+RESUME_SAFE_KEYS = {"save_state_every", "save_token_losses", "device", "n_checkpoints",
+                    "rollout_batch_size_hf", "gpu_memory_utilization", "micro_batch"}
+
+
+def run_fingerprint(spec: LoopSpec) -> str:
+    """Hash of what determines the trajectory (config minus RESUME_SAFE_KEYS, models, steps)."""
+    cfg = {k: v for k, v in (spec.summary.get("config") or {}).items() if k not in RESUME_SAFE_KEYS}
+    key = {"config": cfg, "models": spec.summary.get("models"), "total_steps": spec.total_steps,
+           "student": spec.student_path}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_loop(spec: LoopSpec, *, runtime: Runtime, tokenizer, make_trainer: Callable,
              make_batch: Callable[[int, Trainer], tuple[Sequence[TrainSequence], dict]],
              epoch_of: Callable[[int], int], state_ok: Callable[[int], bool] = lambda s: True,
-             gradient_checkpointing: bool = False, on_step_end: Callable[[int], None] | None = None,
-             before_batch: Callable[[Trainer], None] | None = None) -> dict:
+             gradient_checkpointing: bool = False, on_step_end: Callable[[int], None] | None = None) -> dict:
     """Run (or resume) the loop; returns the run summary (also written to ``summary.json``)."""
     out = Path(spec.out_dir)
     state_root = paths.train_state(out)
     resume = ckpt.latest_state(state_root)
+    fingerprint = run_fingerprint(spec)
+    if resume:
+        saved = json.loads((resume / "state.json").read_text()).get("fingerprint")
+        if saved != fingerprint:
+            raise ConfigError(f"{resume}: resume state of a run with other settings (config, models or "
+                              f"step count changed); fix: restore them, or delete {state_root} to start over")
     start, elapsed = 0, 0.0
     model_path = str(resume / "model") if resume else spec.student_path
     student = load_causal_lm(model_path, runtime, trainable=True,
@@ -90,8 +111,6 @@ def run_loop(spec: LoopSpec, *, runtime: Runtime, tokenizer, teacher, make_train
                unit="step", disable=not runtime.is_main)
     for step in bar:
         t0 = time.perf_counter()
-        if before_batch is not None:
-            before_batch(trainer)
         seqs, counts = make_batch(step, trainer)
         t1 = time.perf_counter()
         result: StepResult = trainer.step(seqs, keep_token_rows=spec.save_token_losses)
@@ -116,7 +135,7 @@ def run_loop(spec: LoopSpec, *, runtime: Runtime, tokenizer, teacher, make_train
             _save_model(student, tokenizer, paths.train_pending_checkpoint(out, done), runtime,
                         spec.save_dtype)
         if done < spec.total_steps and done % spec.save_state_every == 0 and state_ok(step):
-            _save_state(student, trainer, state_root, done, elapsed, runtime)
+            _save_state(student, trainer, state_root, done, elapsed, runtime, fingerprint)
         if on_step_end is not None:
             on_step_end(done)
     _save_model(student, tokenizer, paths.train_model(out), runtime, spec.save_dtype)
@@ -155,7 +174,8 @@ def _save_model(model, tokenizer, out: Path, runtime: Runtime, dtype) -> None:
     ckpt.save_hf(model, tokenizer, out, dtype=dtype)
 
 
-def _save_state(student, trainer: Trainer, root: Path, step: int, elapsed: float, runtime: Runtime) -> None:
+def _save_state(student, trainer: Trainer, root: Path, step: int, elapsed: float, runtime: Runtime,
+                fingerprint: str) -> None:
     if runtime.distributed:
         from rock.distill import fsdp
 
@@ -170,7 +190,7 @@ def _save_state(student, trainer: Trainer, root: Path, step: int, elapsed: float
                 student.save_pretrained(path)
 
     ckpt.save_state(root, step, save_model=save_model, is_main=runtime.is_main, trainer_state={
-        "step": step, "elapsed": elapsed, "optimizer": optim,
+        "step": step, "elapsed": elapsed, "fingerprint": fingerprint, "optimizer": optim,
         "scheduler": trainer.scheduler.state_dict()})
 
 
@@ -194,6 +214,3 @@ def _write_token_losses(out: Path, step: int, rows: dict, runtime: Runtime) -> N
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
 
-
-def summary_of(cfg) -> dict:
-    return {"config": asdict(cfg)}

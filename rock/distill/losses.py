@@ -100,7 +100,7 @@ def _divergence_chunk(s: torch.Tensor, t: torch.Tensor, divergence: str, tempera
     reverse KL: ``sum_v p_s (log p_s - log p_t)``; d/dz_s = p_s (A - KL) / T with A = log p_s - log p_t.
     forward KL: ``sum_v p_t (log p_t - log p_s)``; d/dz_s = (p_s - p_t) / T.
     """
-    # at most four fp32 [n, V] buffers live at once; row sums of products go through _rowdot
+    # at most four fp32 [n, V] chunk buffers (plus _rowdot's product) live at once
     ls = _log_softmax(s, temperature)
     lt = _log_softmax(t, temperature)
     if divergence == "reverse_kl":
@@ -125,8 +125,12 @@ def _divergence_chunk(s: torch.Tensor, t: torch.Tensor, divergence: str, tempera
 
 
 def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``(a * b).sum(-1)`` for ``[n, V]`` fp32 inputs without an ``[n, V]`` temporary (bmm)."""
-    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
+    """``(a * b).sum(-1)`` for ``[n, V]`` fp32 chunks.
+
+    One chunk-sized temporary, on purpose: a ``bmm`` dot product avoids it but, at V = 151,936,
+    is off by ~2e-4 nats from a float64 reference where the pairwise sum is off by ~4e-7.
+    """
+    return (a * b).sum(-1)
 
 
 def _log_softmax(x: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -312,7 +316,7 @@ def token_statistics(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     rows = chunk_rows(vocab, chunk_size)
     for a in range(0, n, rows):
         b = min(n, a + rows)
-        # four fp32 [n, V] buffers at most: ls, ps, lt, pt
+        # at most ls, ps, lt, pt and _rowdot's product as fp32 [n, V] chunk buffers
         ls = _log_softmax(s[a:b], temperature)
         ps = ls.exp()
         out["student_entropy"][a:b] = -_rowdot(ps, ls)

@@ -150,6 +150,6 @@ def run_stage1(cfg: Stage1Config, models: ModelsConfig, *, samples_path: str | o
                              "student": student, "teacher": teacher, "data": counts,
                              "n_sequences": len(seqs), "shared_vocab": vocab, "world_size": rt.world,
                              "distributed": rt.distributed})
-    return run_loop(spec, runtime=rt, tokenizer=tok, teacher=teacher_model, make_trainer=make_trainer,
+    return run_loop(spec, runtime=rt, tokenizer=tok, make_trainer=make_trainer,
                     make_batch=batches, epoch_of=batches.epoch_of,
                     gradient_checkpointing=cfg.gradient_checkpointing, on_step_end=on_step_end)

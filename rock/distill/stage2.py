@@ -245,6 +245,6 @@ def run_stage2(cfg: Stage2Config, models: ModelsConfig, *, prompts_path: str | o
                              "distributed": rt.distributed})
     log.info("stage 2: %d prompts, %d rollout rounds/epoch, %d steps, checkpoints at %s",
              len(rows), batches.rounds_per_epoch, total, spec.keep_checkpoints)
-    return run_loop(spec, runtime=rt, tokenizer=tok, teacher=teacher_model, make_trainer=make_trainer,
+    return run_loop(spec, runtime=rt, tokenizer=tok, make_trainer=make_trainer,
                     make_batch=batches, epoch_of=batches.epoch_of, state_ok=batches.round_end,
                     gradient_checkpointing=cfg.gradient_checkpointing, on_step_end=on_step_end)

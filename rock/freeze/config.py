@@ -81,8 +81,10 @@ class ControlConfig:
     """placements compared per window for the closest frequency profile (ASSUMED; measured)"""
     max_tries: int = 64
     """random placements tried per frequency bin before the next bin (ASSUMED)"""
-    max_bin_distance: int = 2
-    """how many bins away a fallback may go; beyond it a window stays unmatched (ASSUMED)"""
+    max_bin_distance: int = 4
+    """how many bins away a fallback may go; beyond it a window stays unmatched. ASSUMED: 4 octaves
+    leaves almost no window unmatched when R is the frequency head (measured in control.py), so
+    W_S freezes as many tokens as W_R"""
 
     def __post_init__(self):
         if not self.bin_base > 1:

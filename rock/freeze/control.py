@@ -87,7 +87,7 @@ class ControlSample:
 def sample_matched_windows(input_ids: np.ndarray, response_mask: np.ndarray, target_mask: np.ndarray,
                            rock_ids, token_freq: np.ndarray, rng: np.random.Generator, *,
                            bin_base: float = 2.0, exclude_rock_centres: bool = True,
-                           max_tries: int = 64, max_bin_distance: int = 2,
+                           max_tries: int = 64, max_bin_distance: int = 4,
                            n_proposals: int = 16) -> ControlSample:
     """Draw control spans matched to the spans of ``target_mask`` (module docstring).
 
@@ -139,20 +139,23 @@ def sample_matched_windows(input_ids: np.ndarray, response_mask: np.ndarray, tar
                 cand = by_bin.get(k)
                 if cand is None or len(cand) == 0:
                     continue
-                found = 0
-                for p in rng.integers(0, len(cand), size=min(max_tries, 4 * len(cand))):
-                    cb, cc = divmod(int(cand[p]), L)
-                    cs, ce = cc - offset, cc - offset + length
-                    if cs < 0 or ce > L or csum[cb, ce] - csum[cb, cs] != length:
-                        continue
-                    if occupied[cb, cs:ce + 2].any():  # padded: covers cs-1 .. ce
-                        continue
-                    gap = float(np.abs(np.sort(logf[cb, cs:ce]) - goal).mean())
-                    if best is None or gap < best[0]:
-                        best = (gap, cb, cs, ce)
-                    found += 1
-                    if found >= n_proposals:
-                        break
+                # draw candidate centres, keep the first n_proposals valid placements (inside the
+                # response, not touching an earlier control span), take the closest profile
+                picks = cand[rng.integers(0, len(cand), size=min(max_tries, 4 * len(cand)))]
+                cb, cs = np.divmod(picks, L)
+                cs = cs - offset
+                ok = (cs >= 0) & (cs + length <= L)
+                cb, cs = cb[ok], cs[ok]
+                ok = csum[cb, cs + length] - csum[cb, cs] == length
+                cb, cs = cb[ok], cs[ok]
+                if len(cb):
+                    # padded occupancy columns cs .. cs+length+1 = positions cs-1 .. cs+length
+                    free = ~occupied[cb[:, None], cs[:, None] + np.arange(length + 2)].any(axis=1)
+                    cb, cs = cb[free][:n_proposals], cs[free][:n_proposals]
+                if len(cb):
+                    win = np.sort(logf[cb[:, None], cs[:, None] + np.arange(length)], axis=1)
+                    j = int(np.argmin(np.abs(win - goal).mean(axis=1)))
+                    best = (int(cb[j]), int(cs[j]))
                 if best is not None:
                     break
             if best is not None:
@@ -160,8 +163,8 @@ def sample_matched_windows(input_ids: np.ndarray, response_mask: np.ndarray, tar
         if best is None:
             n_unmatched += 1
             continue
-        _, cb, cs, ce = best
-        occupied[cb, cs + 1:ce + 1] = True
+        cb, cs = best
+        occupied[cb, cs + 1:cs + length + 1] = True
         n_matched += 1
         n_fallback += dist > 0
     mask = occupied[:, 1:L + 1].copy()

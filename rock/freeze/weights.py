@@ -17,13 +17,15 @@ token-aligned weights (``weights[b, t]`` multiplies the loss of the distribution
 Columns added to the log (prefix ``freeze_``): ``response_tokens, frozen_tokens, rock_tokens,
 window_only_tokens, frozen_windows, weight_sum, frozen_fraction`` for the applied weights, and
 ``rock_occurrences`` / ``rock_window_tokens`` / ``rock_windows`` for what Rock-Freeze would freeze
-on these rollouts; the random regime adds ``target_windows, matched_windows, fallback_windows,
-unmatched_windows``.
+on these rollouts, and ``hook_seconds`` (the hook's own time, part of the step's wall-clock); the
+random regime adds ``target_windows, matched_windows, fallback_windows, unmatched_windows`` and
+``control_rock_window_overlap`` (frozen control positions that lie in R or W_R).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -91,6 +93,7 @@ class FreezeWeights:
             token_loss: ``[B, L]`` token-aligned per-token loss, only for ``anchor='high_loss'``.
             step: optimizer step (seeds the random control); default: the hook's own counter.
         """
+        t0 = time.perf_counter()
         if step is None:
             step = self.step
         self.step = int(step) + 1
@@ -123,13 +126,15 @@ class FreezeWeights:
             step_acc.update(ids.numpy(), rock_frozen.numpy(), sample.mask, self.token_freq)
             self.match.merge(step_acc)
             frozen = torch.from_numpy(sample.mask)
-            extra.update({"freeze_target_windows": sample.n_target_spans,
+            extra.update({"freeze_control_rock_window_overlap": int((frozen & rock_frozen).sum()),
+                          "freeze_target_windows": sample.n_target_spans,
                           "freeze_matched_windows": sample.n_matched,
                           "freeze_fallback_windows": sample.n_fallback,
                           "freeze_unmatched_windows": sample.n_unmatched})
         weights = weights_from_frozen(frozen, resp, lam)
         stats = mask_stats(frozen, is_rock, resp, weights).as_dict()
         stats.update(extra)
+        stats["freeze_hook_seconds"] = time.perf_counter() - t0
         if self.on_step is not None:
             self.on_step(int(step), stats, step_acc if sel == "random" else None)
         return weights.to(input_ids.device), stats
