@@ -148,3 +148,36 @@ def test_full_build_teacher_clearly_beats_student(tmp_path):
         out = model.generate(**enc, max_new_tokens=96)[:, enc.input_ids.shape[1]:]
         ended = [(im_end in seq.tolist()) for seq in out]
         assert sum(ended) >= 15, (role, tok.batch_decode(out))
+
+
+def test_schema_lists_exactly_the_toy_config_keys():
+    """workflow/schemas/config.schema.yaml's toy section and ToyConfig stay in sync; the defaults
+    validate."""
+    import dataclasses
+
+    import jsonschema
+
+    from rock import config as rc
+    from rock.toy.config import ToyConfig
+
+    schema = rc.load_schema()
+    toy = schema["properties"]["toy"]
+
+    def resolve(node):
+        ref = node.get("$ref")
+        return schema["$defs"][ref.rsplit("/", 1)[1]] if ref else node
+
+    def check(cls, node):
+        props = resolve(node)["properties"]
+        assert set(props) == {f.name for f in dataclasses.fields(cls)}, cls.__name__
+        for f in dataclasses.fields(cls):
+            default = getattr(cls(), f.name)
+            if dataclasses.is_dataclass(default):
+                check(type(default), props[f.name])
+
+    check(ToyConfig, toy)
+    validator = jsonschema.Draft202012Validator({**toy, "$defs": schema["$defs"]})
+    validator.validate(ToyConfig().to_dict())
+    full = yaml.safe_load(TOY_CONFIG.read_text()).get("toy", {})
+    validator.validate(full)
+    ToyConfig.from_dict(full)                 # the toy config's own section parses

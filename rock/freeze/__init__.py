@@ -14,7 +14,9 @@ writes the regime table, the wall-clock comparison and the W_R vs W_S two-sample
 
 Modules: :mod:`.masks` (Eq. 18-19 weights, pure), :mod:`.control` (matched random windows and the
 two-sample tests), :mod:`.weights` (the engine hook), :mod:`.config` (regimes as data),
-:mod:`.plan` (steps and evaluated checkpoints), :mod:`.report` (Figure 5, tables, wall-clock).
+:mod:`.plan` (steps and evaluated checkpoints), :mod:`.train` (one regime through the stage-2
+engine, per-step counts), :mod:`.report` (Figure 5, tables, wall-clock; pure) and
+:mod:`.runreport` (reads the runs, writes the results).
 """
 
 from __future__ import annotations

@@ -28,6 +28,14 @@ Two different speedups can be read from a run, and the paper does not say which 
 * *time-to-accuracy*: training seconds until the average Pass@1 first reaches
   ``tta_fraction x`` the baseline's best, baseline / regime. A regime can win here only by reaching
   the accuracy in fewer steps (or by stopping early), not by making a step cheaper.
+
+How much a step could save at paper scale (an estimate from the model configs, not a measurement):
+Qwen3-4B has hidden size 2560, ~3.6B non-embedding parameters and a 151,936 x 2560 output layer,
+so the output layer is 2 x 0.39 / (2 x 3.6 + 2 x 0.39) ~ 10% of the student's forward (and
+backward) FLOPs per token; the full-vocabulary softmax/KL is memory-bound but small in FLOPs.
+Skipping the output layer and the KL for 30% of the rows (the take-away's share) therefore saves
+at most ~3% of the student's update compute, less of the whole step, whose largest part is
+generating 4 x up to 8,000 rollout tokens; nothing is saved on the rollouts.
 """
 
 from __future__ import annotations
@@ -159,7 +167,10 @@ def speedup_summary(table: pd.DataFrame, *, baseline: str, target: float,
                "full-vocabulary softmax/KL of frozen rows, which the loss skips only in chunks "
                "with no active row. A per-step (throughput) speedup near 1.7x cannot arise from "
                "freezing 18-30% of the tokens; a wall-clock gain can only come from reaching the "
-               "target accuracy in fewer steps (time-to-accuracy) or from stopping early."),
+               "target accuracy in fewer steps (time-to-accuracy) or from stopping early. "
+               "Paper-scale estimate (rock/freeze/report.py): the Qwen3-4B output layer is ~10% "
+               "of the student's per-token FLOPs, so skipping it for 30% of the rows saves <= ~3% "
+               "of the update and nothing of the rollouts."),
            "timing_note": (
                "seconds are the training process's wall-clock per optimizer step (rollout + update; "
                "evaluation and checkpoint writes excluded); compare regimes only when they ran on "

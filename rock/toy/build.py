@@ -103,7 +103,7 @@ def build_world(out: str | Path, cfg: ToyConfig, seed: int, system_prompts: list
                 data = models.encode_documents(docs, tok, cfg.max_seq_len)
                 model, summaries[role] = models.pretrain(
                     mcfg, models.qwen3_config(mcfg, tok, padded), data,
-                    tok.pad_token_id, torch_seed(seed, f"{role}-init"), role, cfg.pack_len)
+                    tok.pad_token_id, torch_seed(seed, f"{role}-init"), role)
                 models.save_model(model, tok, where[role])
                 summaries[role]["model"] = model
         with _timed(timings, "datasets"):

@@ -32,14 +32,14 @@ class CorpusConfig:
     multiplier_max: int = 5
     """the multiplier c of (a+b)*c is drawn from multiplier_min..multiplier_max (prototype: 2-5)"""
     family_weights: dict[str, float] = field(default_factory=lambda: {
-        "+*": 0.1, "+*-": 0.55, "-*+": 0.15, "+*-+": 0.2})
+        "+*": 0.1, "+*-": 0.7, "-*+": 0.1, "+*-+": 0.1})
     """pretraining mixture over problem families (op sequence, evaluated left to right);
     '+*-' is the prototype's (a+b)*c-d"""
     hard_families: list[str] = field(default_factory=lambda: ["+*-+-", "-*+-+"])
     """families of the toy AIME/HMMT problems (more steps than most pretraining problems);
     they also appear in pretraining with weight hard_family_weight so that they are reachable"""
-    hard_family_weight: float = 0.04
-    word_problem_fraction: float = 0.15
+    hard_family_weight: float = 0.03
+    word_problem_fraction: float = 0.1
     """share of arithmetic documents phrased as word problems (names, objects)"""
     instruction_fraction: float = 0.08
     """share of documents that are toy IFEval-style instruction-following chats"""
@@ -66,6 +66,8 @@ class CorpusConfig:
         for fam in list(self.family_weights) + list(self.hard_families):
             _check(fam in FAMILIES, "family_weights",
                    f"unknown family {fam!r}; choose from {sorted(FAMILIES)}")
+        _check(len(self.hard_families) >= 1, "hard_families",
+               "name at least one family for the toy AIME/HMMT problems")
         _check(all(w >= 0 for w in self.family_weights.values())
                and sum(self.family_weights.values()) > 0, "family_weights",
                "weights must be >= 0 and not all 0")
@@ -177,9 +179,6 @@ class ToyConfig:
     """torch intra-op threads; fixed so results do not depend on the machine's core count"""
     max_seq_len: int = 384
     """longest pretraining document in tokens (longer ones are an error in the generator)"""
-    pack_len: int = 256
-    """pretraining packs each step's documents into rows of this many tokens (attention is dense
-    per row, so longer rows cost more attention; ~2.5 average documents per row)"""
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     teacher: ModelConfig = field(default_factory=ModelConfig)
@@ -190,7 +189,6 @@ class ToyConfig:
     def __post_init__(self) -> None:
         _check(1 <= self.threads <= 256, "threads", "must be in [1, 256]")
         _check(self.max_seq_len >= 64, "max_seq_len", "must be >= 64")
-        _check(self.pack_len >= 64, "pack_len", "must be >= 64")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "ToyConfig":
