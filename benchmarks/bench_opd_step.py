@@ -189,7 +189,7 @@ def side_trl(args, which: str) -> dict:
         loss = record["loss"][i] if i < len(record["loss"]) else float("nan")
         # the loss is sum(token losses) / num_items_in_batch (when given): per generated token it is
         # loss * num_items / generated tokens
-        norm = items[i] if i < len(items) and items[i] is not None else tokens
+        norm = items[i] if i < len(items) and items[i] else tokens   # 0/None: normalised internally
         steps.append({"seconds": sec, "generate": record["gen"][i] if i < len(record["gen"]) else float("nan"),
                       "train": sec - (record["gen"][i] if i < len(record["gen"]) else 0.0),
                       "tokens": tokens, "loss": loss, "per_token_loss": loss * norm / tokens,
@@ -208,7 +208,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--micro-batch", type=int, default=32, help="rock: sequences per forward/backward")
     p.add_argument("--lr", type=float, default=1.5e-4)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per side (1 is the fastest for toy-size models: with 2 threads "
+                        "on a shared 2-core machine generation was ~10x slower)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--system-prompts", nargs="*", default=[],

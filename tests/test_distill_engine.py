@@ -90,6 +90,23 @@ def test_kv_decode_loop_matches_transformers_generate(loaded):
         ids.append(t)
 
 
+def test_generate_sampler_ignores_the_models_generation_config(tiny_pair):
+    """Qwen3-Instruct ships generation_config.json with top_k=20, T=0.7, top_p=0.8: none of it may
+    reach the sampler, which is T and top-p from our config only."""
+    from transformers import AutoTokenizer
+
+    model = _student(tiny_pair)
+    model.generation_config.top_k, model.generation_config.temperature = 20, 0.7
+    model.generation_config.top_p = 0.8
+    gen = HfGenerator(model, AutoTokenizer.from_pretrained(tiny_pair["student"]), loop="generate")
+    cfg, _ = model._prepare_generation_config(gen._config(1.0, 1.0, 5))
+    procs = model._get_logits_processor(cfg, input_ids_seq_length=3,
+                                        encoder_input_ids=torch.zeros(1, 3, dtype=torch.long),
+                                        prefix_allowed_tokens_fn=None, logits_processor=None)
+    assert (cfg.top_k, cfg.top_p, cfg.temperature) == (0, 1.0, 1.0)
+    assert [type(p).__name__ for p in procs] == []
+
+
 def test_sampling_is_seeded_and_shapes_are_right(loaded):
     tok, teacher = loaded
     gen = HfGenerator(teacher, tok, batch_size=3)

@@ -148,3 +148,73 @@ def test_report_from_logs_and_evaluation_tables(trained):
     s0 = c[(c["step"] == 0) & (c["benchmark"] == "average")]["pass1"]
     assert s0.nunique() == 1
     assert set(res["match"]["quantity"]) >= {"window_length", "token_log2_freq"}
+
+
+def test_random_regime_killed_and_resumed_draws_the_same_windows(tiny_pair, trained, tmp_path):
+    """Kill the random regime after step 1 (a resume state is saved every step), rerun it: the
+    hook's step counter resumes at 1, so the per-step counts, the W_R/W_S histograms and the final
+    weights equal those of the uninterrupted run of the module fixture."""
+    import torch
+    from safetensors.torch import load_file
+
+    from rock.freeze.train import train_regime
+
+    src = trained["run_dir"]
+    run_dir = tmp_path / "run"
+    for sub in ("data", "distill", "detect"):
+        shutil.copytree(src / sub, run_dir / sub)
+    config = json.loads(json.dumps(trained["config"]))
+    config["run_dir"] = str(run_dir)
+    config["stage2"]["save_state_every"] = 1
+    fcfg = trained["fcfg"]
+    regime = fcfg.regime("random_window_freeze")
+
+    class Kill(Exception):
+        pass
+
+    def kill_after_first(done):
+        if done == 1:
+            raise Kill
+
+    with pytest.raises(Kill):
+        train_regime(config, fcfg, regime, run_dir=run_dir, on_step_end=kill_after_first)
+    out = paths.freeze_run_dir(run_dir, regime.name)
+    assert paths.train_state(out).exists() and not paths.freeze_log(run_dir, regime.name).exists()
+    train_regime(config, fcfg, regime, run_dir=run_dir)
+
+    ref_out = paths.freeze_run_dir(src, regime.name)
+    a = pd.read_csv(paths.freeze_log(run_dir, regime.name)).drop(columns="freeze_hook_seconds")
+    b = pd.read_csv(paths.freeze_log(src, regime.name)).drop(columns="freeze_hook_seconds")
+    pd.testing.assert_frame_equal(a, b)
+    ja = json.loads(paths.freeze_control_match(run_dir, regime.name).read_text())
+    jb = json.loads(paths.freeze_control_match(src, regime.name).read_text())
+    assert ja == jb
+    wa = load_file(str(paths.train_model(out) / "model.safetensors"))
+    wb = load_file(str(paths.train_model(ref_out) / "model.safetensors"))
+    for k in wb:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
+
+
+def test_baseline_regime_is_plain_stage2(tiny_pair, trained, tmp_path):
+    """The baseline's weights (1 on every response token) change nothing: its final model equals a
+    stage-2 run of the engine without any weight hook, same config and seeds."""
+    import dataclasses
+
+    import torch
+    from safetensors.torch import load_file
+
+    from rock.distill.config import ModelsConfig, Stage2Config, from_dict
+    from rock.distill.stage2 import run_stage2
+    from rock.freeze.plan import n_checkpoints
+
+    src, config = trained["run_dir"], trained["config"]
+    s2 = from_dict(Stage2Config, config["stage2"], "stage2")
+    s2 = dataclasses.replace(s2, max_steps=2, n_checkpoints=n_checkpoints(2, 1))
+    models = from_dict(ModelsConfig, config["models"], "models")
+    out = tmp_path / "plain"
+    run_stage2(s2, models, prompts_path=paths.prompts(src, 2), student=str(paths.stage_model(src, 1)),
+               teacher=models.teacher, out_dir=out)
+    wa = load_file(str(paths.train_model(out) / "model.safetensors"))
+    wb = load_file(str(paths.train_model(paths.freeze_run_dir(src, "baseline")) / "model.safetensors"))
+    for k in wb:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0)

@@ -58,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, (section, cls) in _config_classes().items():
         p = sub.add_parser(name, help=helps[name], description=helps[name])
         p.add_argument("--config", required=True, help="config.yaml (paper) or tests/config_toy/config.yaml")
+        p.add_argument("--threads", type=int, default=None,
+                       help="torch CPU threads (the rule's threads); default: torch's own choice")
         p.add_argument("--run-dir", help="override the config's run_dir")
         p.add_argument("--teacher", help="teacher model (default: models.teacher)")
         if name == "teacher-samples":
@@ -114,6 +116,13 @@ def configs_from(args: argparse.Namespace, data: dict):
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        import os
+
+        import torch
+
+        # under torchrun the job's threads are shared by the ranks of this node
+        torch.set_num_threads(max(1, args.threads // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     data = load_config(args.config)
     run_dir, models, cfg = configs_from(args, data)
     teacher = args.teacher or models.teacher
@@ -158,7 +167,8 @@ def _teacher_samples(args, cfg, models, run_dir: Path, teacher: str, *, seed: in
         torch.manual_seed(seed)
         rt = make_runtime(cfg.device, models.dtype)
         model = load_causal_lm(teacher, rt, trainable=False)
-        gen = HfGenerator(model, tok, batch_size=cfg.batch_size, stop_ids=stops, show_progress=True)
+        gen = HfGenerator(model, tok, batch_size=cfg.batch_size, stop_ids=stops, show_progress=True,
+                          vocab_limit=len(tok))  # padding rows past the tokenizer cannot be decoded
     summary = sample_teacher(rows, tok, gen, out_path=out, temperature=cfg.temperature, top_p=cfg.top_p,
                              max_new_tokens=cfg.max_new_tokens, seed=seed,
                              system_prompts=models.teacher_system_prompts,

@@ -152,7 +152,8 @@ class HfGenerator:
         greedy = temperature == 0
         return GenerationConfig(
             do_sample=not greedy, temperature=None if greedy else float(temperature),
-            top_p=None if greedy else float(top_p), top_k=None, max_new_tokens=int(max_new_tokens),
+            # top_k=0, not None: None would let the model's generation_config.json (Qwen3: 20) in
+            top_p=None if greedy else float(top_p), top_k=0, max_new_tokens=int(max_new_tokens),
             eos_token_id=self.stop_ids, pad_token_id=self.pad_id, use_cache=True,
             suppress_tokens=self.suppress)
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from pathlib import Path
 
 log = logging.getLogger(__name__)
 

@@ -137,10 +137,11 @@ def merge_histograms(records: dict[tuple[int, int], dict], bin_base: float) -> M
 
 
 def train_regime(config: dict, fcfg: FreezeConfig, regime: Regime, *, run_dir, student=None,
-                 source: str = "config", rank: int = 0) -> dict:
+                 source: str = "config", rank: int = 0, on_step_end=None) -> dict:
     """Run (or resume) one regime into ``paths.freeze_run_dir(run_dir, regime.name)``.
 
     ``rank``: this process's data-parallel rank (torchrun's ``RANK``; 0 without torchrun).
+    ``on_step_end``: passed to the engine (tests use it to interrupt a run).
     """
     from rock.distill.config import ModelsConfig, Stage2Config, from_dict
     from rock.distill.sampling import read_prompts
@@ -182,7 +183,8 @@ def train_regime(config: dict, fcfg: FreezeConfig, regime: Regime, *, run_dir, s
              fcfg.loss_normalization, student, f" (resuming at step {start})" if start else "")
     t0 = time.perf_counter()
     summary = run_stage2(s2, models, prompts_path=prompts_path, student=student,
-                         teacher=models.teacher, out_dir=out, weighter=hook)
+                         teacher=models.teacher, out_dir=out, weighter=hook,
+                         on_step_end=on_step_end)
     log.info("regime %s: %d steps in %.1f s (engine wall-clock %.1f s)", regime.name, total,
              time.perf_counter() - t0, summary.get("wall_clock_seconds", float("nan")))
     if rank == 0:

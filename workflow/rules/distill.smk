@@ -29,7 +29,8 @@ rule teacher_samples:
         mem_mb=lookup(dpath="resources/teacher_samples/mem_mb", within=config),
         runtime=lookup(dpath="resources/teacher_samples/runtime", within=config),
     shell:
-        "rock distill teacher-samples --config {params.config_file} --teacher {params.teacher:q}"
+        "rock distill teacher-samples --config {params.config_file} --threads {threads}"
+        " --teacher {params.teacher:q}"
         " --prompts {input.prompts} --out {output.samples} --summary {output.summary}"
         " > {log} 2>&1"
 
@@ -62,7 +63,7 @@ rule stage1:
         mem_mb=lookup(dpath="resources/stage1/mem_mb", within=config),
         runtime=lookup(dpath="resources/stage1/runtime", within=config),
     shell:
-        "{params.launcher} distill stage1 --config {params.config_file}"
+        "{params.launcher} distill stage1 --config {params.config_file} --threads {threads}"
         " --student {params.student:q} --teacher {params.teacher:q}"
         " --samples {input.samples} --out-dir {params.out_dir}"
         " > {log} 2>&1"
@@ -96,7 +97,7 @@ rule stage2:
         mem_mb=lookup(dpath="resources/stage2/mem_mb", within=config),
         runtime=lookup(dpath="resources/stage2/runtime", within=config),
     shell:
-        "{params.launcher} distill stage2 --config {params.config_file}"
+        "{params.launcher} distill stage2 --config {params.config_file} --threads {threads}"
         " --student {input.student} --teacher {params.teacher:q}"
         " --prompts {input.prompts} --out-dir {params.out_dir}"
         " > {log} 2>&1"
