@@ -106,14 +106,15 @@ def side_trl(args, which: str) -> dict:
     seqs_per_step = args.prompts_per_step * args.n_rollouts
     prompts = _prompts(args)
     n_steps = args.warmup + args.steps
-    record = {"tokens": [], "t_begin": [], "t_end": [], "gen": [], "loss": []}
+    # per optimizer step: generated tokens and generation time summed over its micro-batches
+    record = {"tokens": [0], "t_begin": [], "t_end": [], "gen": [0.0], "loss": []}
     pad = tok.pad_token_id
     orig_generate = student.generate
 
     def counting_generate(*a, **kw):  # count generated tokens (up to and including the stop token)
         t0 = time.perf_counter()
         out = orig_generate(*a, **kw)
-        record["gen"].append(time.perf_counter() - t0)
+        record["gen"][-1] += time.perf_counter() - t0
         seqs = out.sequences if hasattr(out, "sequences") else out
         width = (kw.get("input_ids") if kw.get("input_ids") is not None else a[0]).shape[1]
         new = seqs[:, width:]
@@ -128,7 +129,7 @@ def side_trl(args, which: str) -> dict:
             while k and row[k - 1] == pad and pad != eos:
                 k -= 1
             n += k
-        record["tokens"].append(n)
+        record["tokens"][-1] += n
         return out
 
     student.generate = counting_generate
@@ -139,13 +140,16 @@ def side_trl(args, which: str) -> dict:
 
         def on_step_end(self, a, state, control, **kw):
             record["t_end"].append(time.perf_counter())
+            record["tokens"].append(0)
+            record["gen"].append(0.0)
 
         def on_log(self, a, state, control, logs=None, **kw):
             if logs and "loss" in logs:
                 record["loss"].append(float(logs["loss"]))
 
-    common = dict(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=seqs_per_step,
-                  gradient_accumulation_steps=1, learning_rate=args.lr, max_steps=n_steps,
+    micro = args.trl_micro_batch or seqs_per_step
+    common = dict(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=micro,
+                  gradient_accumulation_steps=seqs_per_step // micro, learning_rate=args.lr, max_steps=n_steps,
                   lr_scheduler_type="constant", warmup_steps=0, use_cpu=True, bf16=False, fp16=False,
                   gradient_checkpointing=False, report_to=[], logging_steps=1, save_strategy="no",
                   dataloader_num_workers=0, seed=0, temperature=1.0, beta=1.0)
@@ -206,7 +210,13 @@ def main(argv=None) -> int:
     p.add_argument("--prompts-per-step", type=int, default=8)
     p.add_argument("--n-rollouts", type=int, default=4)
     p.add_argument("--max-new-tokens", type=int, default=96)
-    p.add_argument("--micro-batch", type=int, default=32, help="rock: sequences per forward/backward")
+    p.add_argument("--micro-batch", type=int, default=8,
+                   help="rock: sequences per forward/backward (sorted by length; 8 was the fastest)")
+    p.add_argument("--trl-micro-batch", type=int, default=0,
+                   help="TRL per_device_train_batch_size (gradient accumulation up to the batch); "
+                        "0 = the whole batch at once")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the sides this many times, interleaved, and pool their steps (load noise)")
     p.add_argument("--lr", type=float, default=1.5e-4)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per side (1 is the fastest for toy-size models: with 2 threads "
@@ -235,19 +245,19 @@ def main(argv=None) -> int:
         sides += [("gkd", args.trl_python), ("distill", args.trl_python)]
     passthrough = list(argv if argv is not None else sys.argv[1:])
     results = {}
-    for name, py in sides:
-        t0 = time.perf_counter()
-        proc = subprocess.run([py, __file__, "--side", name] + passthrough, capture_output=True, text=True,
-                              cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-        lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        if proc.returncode != 0 or not lines:
-            print(f"side {name} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
-            continue
-        results[name] = json.loads(lines[-1][len("RESULT "):])
-        results[name]["wall"] = time.perf_counter() - t0
+    for _ in range(args.rounds):
+        for name, py in sides:
+            proc = subprocess.run([py, __file__, "--side", name] + passthrough, capture_output=True,
+                                  text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+            lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+            if proc.returncode != 0 or not lines:
+                print(f"side {name} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+                continue
+            results.setdefault(name, {"steps": []})["steps"] += json.loads(lines[-1][len("RESULT "):])["steps"]
     print(f"one stage-2 step: {args.prompts_per_step} prompts x {args.n_rollouts} rollouts, <= {args.max_new_tokens} "
           f"new tokens, fp32 CPU, {args.threads} threads, no gradient checkpointing; mean of {args.steps} steps "
-          f"after {args.warmup} warm-up")
+          f"after {args.warmup} warm-up, x{args.rounds} interleaved rounds; micro-batch rock {args.micro_batch}, "
+          f"TRL {args.trl_micro_batch or args.prompts_per_step * args.n_rollouts}")
     print(f"| {'side':<8} | {'tokens/step':>11} | {'step s':>7} | {'generate s':>10} | {'train s':>7} | "
           f"{'tokens/s':>8} | {'logged loss':>11} | {'loss/gen. token':>15} |")
     print("|" + "|".join(["-" * 10, "-" * 13, "-" * 9, "-" * 12, "-" * 9, "-" * 10, "-" * 13, "-" * 17]) + "|")

@@ -107,6 +107,19 @@ def test_generate_sampler_ignores_the_models_generation_config(tiny_pair):
     assert [type(p).__name__ for p in procs] == []
 
 
+def test_pick_samples_the_tempered_nucleus_distribution(loaded):
+    tok, teacher = loaded
+    gen = HfGenerator(teacher, tok)
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, -3.0]]).expand(40000, 5).clone()
+    torch.manual_seed(0)
+    freq = torch.bincount(gen._pick(logits.clone(), 1.0, 1.0), minlength=5).float() / 40000
+    assert (freq - torch.softmax(logits[0], -1)).abs().max() < 0.01
+    freq = torch.bincount(gen._pick(logits.clone(), 2.0, 0.8), minlength=5).float() / 40000
+    p = torch.softmax(logits[0] / 2.0, -1)          # 0.41, 0.25, 0.15, 0.09, 0.03: nucleus = 3 tokens
+    nucleus = p[:3] / p[:3].sum()
+    assert (freq[:3] - nucleus).abs().max() < 0.01 and freq[3:].sum() == 0
+
+
 def test_sampling_is_seeded_and_shapes_are_right(loaded):
     tok, teacher = loaded
     gen = HfGenerator(teacher, tok, batch_size=3)

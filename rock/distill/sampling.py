@@ -193,31 +193,50 @@ class HfGenerator:
 
     def _decode(self, ids: torch.Tensor, attn: torch.Tensor, temperature: float, top_p: float,
                 max_new_tokens: int) -> torch.Tensor:
-        """New token ids ``[B, <= max_new_tokens]`` (pad after a sequence's stop token)."""
+        """New token ids ``[B, <= max_new_tokens]`` (pad after a sequence's stop token).
+
+        Identical prompts (the ``n`` rollouts of one prompt) are prefilled once and their cache rows
+        repeated; finished sequences leave the batch (their cache rows are dropped), so the tail of
+        long rollouts does not pay for the short ones.
+        """
         from transformers import DynamicCache
 
+        batch, width = ids.shape
         stops = torch.tensor(self.stop_ids, device=ids.device)
-        pos = (attn.cumsum(-1) - 1).clamp_min(0)
+        uniq, inverse = torch.unique(torch.cat([ids, attn], dim=1), dim=0, return_inverse=True)
+        u_ids, u_attn = uniq[:, :width], uniq[:, width:]
         cache = DynamicCache(config=self.model.config)
-        logits = self.model(input_ids=ids, attention_mask=attn, position_ids=pos, past_key_values=cache,
+        logits = self.model(input_ids=u_ids, attention_mask=u_attn,
+                            position_ids=(u_attn.cumsum(-1) - 1).clamp_min(0), past_key_values=cache,
                             use_cache=True, logits_to_keep=1).logits[:, -1, :]
-        done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
-        next_pos = pos[:, -1] + 1
-        out = []
-        for _ in range(max_new_tokens):
+        if len(uniq) < batch:
+            cache.batch_select_indices(inverse)
+            logits = logits[inverse]
+        next_pos = attn.sum(-1)                 # position of the first new token (left padding)
+        out = torch.full((batch, max_new_tokens), self.pad_id, dtype=torch.long, device=ids.device)
+        active = torch.arange(batch, device=ids.device)
+        steps = 0
+        for t in range(max_new_tokens):
             tok = self._pick(logits.float(), temperature, top_p)
-            tok = torch.where(done, torch.full_like(tok, self.pad_id), tok)
-            out.append(tok)
-            done = done | torch.isin(tok, stops)
-            if bool(done.all()):
+            out[active, t] = tok
+            steps = t + 1
+            finished = torch.isin(tok, stops)
+            if bool(finished.all()):
                 break
+            if bool(finished.any()):
+                keep = (~finished).nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                attn, next_pos, tok, active = attn[keep], next_pos[keep], tok[keep], active[keep]
             attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
             logits = self.model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos[:, None],
                                 past_key_values=cache, use_cache=True).logits[:, -1, :]
             next_pos = next_pos + 1
-        return torch.stack(out, dim=1) if out else ids.new_zeros((ids.shape[0], 0))
+        return out[:, :steps]
 
     def _pick(self, logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+        """One token per row: greedy, or a sample of softmax(logits / T) restricted to the top-p
+        nucleus, drawn as ``argmax(p / E)`` with ``E ~ Exp(1)`` (the exponential race: the same
+        distribution as ``torch.multinomial``, several times cheaper per step on CPU)."""
         if self.suppress:
             logits[:, self.suppress] = float("-inf")
         if temperature == 0:
@@ -229,7 +248,8 @@ class HfGenerator:
             remove = cum <= (1 - top_p)
             remove[:, -1] = False
             logits = logits.masked_fill(remove.scatter(1, order, remove), float("-inf"))
-        return torch.multinomial(logits.softmax(-1), num_samples=1)[:, 0]
+        probs = logits.softmax(-1)
+        return (probs / torch.empty_like(probs).exponential_(1.0)).argmax(-1)
 
 
 class VllmGenerator:

@@ -279,8 +279,10 @@ class Trainer:
         n_frozen = sum(int((w != 1).sum()) for w in weights) if weights is not None else 0
         g_tok, g_w = rt.all_sum([n_tok, w_sum])
         denominator = g_w if cfg.loss_normalization == "weight_mean" else g_tok
-        micro = [list(range(i, min(len(seqs), i + cfg.micro_batch)))
-                 for i in range(0, len(seqs), cfg.micro_batch)]
+        # micro-batches of similar lengths (less padding); the loss is normalised by the global
+        # denominator, so the grouping does not change it
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i].student_ids))
+        micro = [order[i:i + cfg.micro_batch] for i in range(0, len(seqs), cfg.micro_batch)]
         n_micro = rt.all_max(len(micro))
         loss_sum = kd_sum = ce_sum = 0.0
         records = {"key": [], "index": [], "token_id": [], "kd": [], "ce": [], "weight": []} \
