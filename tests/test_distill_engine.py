@@ -21,7 +21,7 @@ from rock.distill.sampling import (Completion, HfGenerator, chat_prompt_ids, cut
                                    read_prompts, sample_teacher, teacher_system_choice)
 from rock.distill.stage1 import build_sequences, run_stage1  # noqa: E402
 from rock.distill.stage2 import Stage2Batches, render_prompt_pair, run_stage2  # noqa: E402
-from rock.distill.trainer import (Runtime, Trainer, TrainSequence, left_pad,  # noqa: E402
+from rock.distill.trainer import (Runtime, Trainer, TrainSequence,  # noqa: E402
                                   response_logits)
 from rock.errors import DataError  # noqa: E402
 

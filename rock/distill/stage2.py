@@ -182,14 +182,13 @@ def run_stage2(cfg: Stage2Config, models: ModelsConfig, *, prompts_path: str | o
     ``weighter``: optional token weights (Eq. 19; :mod:`rock.distill.trainer`). ``on_step_end``:
     test hook called with the number of finished steps.
     """
-    from transformers import AutoTokenizer
+    import torch
+    from transformers import AutoConfig, AutoTokenizer
 
     from rock.distill.losses import shared_vocab
     from rock.distill.sampling import read_prompts
 
     rt = make_runtime(cfg.device, models.dtype)
-    import torch
-
     torch.manual_seed(cfg.seed)
     rows = read_prompts(prompts_path)
     if not rows:
@@ -197,14 +196,11 @@ def run_stage2(cfg: Stage2Config, models: ModelsConfig, *, prompts_path: str | o
     tok = AutoTokenizer.from_pretrained(student)
     t_tok = AutoTokenizer.from_pretrained(teacher)
     teacher_model = load_causal_lm(teacher, rt, trainable=False)
-    from transformers import AutoConfig
-
     s_vocab = AutoConfig.from_pretrained(student).vocab_size
     vocab = shared_vocab(tok, t_tok, s_vocab, teacher_model.config.vocab_size,
                          student_name=student, teacher_name=teacher)
     stops = stop_token_ids(tok, AutoConfig.from_pretrained(student))
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
-    holder = {}
 
     if cfg.rollout_backend == "vllm":
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # driver_worker in-process
@@ -230,9 +226,8 @@ def run_stage2(cfg: Stage2Config, models: ModelsConfig, *, prompts_path: str | o
         if cfg.rollout_backend == "hf":  # the rollout engine is the training model itself
             batches.generator = HfGenerator(student_model, tok, batch_size=cfg.rollout_batch_size_hf,
                                             stop_ids=stops, pad_id=pad_id, vocab_limit=vocab)
-        holder["trainer"] = Trainer(student_model, teacher_model, cfg, rt, total_steps=total,
-                                    vocab=vocab, pad_id=pad_id, weighter=weighter)
-        return holder["trainer"]
+        return Trainer(student_model, teacher_model, cfg, rt, total_steps=total, vocab=vocab,
+                       pad_id=pad_id, weighter=weighter)
 
     spec = LoopSpec(out_dir=Path(out_dir), student_path=student, total_steps=total,
                     save_state_every=cfg.save_state_every,
