@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from rock.errors import ConfigError
 from rock.toy.config import ModelConfig
 from rock.toy.corpus import Document
 from rock.toy.tokenizer import IM_END, render_chat
@@ -29,9 +30,10 @@ ROPE_THETA = 10000.0
 #: max_position_embeddings written to config.json: RoPE has no learned positions, so this is only
 #: the advertised context (ASSUMED: ample for toy prompts + generations, which stay < 512 tokens)
 MAX_POSITIONS = 2048
-#: batches per length bucket: sorting 4 batches' worth of documents by length cuts padding from
-#: ~45% to ~10% of the tokens. Measured alternative: packing rows with a block-diagonal mask costs
-#: ~40% more CPU per step (sdpa leaves its fast causal path when given a mask).
+#: batches per length bucket: sorting 4 batches' worth of documents by length cuts the padded
+#: tokens from 1.28-1.38x to 1.10-1.12x the real ones (measured, batch 16-64, toy corpus).
+#: Measured alternative: packing rows with a block-diagonal mask cost ~40% more CPU per step
+#: (sdpa leaves its fast causal path when given a mask).
 BUCKET_BATCHES = 4
 #: initializer std of Qwen3 configs
 INIT_STD = 0.02
@@ -74,7 +76,6 @@ def encode_documents(docs: list[Document], tokenizer, max_len: int) -> list[Enco
     out = []
     for doc, p, r in zip(docs, p_ids, r_ids):
         if len(p) + len(r) > max_len:
-            from rock.errors import ConfigError
             raise ConfigError(f"toy.max_seq_len: a {doc.kind} document has {len(p) + len(r)} "
                               f"tokens > {max_len}; raise toy.max_seq_len")
         out.append(Encoded(p + r, len(p)))
@@ -119,8 +120,8 @@ def collate(batch: list[Encoded], pad_id: int):
 
 def pretrain(cfg: ModelConfig, model_config, data: list[Encoded], pad_id: int, seed: int,
              name: str) -> tuple[object, dict]:
-    """Initialise a Qwen3ForCausalLM with ``torch.manual_seed(seed)`` and train it on ``data`` in
-    once, ``cfg.batch_size`` documents per step in length buckets (:func:`length_bucketed`).
+    """Initialise a Qwen3ForCausalLM with ``torch.manual_seed(seed)`` and train it on ``data``, each
+    document once, ``cfg.batch_size`` documents per step in length buckets (:func:`length_bucketed`).
     Returns the model and a summary (first/last-10-step mean loss, parameter count)."""
     import torch
     import torch.nn.functional as F
