@@ -13,7 +13,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_distill_fixtures import tiny_pair  # noqa: E402,F401  (pytest fixture)
+from test_distill_fixtures import tiny_pair, trained_teacher  # noqa: E402,F401  (pytest fixtures)
 
 from rock.distill.config import ModelsConfig, Stage1Config, Stage2Config  # noqa: E402
 from rock.distill.losses import LossSpec, naive_loss_reference  # noqa: E402
@@ -105,6 +105,26 @@ def test_generate_sampler_ignores_the_models_generation_config(tiny_pair):
                                         prefix_allowed_tokens_fn=None, logits_processor=None)
     assert (cfg.top_k, cfg.top_p, cfg.temperature) == (0, 1.0, 1.0)
     assert [type(p).__name__ for p in procs] == []
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_kv_decode_with_early_stops_keeps_each_prompts_tokens(trained_teacher, n):
+    """Sequences that stop at different steps (finished rows leave the batch) and distinct or
+    repeated prompts (prefix sharing) must give exactly transformers' greedy tokens, row by row."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(trained_teacher)
+    model = AutoModelForCausalLM.from_pretrained(trained_teacher)
+    prompts = [chat_prompt_ids(tok, f"Compute ({i % 5 + 1}+{(3 * i) % 5 + 1})*{i % 2 + 2}.")
+               for i in range(7)]
+    kv = HfGenerator(model, tok, batch_size=7, loop="kv")
+    gen = HfGenerator(model, tok, batch_size=7, loop="generate")
+    a = kv.generate(prompts, n=n, temperature=0, max_new_tokens=30)
+    b = gen.generate(prompts, n=n, temperature=0, max_new_tokens=30)
+    assert a == b
+    assert all(c.finish_reason == "stop" for row in a for c in row)
+    assert len({len(c.token_ids) for row in a for c in row}) > 1   # rows stopped at different steps
+    assert len({tuple(row[0].token_ids) for row in a}) > 2          # answers depend on the prompt
 
 
 def test_pick_samples_the_tempered_nucleus_distribution(loaded):

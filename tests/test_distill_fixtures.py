@@ -72,7 +72,49 @@ def build_pair(root: Path) -> dict:
             "student": root / "student", "prompts": prompts}
 
 
+def train_briefly(model_dir: Path, out_dir: Path, *, steps: int = 150, seed: int = 0) -> Path:
+    """A copy of ``model_dir`` trained for a few seconds on chat-formatted answers of two lengths
+    (``c == 2``: one sentence; ``c == 3``: two), so that greedy decoding gives prompt-dependent
+    answers that end with the stop token at different steps."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rock.distill.sampling import chat_prompt_ids
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    rows = []
+    for a in range(1, 6):
+        for b in range(1, 6):
+            for c in (2, 3):
+                ans = f"So {a}+{b} = {a + b}." + (f" Then {a + b}*{c} = {(a + b) * c}." if c == 3 else "")
+                rows.append(chat_prompt_ids(tok, f"Compute ({a}+{b})*{c}.")
+                            + tok(ans, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        batch = [rows[i] for i in torch.randint(0, len(rows), (16,), generator=g)]
+        width = max(map(len, batch))
+        ids = torch.full((16, width), tok.pad_token_id)
+        labels = torch.full((16, width), -100)
+        for i, r in enumerate(batch):
+            ids[i, :len(r)] = labels[i, :len(r)] = torch.tensor(r)
+        model(input_ids=ids, labels=labels).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    return out_dir
+
+
 @pytest.fixture(scope="session")
 def tiny_pair(tmp_path_factory):
     torch.set_num_threads(1)
     return build_pair(tmp_path_factory.mktemp("tiny_pair"))
+
+
+@pytest.fixture(scope="session")
+def trained_teacher(tiny_pair):
+    """The tiny teacher after ~3 s of training (sane, stopping answers)."""
+    torch.set_num_threads(1)
+    return train_briefly(tiny_pair["teacher"], tiny_pair["root"] / "teacher_trained")

@@ -135,8 +135,10 @@ def cluster_table(ranking: pd.DataFrame, decode, discourse_markers=DEFAULT_DISCO
                          "token_id": int(r.token_id),
                          "token": repr(text)[1:-1], "category": categorize(text, discourse_markers),
                          "freq": int(r.freq), "mean_loss": float(r.mean_loss), "score": float(r.score)})
-    return pd.DataFrame(rows, columns=["group", "rank", "token_id", "token", "category", "freq",
-                                       "mean_loss", "score"])
+    out = pd.DataFrame(rows, columns=["group", "rank", "token_id", "token", "category", "freq",
+                                      "mean_loss", "score"])
+    out["rank"] = pd.array(out["rank"].tolist(), dtype="Int64")   # unranked controls: <NA>
+    return out
 
 
 def cluster_summary(table: pd.DataFrame) -> pd.DataFrame:

@@ -154,7 +154,8 @@ class HfGenerator:
         return GenerationConfig(
             do_sample=not greedy, temperature=None if greedy else float(temperature),
             # top_k=0, not None: None would let the model's generation_config.json (Qwen3: 20) in
-            top_p=None if greedy else float(top_p), top_k=0, max_new_tokens=int(max_new_tokens),
+            top_p=None if greedy else float(top_p), top_k=None if greedy else 0,
+            max_new_tokens=int(max_new_tokens),
             eos_token_id=self.stop_ids, pad_token_id=self.pad_id, use_cache=True,
             suppress_tokens=self.suppress)
 
@@ -205,12 +206,13 @@ class HfGenerator:
         batch, width = ids.shape
         stops = torch.tensor(self.stop_ids, device=ids.device)
         uniq, inverse = torch.unique(torch.cat([ids, attn], dim=1), dim=0, return_inverse=True)
-        u_ids, u_attn = uniq[:, :width], uniq[:, width:]
+        shared = len(uniq) < batch             # (torch.unique sorts: use it only with its inverse)
+        u_ids, u_attn = (uniq[:, :width], uniq[:, width:]) if shared else (ids, attn)
         cache = DynamicCache(config=self.model.config)
         logits = self.model(input_ids=u_ids, attention_mask=u_attn,
                             position_ids=(u_attn.cumsum(-1) - 1).clamp_min(0), past_key_values=cache,
                             use_cache=True, logits_to_keep=1).logits[:, -1, :]
-        if len(uniq) < batch:
+        if shared:
             cache.batch_select_indices(inverse)
             logits = logits[inverse]
         next_pos = attn.sum(-1)                 # position of the first new token (left padding)
