@@ -12,11 +12,11 @@ STAMP := $(VENV)/.rock-setup
 # jobs and tests find `snakemake`, `rock` and `pytest` in the venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup toy test test-fast lint dry-run containers clean-toy help
+.PHONY: setup toy test test-all lint dry-run containers clean-toy help
 
 help:
 	@sed -n '3,5p' Makefile
-	@echo "  make test-fast  tests without the slow (minutes) ones"
+	@echo "  make test-all   the test suite including the slow ones (toy workflow end to end)"
 	@echo "  make lint       snakemake --lint"
 	@echo "  make dry-run    plan the paper-scale workflow (no network, no GPU)"
 	@echo "  make containers build containers/*.sif with Apptainer (needs network)"
@@ -35,11 +35,13 @@ $(STAMP): envs/cpu-requirements.txt pyproject.toml
 toy: setup
 	snakemake --profile workflow/profiles/toy
 
+# CI runs the tests that are not marked slow; `make test-all` adds the slow ones (training runs,
+# the full toy-world build and the toy workflow end to end, tests/test_toy_workflow.py).
 test: setup
-	python -m pytest -q
-
-test-fast: setup
 	python -m pytest -q -m "not slow"
+
+test-all: setup
+	python -m pytest -q
 
 lint: setup
 	snakemake --lint
