@@ -10,8 +10,14 @@ cache in generation), same thread count. Sides:
 * ``gkd``: TRL ``GKDTrainer`` with ``beta=1`` (reverse KL), ``lmbda=1`` (always on-policy);
 * ``distill``: TRL ``DistillationTrainer`` (``beta=1``, ``num_generations=n``), if present.
 
-Each side runs ``--warmup`` steps, then ``--steps`` timed steps, in its own process. Tokens per
-second = generated completion tokens / wall time of the step. The per-token loss is what each side
+Each side runs ``--warmup`` steps, then ``--steps`` timed steps, in its own process; with
+``--rounds`` the three sides run that many times, interleaved, and their steps are pooled (a shared
+host's load drifts). Tokens per second = generated completion tokens / wall time of the step; the
+table also gives them per CPU second of the process (less sensitive to other processes). Fastest
+fair settings, measured: 1 torch thread for every side (2 threads on a busy 2-core host made
+generation ~10x slower), TRL with the whole batch per forward (gradient accumulation over 8-sequence
+micro-batches was slower for both TRL trainers), rock with length-sorted micro-batches of 8.
+The per-token loss is what each side
 optimises, per generated token: rock logs the mean reverse KL per response token; GKD's logged loss
 divides the summed token losses by the number of *dataset answer* tokens (its labels) rather than
 the generated ones, so the table also shows it rescaled per generated token.

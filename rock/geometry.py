@@ -295,10 +295,12 @@ def figure3(per_type: pd.DataFrame, persist: pd.DataFrame, *, title: str, output
     ax.set_title("(c) per-token KL across checkpoints")
     ax.legend(fontsize=8)
     ax = axes[1, 1]
+    all_d = persist["delta_kl"].to_numpy()
+    bins = np.linspace(all_d.min(), all_d.max(), 31) if len(all_d) and np.ptp(all_d) > 0 else 30
     for g in GROUPS:
         d = persist.loc[persist["group"] == g, "delta_kl"].to_numpy()
-        if len(d):
-            ax.hist(d, bins=30, alpha=0.5, color=GROUP_COLORS[g], label=f"{g} (median {np.median(d):+.3f})")
+        if len(d):   # shared bins, so the groups' spreads compare directly
+            ax.hist(d, bins=bins, alpha=0.5, color=GROUP_COLORS[g], label=f"{g} (median {np.median(d):+.3f})")
     ax.axvline(0, color="k", lw=0.8)
     ax.set_xlabel("Delta KL = KL_late - KL_early")
     ax.set_ylabel("token types")
