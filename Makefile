@@ -16,7 +16,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 help:
 	@sed -n '3,5p' Makefile
-	@echo "  make test-all   the test suite including the slow ones (toy workflow end to end)"
+	@echo "  make test-all   the test suite including the toyrun ones (toy workflow end to end)"
 	@echo "  make lint       snakemake --lint"
 	@echo "  make dry-run    plan the paper-scale workflow (no network, no GPU)"
 	@echo "  make containers build containers/*.sif with Apptainer (needs network)"
@@ -35,10 +35,10 @@ $(STAMP): envs/cpu-requirements.txt pyproject.toml
 toy: setup
 	snakemake --profile workflow/profiles/toy
 
-# CI runs the tests that are not marked slow; `make test-all` adds the slow ones (training runs,
-# the full toy-world build and the toy workflow end to end, tests/test_toy_workflow.py).
+# CI runs every test except those marked toyrun; `make test-all` adds them (the full toy-world
+# build and the toy workflow end to end, tests/test_toy_workflow.py).
 test: setup
-	python -m pytest -q -m "not slow"
+	python -m pytest -q -m "not toyrun"
 
 test-all: setup
 	python -m pytest -q

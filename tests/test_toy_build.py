@@ -124,6 +124,7 @@ def test_last_boxed_and_integer_match():
 
 
 @pytest.mark.slow
+@pytest.mark.toyrun
 def test_full_build_teacher_clearly_beats_student(tmp_path):
     """The toy config's world (minutes on 2 cores): the margin is what distillation works with."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

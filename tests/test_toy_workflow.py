@@ -23,7 +23,7 @@ import pytest
 from rock import paths
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.toyrun]
 
 
 @pytest.fixture(scope="module")
