@@ -109,10 +109,13 @@ class ModelConfig:
     heads: int = 4
     kv_heads: int = 2
     intermediate: int = 384
-    steps: int = 350
-    batch_size: int = 64
+    steps: int = 2000
+    batch_size: int = 8
+    """documents per step. Measured on the toy corpus at equal CPU cost: batch 8 x 2000 steps
+    reached 0.72 greedy accuracy, 16 x 1400: 0.73 (1.5x the CPU), 32 x 700: 0.57, 64 x 350: 0.13;
+    small models want many updates"""
     lr: float = 4.0e-3
-    """peak learning rate (prototype: 4e-3 with batch 64, cosine)"""
+    """peak learning rate (prototype: 4e-3, cosine; 6e-3 was worse at batch 16)"""
     min_lr_ratio: float = 0.1
     """cosine decays to lr * min_lr_ratio"""
     warmup_steps: int = 20
@@ -132,8 +135,10 @@ class ModelConfig:
 
 
 def _student_default() -> ModelConfig:
-    # prototype student: 2 layers, hidden 64, 2/1 heads, MLP 192, 500 steps (0.19 accuracy)
-    return ModelConfig(layers=2, hidden=64, heads=2, kv_heads=1, intermediate=192, steps=500)
+    # prototype student: 2 layers, hidden 64, 2/1 heads, MLP 192, 500 steps (0.19 accuracy);
+    # measured here: batch 32 -> 0.11, batch 64 -> 0.16 (twice the CPU)
+    return ModelConfig(layers=2, hidden=64, heads=2, kv_heads=1, intermediate=192, steps=500,
+                       batch_size=32)
 
 
 @dataclass
