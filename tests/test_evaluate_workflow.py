@@ -16,7 +16,8 @@ pytestmark = pytest.mark.skipif(shutil.which("snakemake") is None, reason="snake
 
 
 def _dry_run(targets: list[str], config: str | None = None) -> str:
-    cmd = ["snakemake", "-n", "-p", *targets]
+    # --force: plan the targets even when an earlier toy run in results/toy already made them
+    cmd = ["snakemake", "-n", "-p", "--force", *targets]
     if config:
         cmd += ["--configfile", config]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
