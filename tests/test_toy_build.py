@@ -16,7 +16,7 @@ from rock.toy import accuracy, load_settings
 REPO = Path(__file__).resolve().parent.parent
 TOY_CONFIG = REPO / "tests" / "config_toy" / "config.yaml"
 TINY = {  # a smoke world: seconds, untrained models, every file written
-    "threads": 1,
+    "threads": 2,                                  # the default path: two pretraining workers
     "tokenizer": {"n_documents": 300, "vocab_size": 520},
     "teacher": {"steps": 3, "batch_size": 8, "warmup_steps": 1, "layers": 1, "hidden": 32,
                 "heads": 2, "kv_heads": 1, "intermediate": 64},
@@ -64,8 +64,8 @@ def test_layout_follows_rock_paths(two_builds):
     assert info["seed"] == 0 and info["sizes"]["math500"] == 4 and info["sizes"]["openthoughts"] == 14
     assert set(info["accuracy_math500"]) == {"teacher", "student"}
     assert info["tokenizer"]["size"] == 520 and info["tokenizer"]["embedding_rows"] == 576
-    assert {"corpus", "tokenizer", "pretrain_teacher", "pretrain_student", "datasets", "accuracy",
-            "total"} <= set(info["timings"])
+    assert {"corpus", "tokenizer", "pretrain", "pretrain_teacher", "pretrain_student", "datasets",
+            "accuracy", "total"} <= set(info["timings"])
     assert not list(run_dir.glob(".world.*"))                  # no temporary directory left
 
 
@@ -182,3 +182,11 @@ def test_schema_lists_exactly_the_toy_config_keys():
     full = yaml.safe_load(TOY_CONFIG.read_text()).get("toy", {})
     validator.validate(full)
     ToyConfig.from_dict(full)                 # the toy config's own section parses
+
+
+def test_sequential_build_equals_parallel_build(two_builds, tmp_path):
+    """threads 1 (one process) and 2 (two pretraining workers) both train with 1 torch thread."""
+    world, _, cfg = two_builds
+    assert cli.main(["toy", "build", "--config", str(cfg), "--out", str(tmp_path / "seq"),
+                     "--set", "threads=1"]) == 0
+    assert _hashes(tmp_path / "seq") == _hashes(world)

@@ -1,8 +1,9 @@
 """Build the toy world: datasets, tokenizer, teacher, student, accuracy check (``rock toy build``).
 
 Order: (1) draw the benchmarks and hold them out, (2) generate both pretraining corpora, (3) train
-the tokenizer, (4) pretrain teacher and student, (5) write the raw datasets, (6) greedy accuracy of
-both on toy MATH-500, (7) ``world.json``. Everything is written into a temporary sibling directory
+the tokenizer, (4) pretrain teacher and student (side by side in two worker processes when
+``toy.threads >= 2``), (5) write the raw datasets, (6) greedy accuracy of both on toy MATH-500,
+(7) ``world.json``. Everything is written into a temporary sibling directory
 that replaces ``out`` only when all parts succeeded (DESIGN.md: atomic outputs).
 
 Deterministic for a given seed on CPU: every random stream is derived from the seed by name,
@@ -69,6 +70,41 @@ def _set_torch(threads: int) -> dict:
     return {"torch": torch.__version__}
 
 
+def pretrain_role(role: str, docs: list, mcfg, tokenizer_dir: str, vocab_rows: int, seed: int,
+                  out_dir: str, max_seq_len: int, threads: int) -> dict:
+    """Encode ``docs``, pretrain one model with ``threads`` torch threads, save it to ``out_dir``;
+    return its summary with a ``timing`` entry. Runs in a worker process when parallel."""
+    from transformers import AutoTokenizer
+
+    if not logging.getLogger().handlers:            # a spawned worker: log like the CLI does
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _set_torch(threads)
+    wall, cpu = time.perf_counter(), time.process_time()
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    data = models.encode_documents(docs, tok, max_seq_len)
+    model, summary = models.pretrain(mcfg, models.qwen3_config(mcfg, tok, vocab_rows), data,
+                                     tok.pad_token_id, seed, role)
+    models.save_model(model, tok, out_dir)
+    summary["timing"] = {"wall_s": round(time.perf_counter() - wall, 2),
+                         "cpu_s": round(time.process_time() - cpu, 2), "threads": threads}
+    log.info("pretrain_%s: %s", role, summary["timing"])
+    return summary
+
+
+def _run_pretraining(jobs: dict[str, tuple], parallel: bool) -> dict[str, dict]:
+    """Teacher and student pretraining: two worker processes side by side (one thread each on
+    the toy's 2 cores: batch-8 steps are too small to use 2 threads well), or one after another."""
+    if not parallel:
+        return {role: pretrain_role(*args) for role, args in jobs.items()}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {role: pool.submit(pretrain_role, *args) for role, args in jobs.items()}
+        return {role: f.result() for role, f in futures.items()}
+
+
 def build_world(out: str | Path, cfg: ToyConfig, seed: int, system_prompts: list[str]) -> dict:
     """Build the toy world into ``out`` and return the contents of its ``world.json``."""
     import tokenizers
@@ -96,16 +132,16 @@ def build_world(out: str | Path, cfg: ToyConfig, seed: int, system_prompts: list
             tok = tokenizer.train_tokenizer(texts, cfg.tokenizer.vocab_size,
                                             cfg.tokenizer.min_frequency)
             tokenizer.save_tokenizer(tok, where["tokenizer"])
-        rows = padded = models.padded_vocab(len(tok), cfg.tokenizer.pad_to_multiple)
-        summaries = {}
-        for role, docs, mcfg in (("teacher", t_docs, cfg.teacher), ("student", s_docs, cfg.student)):
-            with _timed(timings, f"pretrain_{role}"):
-                data = models.encode_documents(docs, tok, cfg.max_seq_len)
-                model, summaries[role] = models.pretrain(
-                    mcfg, models.qwen3_config(mcfg, tok, padded), data,
-                    tok.pad_token_id, torch_seed(seed, f"{role}-init"), role)
-                models.save_model(model, tok, where[role])
-                summaries[role]["model"] = model
+        rows = models.padded_vocab(len(tok), cfg.tokenizer.pad_to_multiple)
+        jobs = {role: (role, docs, mcfg, str(where["tokenizer"]), rows,
+                       torch_seed(seed, f"{role}-init"), str(where[role]), cfg.max_seq_len,
+                       max(1, cfg.threads // 2))
+                for role, docs, mcfg in (("teacher", t_docs, cfg.teacher),
+                                         ("student", s_docs, cfg.student))}
+        with _timed(timings, "pretrain"):
+            summaries = _run_pretraining(jobs, parallel=cfg.threads >= 2)
+        for role in jobs:
+            timings[f"pretrain_{role}"] = summaries[role].pop("timing")
         with _timed(timings, "datasets"):
             atomic.write_jsonl(where["openthoughts"], benchmarks.openthoughts_rows(
                 rng_for(seed, "openthoughts"), cfg.corpus, cfg.sizes, holdout))
@@ -118,15 +154,18 @@ def build_world(out: str | Path, cfg: ToyConfig, seed: int, system_prompts: list
             problems_ = [p.text for p in bench["math500"]]
             answers = [p.answer for p in bench["math500"]]
             for role in ("teacher", "student"):
+                model = models.load_model(where[role])
                 accs[role], responses = accuracy.accuracy(
-                    summaries[role].pop("model"), tok, problems_, answers,
+                    model, tok, problems_, answers,
                     system_prompts=system_prompts if role == "teacher" else None,
                     seed=seed, max_new_tokens=cfg.eval.max_new_tokens,
                     batch_size=cfg.eval.batch_size)
                 log.info("%s toy MATH-500 greedy accuracy %.3f (%d problems); first response:\n%s",
                          role, accs[role], len(answers), responses[0])
+        # CPU of the whole build: this process plus the pretraining workers
+        workers = sum(timings[f"pretrain_{r}"]["cpu_s"] for r in jobs) if cfg.threads >= 2 else 0
         timings["total"] = {"wall_s": round(time.perf_counter() - start_wall, 2),
-                            "cpu_s": round(time.process_time() - start_cpu, 2)}
+                            "cpu_s": round(time.process_time() - start_cpu + workers, 2)}
         info = {
             "seed": seed,
             "teacher_system_prompts": list(system_prompts),

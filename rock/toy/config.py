@@ -181,7 +181,9 @@ class ToyConfig:
     """Everything ``rock toy build`` needs besides ``seed`` and ``models.teacher_system_prompts``."""
 
     threads: int = 2
-    """torch intra-op threads; fixed so results do not depend on the machine's core count"""
+    """CPU threads of the build, fixed so results do not depend on the machine's core count. With
+    >= 2, teacher and student pretrain side by side in two processes of threads // 2 torch threads
+    each (measured: a batch-8 teacher step gains little from a second thread)"""
     max_seq_len: int = 384
     """longest pretraining document in tokens (longer ones are an error in the generator)"""
     corpus: CorpusConfig = field(default_factory=CorpusConfig)

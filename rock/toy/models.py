@@ -174,6 +174,13 @@ def generation_config(tokenizer):
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.pad_token_id)
 
 
+def load_model(directory: str | Path):
+    """A saved toy model, in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(directory)).eval()
+
+
 def save_model(model, tokenizer, directory: str | Path) -> None:
     """HF model dir (config.json, generation_config.json, model.safetensors) with the tokenizer
     files inside, so ``AutoTokenizer.from_pretrained(directory)`` works."""
