@@ -49,8 +49,9 @@ OBJECTS = ("apples", "marbles", "pencils", "stickers", "cookies", "books", "coin
            "cards", "stamps", "beads", "buttons", "crayons", "eggs", "flowers", "toys", "candles",
            "balloons", "blocks", "oranges")
 #: expression phrasings; the expression is written as the teacher restates it (LaTeX, spaced), so
-#: restating is a contiguous copy (measured: with plain "(3+4)*2-5" phrasings mixed in, a 350-step
-#: teacher stayed below 0.1 accuracy)
+#: restating is a contiguous copy. ASSUMED easier for a tiny model than translating a plain
+#: "(3+4)*2-5" (a first tuning run that mixed plain phrasings in, with a wider family mixture,
+#: stayed below 0.1 teacher accuracy; the two changes were not separated)
 EXPRESSION_TEMPLATES = (
     "Compute ${latex}$.",
     "What is the value of ${latex}$?",
