@@ -349,3 +349,56 @@ def test_missing_toy_model_stops_the_dry_run(tmp_path):
     assert result.returncode != 0 and "Job stats" not in out
     assert ("models.student: local model directory 'results/toy/elsewhere/student' does not "
             "exist and is not built by rule toy_world") in out, out
+
+
+# ------------------------------------------------------------------------------------------------
+# the SLURM profile plans every paper-scale stage with the intended resources
+# ------------------------------------------------------------------------------------------------
+
+def planned_jobs(output: str) -> list[tuple[str, dict[str, str], str]]:
+    """(rule, resources, shell command) of every job block of a dry run's output."""
+    jobs = []
+    for block in re.split(r"^\[[^\]]+\]\s*$", output, flags=re.M):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        res = re.search(r"^\s+resources: (.*)$", block, re.M)
+        if not rule or not res:
+            continue
+        resources = dict(item.split("=", 1) for item in res.group(1).split(", "))
+        shell = re.search(r"^Shell command: (.*)$", block, re.M)
+        jobs.append((rule.group(1), resources, shell.group(1) if shell else ""))
+    return jobs
+
+
+def test_slurm_profile_dry_run_plans_every_stage_with_its_resources(monkeypatch):
+    """`snakemake --profile workflow/profiles/slurm -n` with config.yaml: every rule of the paper
+    scale is planned, each job asks for config.yaml's gpu/mem_mb/runtime of its resource group, GPU
+    jobs go to the GPU partition with a gpu_model, CPU jobs to the CPU partition, and multi-GPU
+    training starts one torchrun process per GPU."""
+    profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    assert profile["executor"] == "slurm" and "--nv" in profile["apptainer-args"]
+    monkeypatch.setenv("HF_HOME", os.environ.get("HF_HOME", "/tmp/hf-home"))  # the profile's envvars
+    result = snakemake("-n", "-p", "--profile", "workflow/profiles/slurm", path_prefix=REPO / "tests" / "bin")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    jobs = planned_jobs(out)
+    jobs = [job for job in jobs if job[0] != "all"]
+    planned = {rule for rule, _, _ in jobs}
+    # every rule except the toy world and stats_hidden (with config.yaml, stats_score writes the
+    # hidden states of the detection checkpoint itself)
+    assert planned == set(RULES) - {"toy_world", "stats_hidden"}, sorted(set(RULES) ^ planned)
+    for rule, res, shell in jobs:
+        group = re.search(r'dpath="resources/(\w+)/gpu"', RULES[rule][1]).group(1)
+        want = PAPER_CONFIG["resources"][group]
+        assert int(res["gpu"]) == want["gpu"], (rule, res)
+        assert int(res["mem_mb"]) == want["mem_mb"], (rule, res)
+        assert int(res["runtime"]) == want["runtime"], (rule, res)
+        assert res["slurm_account"] == "CHANGE_ME_ACCOUNT", (rule, res)
+        if want["gpu"]:
+            assert res["slurm_partition"] == "CHANGE_ME_GPU_PARTITION" and res["gpu_model"] == "h100", (rule, res)
+            assert rule in profile["set-resources"], f"{rule}: no set-resources entry in the SLURM profile"
+        else:
+            assert res["slurm_partition"] == "CHANGE_ME_CPU_PARTITION" and "gpu_model" not in res, (rule, res)
+        if "torchrun" in shell:
+            assert f"--nproc_per_node {want['gpu']}" in shell, (rule, shell)
+    for rule in ("stage1", "stage2", "freeze_train"):  # multi-GPU training: one process per GPU
+        assert any(r == rule and "torchrun" in s for r, _, s in jobs), rule
