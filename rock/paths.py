@@ -323,6 +323,13 @@ def log_file(run_dir: str | Path, rule: str, name: str | None = None) -> Path:
     return base / f"{rule}.log" if name is None else base / rule / f"{name}.log"
 
 
+def job_timing(run_dir: str | Path, rule: str, name: str | None = None) -> Path:
+    """Snakemake's ``benchmark:`` file of one job (tsv: wall seconds ``s``, ``max_rss``, ``cpu_time``,
+    ...): ``{benchmarks_dir}/<rule>.tsv`` or ``.../<rule>/<name>.tsv`` (rock.report.provenance)."""
+    base = benchmarks_dir(run_dir)
+    return base / f"{rule}.tsv" if name is None else base / rule / f"{name}.tsv"
+
+
 # --- report [DESIGN.md stage 10] (rock.report) ----------------------------------------------------
 #: files of ``rock report check`` / ``rock report render`` under report/
 REPORT_FILES = ("claims_check.csv", "claims_check.md", "report.html", "report.md", "provenance.json",

@@ -170,6 +170,49 @@ def test_cli_loads_model_and_tasks_once(world, tmp_path, monkeypatch):
     assert set(summary["pass_at_1"]["aime24"]) == {"none", "a", "b"}
 
 
+def test_cli_one_model_load_writes_one_file_pair_per_benchmark(world, tmp_path, monkeypatch):
+    """{bench} in --table/--summary: two benchmarks, one model load, each file holds its own rows."""
+    from rock.cli import main
+
+    loads = Counter()
+    init = RockHFLM.__init__
+
+    def counting(*a, **k):
+        loads["model"] += 1
+        return init(*a, **k)
+
+    monkeypatch.setattr(RockHFLM, "__init__", counting)
+    root, model = world
+    cfg = yaml.safe_load((ROOT / "tests" / "config_toy" / "config.yaml").read_text())
+    cfg["run_dir"] = str(root)
+    cfg["evaluation"].update({"n_runs": 2, "max_gen_toks": 8, "batch_size": 6, "prompt_format": "question_answer"})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    rc = main(["evaluate", "--config", str(tmp_path / "c.yaml"), "--model", str(model), "--model-name", "tiny",
+               "--benchmark", "aime24", "--benchmark", "math500",
+               "--table", str(tmp_path / "{bench}" / "t.parquet"), "--summary", str(tmp_path / "{bench}" / "s.json")])
+    assert rc == 0 and loads["model"] == 1
+    for bench in ("aime24", "math500"):
+        table = pd.read_parquet(tmp_path / bench / "t.parquet")
+        assert set(table.task) == {bench} and len(table) == 2 * len(ROWS)
+        summary = json.loads((tmp_path / bench / "s.json").read_text())
+        assert list(summary["pass_at_1"]) == [bench]
+        assert summary["pass_at_1"][bench]["none"]["pass_at_1"] == pytest.approx(table.correct.mean())
+    assert not (tmp_path / "{bench}").exists()
+
+
+def test_split_outputs_needs_the_placeholder_in_both_paths():
+    from rock.evaluate import split_outputs
+
+    table = pd.DataFrame({"task": ["a", "b"], "correct": [1, 0]})
+    summary = {"pass_at_1": {"a": {}, "b": {}}, "provenance": {"p": 1}}
+    assert split_outputs("t", "s", table, summary) == [("t", "s", table, summary)]
+    parts = split_outputs("{bench}/t", "{bench}/s", table, summary)
+    assert [(t, s, list(p.task), ps["pass_at_1"]) for t, s, p, ps in parts] == [
+        ("a/t", "a/s", ["a"], {"a": {}}), ("b/t", "b/s", ["b"], {"b": {}})]
+    with pytest.raises(ConfigError, match="both contain"):
+        split_outputs("{bench}/t", "s", table, summary)
+
+
 def test_chat_boxed_renders_the_chat_template(world, lm):
     ev = _evaluator(world, lm, prompt_format="chat_boxed", max_gen_toks=4)
     rows = ev.evaluate_once((), seed=0)["math500"]

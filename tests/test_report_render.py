@@ -95,6 +95,25 @@ def test_provenance_reads_benchmarks_seeds_and_config(fake_run, tmp_path):
     assert p["config"]["sha256"] and p["logs"][0]["log"] == "logs/toy_world.log"
 
 
+def test_stage_times_sum_the_jobs_of_each_rule(tmp_path, capsys):
+    bd = paths.benchmarks_dir(tmp_path)
+    (bd / "evaluate").mkdir(parents=True)
+    head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    (bd / "stage1.tsv").write_text(head + "14.0\t0:00:14\t700\t0\t0\t0\t0\t0\t90\t13.5\n")
+    for name, sec, rss in (("teacher", 9.5, 600), ("student", 7.0, 500)):
+        (bd / "evaluate" / f"{name}.tsv").write_text(head + f"{sec}\t0:00:09\t{rss}\t0\t0\t0\t0\t0\t90\t8\n")
+    (bd / "broken.tsv").write_text("")
+    table = provenance.stage_times(tmp_path)
+    assert table.to_dict("records") == [
+        {"stage": "evaluate", "jobs": 2, "wall_s": 16.5, "max_job_s": 9.5, "cpu_s": 16.0, "max_rss_mb": 600.0},
+        {"stage": "stage1", "jobs": 1, "wall_s": 14.0, "max_job_s": 14.0, "cpu_s": 13.5, "max_rss_mb": 700.0},
+        {"stage": "total", "jobs": 3, "wall_s": 30.5, "max_job_s": 14.0, "cpu_s": 29.5, "max_rss_mb": 700.0}]
+    assert rock_main(["report", "timings", "--run-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "evaluate" in out and "30.5" in out
+    assert rock_main(["report", "timings", "--run-dir", str(tmp_path / "none")]) == 2
+
+
 def test_render_refuses_a_missing_check_table(fake_run, tmp_path):
     rc = rock_main(["report", "render", "--run-dir", str(fake_run), "--check", str(tmp_path / "no.csv"),
                     "--out", str(tmp_path / "r.html")])

@@ -97,6 +97,8 @@ def test_rules_found():
 def test_every_rule_declares_log_env_container_threads_resources(rule):
     smk, body = RULES[rule]
     assert re.search(r"^\s+log:", body, re.M), f"{rule}: no log:"
+    # wall-clock per stage: `rock report timings`, the report's provenance
+    assert re.search(r"^\s+benchmark:\s*\n\s+paths\.job_timing\(", body, re.M), f"{rule}: no benchmark:"
     env = re.search(r"^\s+conda:\s*\n\s+\"([^\"]+)\"", body, re.M)
     assert env, f"{rule}: no conda: env file"
     env_file = (smk.parent / env.group(1)).resolve()

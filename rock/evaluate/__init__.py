@@ -11,6 +11,9 @@ model and building the tasks once. Writes a tidy per-problem parquet table and a
         --table results/toy/eval/student/math500/per_problem.parquet \\
         --summary results/toy/eval/student/math500/summary.json
     rock evaluate ... --suppress-sets sets.json   # {"none": [], "rock_17": [1723], ...}
+    rock evaluate ... --benchmark math500 --benchmark ifeval \\
+        --table 'results/toy/eval/student/{bench}/per_problem.parquet' \\
+        --summary 'results/toy/eval/student/{bench}/summary.json'    # one file pair per benchmark
 
 Modules: :mod:`.config` (settings), :mod:`.benchmarks` (task YAMLs in ``tasks/``),
 :mod:`.models` (lm-eval HF/vLLM models with suppression and seeds), :mod:`.runner` (evaluations,
@@ -34,8 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-name", required=True, help="name in the table (teacher, student, stage1, ...)")
     parser.add_argument("--benchmark", action="append", required=True,
                         help="benchmark to evaluate (repeat for several): math500 ifeval aime24 aime25 hmmt25")
-    parser.add_argument("--table", required=True, help="output per-problem parquet")
-    parser.add_argument("--summary", required=True, help="output summary json")
+    parser.add_argument("--table", required=True,
+                        help="output per-problem parquet; with {bench} in the path, one file per benchmark")
+    parser.add_argument("--summary", required=True,
+                        help="output summary json; with {bench} in the path, one file per benchmark")
     parser.add_argument("--suppress-sets", help='json {"set_id": [token ids], ...}; default {"none": []}')
     parser.add_argument("--run-dir", help="override config run_dir (local benchmark files live under it)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
@@ -67,6 +72,31 @@ def load_suppression_sets(path: str | None) -> dict[str, list[int]]:
         raise DataError('expected an object {"set_id": [token ids], ...}', file=path,
                         fix='e.g. {"none": [], "rock_17": [1723]}')
     return {str(k): v for k, v in sets.items()}
+
+
+BENCH_PLACEHOLDER = "{bench}"
+
+
+def split_outputs(table_path: str, summary_path: str, table, summary: dict):
+    """Where the table and summary go: ``[(table_path, summary_path, table, summary)]``.
+
+    Without ``{bench}`` in the paths, one table and one summary for every benchmark; with it (in
+    both paths), one pair per benchmark, each holding that benchmark's rows and Pass@1 (the
+    workflow's layout ``eval/<model>/<bench>/``, written by one job per model so that the model is
+    loaded once).
+    """
+    from rock.errors import ConfigError
+
+    split = [BENCH_PLACEHOLDER in p for p in (table_path, summary_path)]
+    if not any(split):
+        return [(table_path, summary_path, table, summary)]
+    if not all(split):
+        raise ConfigError(f"--table and --summary must both contain {BENCH_PLACEHOLDER} or neither "
+                          f"(got {table_path!r}, {summary_path!r})")
+    return [(table_path.replace(BENCH_PLACEHOLDER, bench), summary_path.replace(BENCH_PLACEHOLDER, bench),
+             table[table["task"] == bench].reset_index(drop=True),
+             {"pass_at_1": {bench: by_set}, "provenance": summary["provenance"]})
+            for bench, by_set in summary["pass_at_1"].items()]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,9 +135,10 @@ def run(args: argparse.Namespace) -> int:
     prov = provenance(cfg, taskset, model=args.model, model_name=args.model_name, suppression_sets=sets,
                       data_files={k: str(v) for k, v in data_files.items()})
     summary = {"pass_at_1": summarise(table), "provenance": prov}
-    with atomic_path(args.table) as tmp:
-        table.to_parquet(tmp, index=False)
-    write_json(args.summary, summary)
+    for table_path, summary_path, part, part_summary in split_outputs(args.table, args.summary, table, summary):
+        with atomic_path(table_path) as tmp:
+            part.to_parquet(tmp, index=False)
+        write_json(summary_path, part_summary)
     for task, by_set in summary["pass_at_1"].items():
         for sid, s in by_set.items():
             log.info("%s %s [%s]: Pass@1 %.4f over %d runs %s", args.model_name, task, sid, s["pass_at_1"],

@@ -42,7 +42,7 @@ SCALES = ("toy", "paper")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="cmd", required=True, metavar="{check,render,golden,contract}")
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="{check,render,golden,timings,contract}")
 
     def common(p: argparse.ArgumentParser, run_flag: str = "--run-dir") -> None:
         p.add_argument(run_flag, dest="run_dir", required=True, type=Path,
@@ -75,6 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common(g, "--from")
     g.add_argument("--out", required=True, type=Path, help="golden.csv to create or extend")
     g.add_argument("--update", action="store_true", help="re-record values of existing rows too")
+
+    t = sub.add_parser("timings", help="print the wall-clock per stage of a workflow run (Snakemake benchmark files)")
+    t.add_argument("--run-dir", required=True, type=Path, help="run directory, e.g. results/toy")
 
     sub.add_parser("contract", help="print the summary fields each stage should write and all metric keys")
 
@@ -116,7 +119,8 @@ def _context(args):
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"check": _check, "render": _render, "golden": _golden, "contract": _contract}[args.cmd](args)
+    return {"check": _check, "render": _render, "golden": _golden, "timings": _timings,
+            "contract": _contract}[args.cmd](args)
 
 
 def _check(args) -> int:
@@ -172,6 +176,19 @@ def _golden(args) -> int:
         if "golden" in sys.argv else ""
     prov = provenance.collect(args.run_dir, args.config, cfg)
     golden.record(ctx, args.out, update=args.update, command=command, provenance=prov)
+    return 0
+
+
+def _timings(args) -> int:
+    from rock import paths
+    from rock.report.provenance import stage_times
+
+    table = stage_times(args.run_dir)
+    if table.empty:
+        raise DataError("no Snakemake benchmark files: run the workflow first",
+                        file=str(paths.benchmarks_dir(args.run_dir)))
+    sys.stdout.write(f"wall-clock per stage of {args.run_dir} (seconds; Snakemake benchmark files)\n"
+                     + table.to_string(index=False) + "\n")
     return 0
 
 

@@ -185,6 +185,42 @@ def wall_clock(run_dir: Path) -> list[dict]:
     return rows
 
 
+def stage_times(run_dir: str | Path) -> "pd.DataFrame":
+    """Wall-clock per stage of a workflow run: one row per rule (the first path part of its
+    Snakemake ``benchmark:`` files), with ``jobs``, ``wall_s`` (sum over its jobs), ``max_job_s``,
+    ``cpu_s`` and ``max_rss_mb``, in order of ``wall_s``; a last row ``total`` sums the jobs (jobs
+    that ran side by side count twice, so it exceeds the run's elapsed time on several cores)."""
+    import pandas as pd
+
+    from rock import paths
+
+    bdir = paths.benchmarks_dir(run_dir)
+    records = []
+    for f in sorted(bdir.rglob("*.tsv")) if bdir.is_dir() else []:
+        try:
+            t = pd.read_csv(f, sep="\t")
+        except (OSError, ValueError, pd.errors.EmptyDataError):
+            continue
+        if t.empty or "s" not in t:
+            continue
+        last = t.iloc[-1]  # a rerun with --benchmark-repeats writes several rows: the last one
+        records.append({"stage": f.relative_to(bdir).parts[0].removesuffix(".tsv"),
+                        "s": float(last["s"]), "cpu": _float(last.get("cpu_time")),
+                        "rss": _float(last.get("max_rss"))})
+    cols = ["stage", "jobs", "wall_s", "max_job_s", "cpu_s", "max_rss_mb"]
+    if not records:
+        return pd.DataFrame(columns=cols)
+    jobs = pd.DataFrame(records)
+    table = (jobs.groupby("stage")
+             .agg(jobs=("s", "size"), wall_s=("s", "sum"), max_job_s=("s", "max"), cpu_s=("cpu", "sum"),
+                  max_rss_mb=("rss", "max"))
+             .sort_values("wall_s", ascending=False).reset_index())
+    total = {"stage": "total", "jobs": int(table["jobs"].sum()), "wall_s": table["wall_s"].sum(),
+             "max_job_s": table["max_job_s"].max(), "cpu_s": table["cpu_s"].sum(),
+             "max_rss_mb": table["max_rss_mb"].max()}
+    return pd.concat([table, pd.DataFrame([total])], ignore_index=True)[cols].round(1)
+
+
 def _float(x) -> float | None:
     try:
         return float(x)
@@ -218,6 +254,7 @@ def collect(run_dir: str | Path, config_path: str | Path | None = None, config: 
         "hardware": hardware(),
         "config": config_info(config_path),
         "seeds": seeds(run_dir, config),
+        "stage_times": stage_times(run_dir).to_dict("records"),
         "wall_clock": wall_clock(run_dir),
         "logs": logs(run_dir),
     }

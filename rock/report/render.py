@@ -306,10 +306,17 @@ def _provenance_html(prov: dict) -> str:
     seeds = pd.DataFrame(prov.get("seeds") or [], columns=["source", "key", "value"])
     out.append("<h3>Seeds</h3>" + html_table(seeds, "seeds"))
     wc = pd.DataFrame(prov.get("wall_clock") or [], columns=["stage", "source", "seconds", "max_rss_mb"])
-    out.append("<h3>Wall-clock per stage</h3>" + html_table(wc, "wall-clock"))
+    st = pd.DataFrame(prov.get("stage_times") or [], columns=STAGE_TIME_COLUMNS)
+    out.append("<h3>Wall-clock per stage</h3>" + html_table(st, "stage times")
+               + "<details><summary>every job and summary timing</summary>" + html_table(wc, "wall-clock")
+               + "</details>")
     lg = pd.DataFrame(prov.get("logs") or [], columns=["log", "bytes", "modified_utc"])
     out.append("<h3>Logs</h3>" + html_table(lg, "logs"))
     return "".join(out)
+
+
+#: columns of rock.report.provenance.stage_times
+STAGE_TIME_COLUMNS = ["stage", "jobs", "wall_s", "max_job_s", "cpu_s", "max_rss_mb"]
 
 
 def render_markdown(ctx: Context, check: pd.DataFrame, prov: dict, md_path: Path, *,
@@ -356,8 +363,7 @@ def render_markdown(ctx: Context, check: pd.DataFrame, prov: dict, md_path: Path
               "- seeds: " + (", ".join(f"{s['source']}:{s['key']}={s['value']}"
                                         for s in prov.get("seeds") or []) or "none recorded"),
               "", "### Wall-clock per stage", "",
-              markdown_table(pd.DataFrame(prov.get("wall_clock") or [],
-                                          columns=["stage", "source", "seconds", "max_rss_mb"])),
+              markdown_table(pd.DataFrame(prov.get("stage_times") or [], columns=STAGE_TIME_COLUMNS)),
               ""]
     return "\n".join(lines) + "\n"
 

@@ -21,6 +21,8 @@ rule stats_decode:
                                 "decode_checkpoint", "checkpoints", "seed"),
     log:
         paths.log_file(RUN_DIR, "stats_decode"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "stats_decode"),
     conda:
         "../../envs/generate.yaml"
     container:
@@ -47,6 +49,8 @@ rule stats_score:
         settings=stats_settings("checkpoints", "chunk_size", "device"),
     log:
         paths.log_file(RUN_DIR, "stats_score", "{st_ckpt}"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "stats_score", "{st_ckpt}"),
     conda:
         "../../envs/train.yaml"
     container:
@@ -72,6 +76,8 @@ rule stats_hidden:
         settings=stats_settings("checkpoints", "hidden_dim", "seed", "device"),
     log:
         paths.log_file(RUN_DIR, "stats_hidden", "{st_ckpt}"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "stats_hidden", "{st_ckpt}"),
     conda:
         "../../envs/train.yaml"
     container:
@@ -97,6 +103,8 @@ rule detect_select:
         settings=lookup(dpath="detection", within=config),
     log:
         paths.log_file(RUN_DIR, "detect_select", "{det_mode}"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "detect_select", "{det_mode}"),
     conda:
         "../../envs/analysis.yaml"
     container:
@@ -123,6 +131,8 @@ rule detect_stability:
         settings=lookup(dpath="detection", within=config),
     log:
         paths.log_file(RUN_DIR, "detect_stability", "{det_mode}"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "detect_stability", "{det_mode}"),
     conda:
         "../../envs/analysis.yaml"
     container:
@@ -149,6 +159,8 @@ rule detect_clusters:
         settings=lookup(dpath="detection/clusters", within=config),
     log:
         paths.log_file(RUN_DIR, "detect_clusters", "{det_mode}"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "detect_clusters", "{det_mode}"),
     conda:
         "../../envs/analysis.yaml"
     container:
@@ -177,6 +189,8 @@ rule detect_figure2:
         config_file=CONFIG_FILE,
     log:
         paths.log_file(RUN_DIR, "detect_figure2", "{det_mode}"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "detect_figure2", "{det_mode}"),
     conda:
         "../../envs/analysis.yaml"
     container:
@@ -201,6 +215,8 @@ rule detect_compare:
         settings=lookup(dpath="detection/reference", within=config),
     log:
         paths.log_file(RUN_DIR, "detect_compare"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "detect_compare"),
     conda:
         "../../envs/analysis.yaml"
     container:
@@ -229,6 +245,8 @@ rule geometry_gradients:
         settings=lookup(dpath="geometry", within=config),
     log:
         paths.log_file(RUN_DIR, "geometry_gradients"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "geometry_gradients"),
     conda:
         "../../envs/train.yaml"
     container:
@@ -260,6 +278,8 @@ rule geometry_analyze:
         settings=lookup(dpath="geometry", within=config),
     log:
         paths.log_file(RUN_DIR, "geometry_analyze"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "geometry_analyze"),
     conda:
         "../../envs/analysis.yaml"
     container:

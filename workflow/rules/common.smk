@@ -231,17 +231,34 @@ def eval_model_input(wildcards):
     return model_input(name)
 
 
+#: the benchmarks every evaluated model is scored on (one evaluate job per model does them all)
+EVAL_BENCHMARKS = list(config["evaluation"]["benchmarks"])
+
+
 def eval_benchmark_input(wildcards):
-    """The data stage's jsonl with evaluation.dataset_source local; nothing when lm-eval reads the hub."""
+    """The data stage's jsonl files with evaluation.dataset_source local; nothing when lm-eval
+    reads the hub."""
     if config["evaluation"].get("dataset_source", "local") == "local":
-        return [str(paths.benchmark(RUN_DIR, wildcards.bench))]
+        return [str(paths.benchmark(RUN_DIR, b)) for b in EVAL_BENCHMARKS]
     return []
+
+
+def eval_outputs(name):
+    """One file ``name`` (of paths.EVAL_FILES) per benchmark of the model {eval_model}."""
+    return [str(paths.eval_file(RUN_DIR, "{eval_model}", b, name)) for b in EVAL_BENCHMARKS]
+
+
+def eval_output_template(name):
+    """The path `rock evaluate` fills in per benchmark: {bench} stays a placeholder for it."""
+    def template(wildcards):
+        return str(paths.eval_file(RUN_DIR, wildcards.eval_model, "{bench}", name))
+    return template
 
 
 def evaluate_targets():
     ev = config["evaluation"]
     return [paths.eval_file(RUN_DIR, m, b, name) for m in ev.get("models", [])
-            for b in ev["benchmarks"] for name in paths.EVAL_FILES]
+            for b in EVAL_BENCHMARKS for name in paths.EVAL_FILES]
 
 
 TARGETS.append(evaluate_targets)

@@ -21,6 +21,8 @@ rule data_prompts:
         stage2=lookup(dpath="data/stage2_slice", within=config),
     log:
         paths.log_file(RUN_DIR, "data_prompts"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "data_prompts"),
     conda:
         "../../envs/analysis.yaml"
     container:
@@ -47,6 +49,8 @@ rule data_benchmark:
         source=benchmark_source_args,
     log:
         paths.log_file(RUN_DIR, "data_benchmark", "{bench}"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "data_benchmark", "{bench}"),
     conda:
         "../../envs/analysis.yaml"
     container:

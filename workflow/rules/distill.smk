@@ -19,6 +19,8 @@ rule teacher_samples:
         settings=distill_settings("teacher_samples"),
     log:
         paths.log_file(RUN_DIR, "teacher_samples"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "teacher_samples"),
     conda:
         "../../envs/generate.yaml"
     container:
@@ -53,6 +55,8 @@ rule stage1:
         settings=distill_settings("stage1"),
     log:
         paths.log_file(RUN_DIR, "stage1"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "stage1"),
     conda:
         "../../envs/train.yaml"
     container:
@@ -87,6 +91,8 @@ rule stage2:
         settings=distill_settings("stage2"),
     log:
         paths.log_file(RUN_DIR, "stage2"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "stage2"),
     conda:
         "../../envs/generate.yaml"
     container:

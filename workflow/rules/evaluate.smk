@@ -1,7 +1,9 @@
 # Evaluation [5.2] (rock evaluate): every model of evaluation.models (teacher, student, and the
 # students after stage-1 and stage-2 distillation) on every benchmark of evaluation.benchmarks,
 # through lm-evaluation-harness: n_runs seeded runs, a per-problem table and a summary with Pass@1
-# per run, mean and std. One job per {model} x {benchmark}; targets in common.smk (evaluate_targets).
+# per run, mean and std. One job per model: the model is loaded once and lm-eval batches the
+# requests of every benchmark together; the files are still one pair per benchmark
+# (eval/<model>/<bench>/). Targets in common.smk (evaluate_targets).
 # Any change of the evaluation section re-runs these jobs (params.settings).
 
 
@@ -10,14 +12,19 @@ rule evaluate:
         model=eval_model_input,
         data=eval_benchmark_input,
     output:
-        table=paths.eval_file(RUN_DIR, "{eval_model}", "{bench}", "per_problem.parquet"),
-        summary=paths.eval_file(RUN_DIR, "{eval_model}", "{bench}", "summary.json"),
+        tables=eval_outputs("per_problem.parquet"),
+        summaries=eval_outputs("summary.json"),
     params:
         config_file=CONFIG_FILE,
         model=eval_model_ref,
+        benchmarks=" ".join(f"--benchmark {b}" for b in EVAL_BENCHMARKS),
+        table=eval_output_template("per_problem.parquet"),
+        summary=eval_output_template("summary.json"),
         settings=lookup(dpath="evaluation", within=config),
     log:
-        paths.log_file(RUN_DIR, "evaluate", "{eval_model}/{bench}"),
+        paths.log_file(RUN_DIR, "evaluate", "{eval_model}"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "evaluate", "{eval_model}"),
     conda:
         "../../envs/generate.yaml"
     container:
@@ -29,6 +36,6 @@ rule evaluate:
         runtime=lookup(dpath="resources/evaluation/runtime", within=config),
     shell:
         "rock evaluate --config {params.config_file} --model {params.model:q}"
-        " --model-name {wildcards.eval_model} --benchmark {wildcards.bench} --threads {threads}"
-        " --table {output.table} --summary {output.summary}"
+        " --model-name {wildcards.eval_model} {params.benchmarks} --threads {threads}"
+        " --table {params.table:q} --summary {params.summary:q}"
         " > {log} 2>&1"

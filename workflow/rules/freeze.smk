@@ -28,6 +28,8 @@ rule freeze_train:
         settings=freeze_train_settings,
     log:
         paths.log_file(RUN_DIR, "freeze_train", "{fz_regime}"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "freeze_train", "{fz_regime}"),
     conda:
         "../../envs/generate.yaml"  # as stage2: vLLM rollouts at paper scale
     container:
@@ -57,6 +59,8 @@ rule freeze_evaluate:
         settings={"evaluation": config["evaluation"], "eval_limit": config["freeze"]["eval_limit"]},
     log:
         paths.log_file(RUN_DIR, "freeze_evaluate", "{fz_model}/step_{fz_step}"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "freeze_evaluate", "{fz_model}/step_{fz_step}"),
     conda:
         "../../envs/generate.yaml"
     container:
@@ -92,6 +96,8 @@ rule freeze_report:
         settings={k: config["freeze"][k] for k in ("regimes", "benchmarks", "tta_fraction")},
     log:
         paths.log_file(RUN_DIR, "freeze_report"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "freeze_report"),
     conda:
         "../../envs/analysis.yaml"
     container:

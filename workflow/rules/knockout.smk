@@ -21,6 +21,8 @@ rule knockout_pool:
                                    "window_min_share", "n_runs", "seed", "n_shards"),
     log:
         paths.log_file(RUN_DIR, "knockout_pool"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "knockout_pool"),
     conda:
         "../../envs/analysis.yaml"
     container:
@@ -51,6 +53,8 @@ rule knockout_shard:
         evaluation=lookup(dpath="evaluation", within=config),
     log:
         paths.log_file(RUN_DIR, "knockout_shard", "{ko_shard}"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "knockout_shard", "{ko_shard}"),
     conda:
         "../../envs/generate.yaml"
     container:
@@ -75,6 +79,8 @@ rule knockout_gather:
         paths.knockout_per_problem(RUN_DIR),
     log:
         paths.log_file(RUN_DIR, "knockout_gather"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "knockout_gather"),
     conda:
         "../../envs/analysis.yaml"
     container:
@@ -110,6 +116,8 @@ rule knockout_analyze:
                                    "k_core", "tasks"),
     log:
         paths.log_file(RUN_DIR, "knockout_analyze"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "knockout_analyze"),
     conda:
         "../../envs/analysis.yaml"
     container:

@@ -29,6 +29,8 @@ rule report_check:
     log:
         paths.log_file(RUN_DIR, "report_check"),
     benchmark:
+        paths.job_timing(RUN_DIR, "report_check"),
+    benchmark:
         paths.benchmarks_dir(RUN_DIR) / "report_check.tsv"
     conda:
         "../../envs/analysis.yaml"
@@ -64,6 +66,8 @@ rule report_render:
         screenshot=lambda w, output: Path(output.html).with_suffix(".png"),
     log:
         paths.log_file(RUN_DIR, "report_render"),
+    benchmark:
+        paths.job_timing(RUN_DIR, "report_render"),
     benchmark:
         paths.benchmarks_dir(RUN_DIR) / "report_render.tsv"
     conda:

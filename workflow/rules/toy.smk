@@ -15,6 +15,8 @@ if is_toy():
             settings={key: config.get(key) for key in ("toy", "seed", "models")},
         log:
             paths.log_file(RUN_DIR, "toy_world"),
+        benchmark:
+            paths.job_timing(RUN_DIR, "toy_world"),
         conda:
             "../../envs/train.yaml"
         container:
