@@ -57,6 +57,34 @@ def test_student_slips_are_small_and_carried_forward():
         assert text.endswith(f"\\boxed{{{x0}}}.")
 
 
+def test_misconceptions_are_fixed_wrong_facts_of_the_chosen_ops():
+    beliefs = problems.Misconceptions(seed=3, rate=0.4, ops="+*")
+    facts = [(x, op, y) for x in range(1, 19) for op in "+*-" for y in range(1, 10)]
+    wrong = {f for f in facts if beliefs.result(*f) != problems.apply_op(*f)}
+    assert all(op in "+*" for _, op, _ in wrong)                       # subtraction is always right
+    share = len(wrong) / sum(op in "+*" for _, op, _ in facts)
+    assert 0.33 < share < 0.47                                         # ~rate of 324 facts
+    for f in wrong:                                                    # off by 1 or 2, never negative
+        assert 1 <= abs(beliefs.result(*f) - problems.apply_op(*f)) <= 2 and beliefs.result(*f) >= 0
+    again = problems.Misconceptions(seed=3, rate=0.4, ops="+*")
+    assert [again.result(*f) for f in facts] == [beliefs.result(*f) for f in facts]  # deterministic
+    other = problems.Misconceptions(seed=4, rate=0.4, ops="+*")
+    assert {f for f in facts if other.result(*f) != problems.apply_op(*f)} != wrong  # seed picks them
+    assert problems.Misconceptions(seed=3, rate=0.0).result(7, "+", 8) == 15
+
+
+def test_student_repeats_its_misconceptions_in_both_styles():
+    beliefs = problems.Misconceptions(seed=0, rate=1.0, ops="+")    # every sum is wrong
+    p = problems.Problem("+*-", (3, 4, 2, 5), "", False)
+    (x, op, y, z), *rest = beliefs.steps(p)
+    assert (x, op, y) == (3, "+", 4) and z != 7 and rest[0][0] == z and rest[0][3] == z * 2
+    texts = {problems.student_solution(p, random.Random(seed), 0.0, beliefs) for seed in range(10)}
+    assert len({t.split("\n")[0] for t in texts}) == 1                 # the same error every time
+    assert f"First, 3 + 4 = {z}." in next(iter(texts))
+    teacher_style = problems.teacher_solution(p, "So", beliefs.steps(p))
+    assert f"So $3 + 4 = {z}$." in teacher_style and teacher_style.endswith(f"$\\boxed{{{z * 2 - 5}}}$")
+
+
 @pytest.mark.parametrize("family", problems.FAMILIES)
 def test_sampled_numbers_stay_in_range_and_non_negative(family):
     rng = random.Random(1)

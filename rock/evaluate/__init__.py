@@ -33,13 +33,16 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="config YAML (uses run_dir, seed, models, evaluation)")
-    parser.add_argument("--model", required=True, help="hub id or local HF model directory")
-    parser.add_argument("--model-name", required=True, help="name in the table (teacher, student, stage1, ...)")
+    parser.add_argument("--model", action="append", required=True,
+                        help="hub id or local HF model directory; repeat (with --model-name, --table and "
+                             "--summary each time) to score several models one after another in one process")
+    parser.add_argument("--model-name", action="append", required=True,
+                        help="name in the table (teacher, student, stage1, ...)")
     parser.add_argument("--benchmark", action="append", required=True,
                         help="benchmark to evaluate (repeat for several): math500 ifeval aime24 aime25 hmmt25")
-    parser.add_argument("--table", required=True,
+    parser.add_argument("--table", action="append", required=True,
                         help="output per-problem parquet; with {bench} in the path, one file per benchmark")
-    parser.add_argument("--summary", required=True,
+    parser.add_argument("--summary", action="append", required=True,
                         help="output summary json; with {bench} in the path, one file per benchmark")
     parser.add_argument("--suppress-sets", help='json {"set_id": [token ids], ...}; default {"none": []}')
     parser.add_argument("--run-dir", help="override config run_dir (local benchmark files live under it)")
@@ -99,6 +102,32 @@ def split_outputs(table_path: str, summary_path: str, table, summary: dict):
             for bench, by_set in summary["pass_at_1"].items()]
 
 
+def _one_process_per_model(args: argparse.Namespace, jobs: list[tuple[str, str, str, str]]) -> int:
+    """vLLM: each model in a child process of its own, one after another. Deleting a vLLM engine
+    does not reliably hand its GPU memory back (vllm#32714, NeMo-RL#223 with TP > 1), while a
+    process that exits does; the hf backend keeps every model in one process."""
+    import multiprocessing
+
+    from rock.errors import RockError
+
+    ctx = multiprocessing.get_context("spawn")
+    for model, model_name, table, summary in jobs:
+        one = argparse.Namespace(**{**vars(args), "model": [model], "model_name": [model_name],
+                                    "table": [table], "summary": [summary]})
+        child = ctx.Process(target=_run_child, args=(one,), name=f"evaluate-{model_name}")
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise RockError(f"evaluation of {model_name} ({model}) failed in its process "
+                            f"(exit code {child.exitcode}; see the log above)")
+    return 0
+
+
+def _run_child(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise SystemExit(run(args))
+
+
 def run(args: argparse.Namespace) -> int:
     from rock import paths
     from rock.atomic import atomic_path, write_json
@@ -127,20 +156,28 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
 
-    log.info("evaluating %s (%s) on %s with %s", args.model_name, args.model, benchmarks, cfg)
+    jobs = list(zip(args.model, args.model_name, args.table, args.summary))
+    if len({len(args.model), len(args.model_name), len(args.table), len(args.summary)}) != 1:
+        raise ConfigError("give --model, --model-name, --table and --summary the same number of times "
+                          f"(got {len(args.model)}, {len(args.model_name)}, {len(args.table)}, {len(args.summary)})")
+    if cfg.backend == "vllm" and len(jobs) > 1:
+        return _one_process_per_model(args, jobs)
     taskset = build_tasks(benchmarks, prompt_format=cfg.prompt_format, data_files=data_files,
                           generation_kwargs=cfg.generation_kwargs())
-    lm = make_lm(cfg, args.model)
-    table = Evaluator(lm, taskset, cfg, model_name=args.model_name).run(sets)
-    prov = provenance(cfg, taskset, model=args.model, model_name=args.model_name, suppression_sets=sets,
-                      data_files={k: str(v) for k, v in data_files.items()})
-    summary = {"pass_at_1": summarise(table), "provenance": prov}
-    for table_path, summary_path, part, part_summary in split_outputs(args.table, args.summary, table, summary):
-        with atomic_path(table_path) as tmp:
-            part.to_parquet(tmp, index=False)
-        write_json(summary_path, part_summary)
-    for task, by_set in summary["pass_at_1"].items():
-        for sid, s in by_set.items():
-            log.info("%s %s [%s]: Pass@1 %.4f over %d runs %s", args.model_name, task, sid, s["pass_at_1"],
-                     s["n_runs"], [round(v, 4) for v in s["pass_at_1_per_run"]])
+    for model, model_name, table_out, summary_out in jobs:  # tasks built once, one model at a time
+        log.info("evaluating %s (%s) on %s with %s", model_name, model, benchmarks, cfg)
+        lm = make_lm(cfg, model)
+        table = Evaluator(lm, taskset, cfg, model_name=model_name).run(sets)
+        del lm
+        prov = provenance(cfg, taskset, model=model, model_name=model_name, suppression_sets=sets,
+                          data_files={k: str(v) for k, v in data_files.items()})
+        summary = {"pass_at_1": summarise(table), "provenance": prov}
+        for table_path, summary_path, part, part_summary in split_outputs(table_out, summary_out, table, summary):
+            with atomic_path(table_path) as tmp:
+                part.to_parquet(tmp, index=False)
+            write_json(summary_path, part_summary)
+        for task, by_set in summary["pass_at_1"].items():
+            for sid, s in by_set.items():
+                log.info("%s %s [%s]: Pass@1 %.4f over %d runs %s", model_name, task, sid, s["pass_at_1"],
+                         s["n_runs"], [round(v, 4) for v in s["pass_at_1_per_run"]])
     return 0

@@ -96,6 +96,10 @@ class ControlConfig:
             _bad("freeze.control.max_bin_distance", f"must be >= 0, got {self.max_bin_distance}")
 
 
+#: freeze.eval_job: what one freeze_evaluate job scores
+EVAL_JOBS = ("checkpoint", "regime")
+
+
 @dataclass(frozen=True)
 class FreezeConfig:
     """Settings of ``rock freeze`` (section ``freeze``)."""
@@ -118,6 +122,8 @@ class FreezeConfig:
     """[5.2] Pass@1 benchmarks of Figure 5; the figure also shows their problem-weighted average"""
     eval_limit: int | None = None
     """evaluate only the first N problems of each benchmark (None = all 30; the toy run uses a few)"""
+    eval_job: str = "checkpoint"
+    """workflow only: one freeze_evaluate job per checkpoint, or per regime (workflow/rules/freeze.smk)"""
     control: ControlConfig = field(default_factory=ControlConfig)
     tta_fraction: float = 0.95
     """time-to-accuracy target = tta_fraction x the baseline's best average accuracy. ASSUMED:
@@ -152,6 +158,8 @@ class FreezeConfig:
         if self.eval_limit is not None and (isinstance(self.eval_limit, bool) or
                                             not isinstance(self.eval_limit, int) or self.eval_limit < 1):
             _bad("freeze.eval_limit", f"must be null or an integer >= 1, got {self.eval_limit!r}")
+        if self.eval_job not in EVAL_JOBS:
+            _bad("freeze.eval_job", f"'{self.eval_job}' unknown; use one of {EVAL_JOBS}")
         if not 0 < self.tta_fraction <= 1:
             _bad("freeze.tta_fraction", f"must be in (0, 1], got {self.tta_fraction}")
         if sum(r.selection == "none" for r in self.regimes) != 1:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from rock import atomic, paths
 from rock.errors import ModelError
-from rock.toy import accuracy, benchmarks, corpus, models, tokenizer
+from rock.toy import accuracy, benchmarks, corpus, models, problems, tokenizer
 from rock.toy.config import ToyConfig
 
 log = logging.getLogger(__name__)
@@ -124,8 +124,11 @@ def build_world(out: str | Path, cfg: ToyConfig, seed: int, system_prompts: list
             t_docs = corpus.teacher_documents(cfg.teacher.steps * cfg.teacher.batch_size,
                                               rng_for(seed, "teacher-corpus"), cfg.corpus,
                                               system_prompts, holdout)
+            beliefs = problems.Misconceptions(seed, cfg.corpus.student_misconception_rate,
+                                              cfg.corpus.student_misconception_ops)
             s_docs = corpus.student_documents(cfg.student.steps * cfg.student.batch_size,
-                                              rng_for(seed, "student-corpus"), cfg.corpus, holdout)
+                                              rng_for(seed, "student-corpus"), cfg.corpus, holdout,
+                                              beliefs)
         with _timed(timings, "tokenizer"):
             half = cfg.tokenizer.n_documents // 2
             texts = list(tokenizer.training_texts(t_docs[:half] + s_docs[:half]))

@@ -44,7 +44,12 @@ class CorpusConfig:
     instruction_fraction: float = 0.08
     """share of documents that are toy IFEval-style instruction-following chats"""
     student_error_rate: float = 0.15
-    """probability that a student-style step has a small arithmetic error (prototype: 15%)"""
+    """probability that a student-style step has a random small arithmetic slip (prototype: 15%)"""
+    student_misconception_rate: float = 0.0
+    """share of the facts x op y (op in student_misconception_ops) the student's corpus always gets
+    wrong the same way (rock.toy.problems.Misconceptions): errors greedy decoding keeps and
+    distillation from the error-free teacher can correct"""
+    student_misconception_ops: str = "+*"
     student_teacher_style_fraction: float = 0.2
     """share of the student's arithmetic documents in teacher style (prototype: ~20%; essential)"""
     teacher_student_style_fraction: float = 0.1
@@ -72,12 +77,14 @@ class CorpusConfig:
                and sum(self.family_weights.values()) > 0, "family_weights",
                "weights must be >= 0 and not all 0")
         for key in ("hard_family_weight", "word_problem_fraction", "instruction_fraction",
-                    "student_error_rate", "student_teacher_style_fraction",
+                    "student_error_rate", "student_misconception_rate", "student_teacher_style_fraction",
                     "teacher_student_style_fraction", "teacher_system_fraction",
                     "student_instruction_compliance"):
             value = getattr(self, key)
             _check(0.0 <= value <= 1.0, f"{key}", f"must be in [0, 1], got {value}")
         _check(len(self.prompt_suffixes) >= 1, "prompt_suffixes", "give at least ''")
+        _check(set(self.student_misconception_ops) <= set("+-*"), "student_misconception_ops",
+               f"ops are among '+-*', got {self.student_misconception_ops!r}")
 
 
 @dataclass

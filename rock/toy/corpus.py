@@ -105,9 +105,10 @@ def teacher_documents(n: int, rng: random.Random, cfg: CorpusConfig, system_prom
 
 
 def student_documents(n: int, rng: random.Random, cfg: CorpusConfig,
-                      holdout: Holdout) -> list[Document]:
-    """The student's corpus: its own style with arithmetic slips, a share in teacher style (random
-    marker, no system message), and instruction chats it follows only in part."""
+                      holdout: Holdout, beliefs: problems.Misconceptions | None = None) -> list[Document]:
+    """The student's corpus: its own style with its misconceptions (``beliefs``) and random slips,
+    a share in teacher style (random marker, no system message, the same misconceptions), and
+    instruction chats it follows only in part."""
     docs = []
     for _ in range(n):
         if rng.random() < cfg.instruction_fraction:
@@ -119,9 +120,10 @@ def student_documents(n: int, rng: random.Random, cfg: CorpusConfig,
         user = problem.text + rng.choice(cfg.prompt_suffixes)
         if rng.random() < cfg.student_teacher_style_fraction:
             marker = rng.choice(problems.TEACHER_MARKERS)
-            docs.append(Document(None, user, problems.teacher_solution(problem, marker),
+            steps = beliefs.steps(problem) if beliefs else None
+            docs.append(Document(None, user, problems.teacher_solution(problem, marker, steps),
                                  "teacher_style"))
         else:
             docs.append(Document(None, user, problems.student_solution(
-                problem, rng, cfg.student_error_rate), "student_style"))
+                problem, rng, cfg.student_error_rate, beliefs), "student_style"))
     return docs

@@ -28,6 +28,7 @@ student (plain math, single newlines, First/Next/Thus, small arithmetic slips)::
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
 
@@ -181,23 +182,63 @@ def phrase(family: str, numbers: tuple[int, ...], rng: random.Random, *, word: b
     return Problem(family, numbers, text, False)
 
 
-def teacher_solution(problem: Problem, marker: str) -> str:
+def teacher_solution(problem: Problem, marker: str,
+                     steps: list[tuple[int, str, int, int]] | None = None) -> str:
     """Teacher style: restated LaTeX expression, one ``{marker} $x op y = z$.`` paragraph per step,
-    markdown answer line."""
+    markdown answer line; ``steps`` default to the correct ones (the student's corpus passes its
+    :meth:`Misconceptions.steps`)."""
     if marker not in TEACHER_MARKERS:
         raise ValueError(f"teacher marker must be one of {TEACHER_MARKERS}, got {marker!r}")
+    steps = problem.steps if steps is None else steps
     parts = [f"Let's compute ${problem.latex}$."]
-    parts += [f"{marker} ${x} {LATEX_OP[op]} {y} = {z}$." for x, op, y, z in problem.steps]
-    parts.append(f"**Answer:** $\\boxed{{{problem.answer}}}$")
+    parts += [f"{marker} ${x} {LATEX_OP[op]} {y} = {z}$." for x, op, y, z in steps]
+    parts.append(f"**Answer:** $\\boxed{{{steps[-1][3]}}}$")
     return "\n\n".join(parts)
 
 
-def student_solution(problem: Problem, rng: random.Random, error_rate: float) -> str:
-    """Student style: plain math on single lines; each step's result is off by 1 or 2 with
-    probability ``error_rate`` and the slip is carried into the following steps."""
+@dataclass(frozen=True)
+class Misconceptions:
+    """The arithmetic facts the student gets wrong, always the same way.
+
+    A share ``rate`` of the facts ``x op y`` with ``op`` in ``ops`` has a fixed wrong result (off by
+    1 or 2), drawn from a hash of ``(seed, x, op, y)``: the student's corpus repeats the same error
+    every time, so a greedy student keeps it (random slips would average away under argmax), while
+    the error-free teacher's samples can correct it. This is the toy's "teacher knows better than
+    the student" that distillation can transfer; capacity limits are the other (digits as rocks).
+    """
+
+    seed: int
+    rate: float
+    ops: str = "+*"
+
+    def result(self, x: int, op: str, y: int) -> int:
+        z = apply_op(x, op, y)
+        if op not in self.ops or self.rate <= 0:
+            return z
+        h = hashlib.sha256(f"{self.seed}:{x}{op}{y}".encode()).digest()
+        if int.from_bytes(h[:8], "big") / 2 ** 64 >= self.rate:
+            return z
+        slip = (-2, -1, 1, 2)[h[8] % 4]
+        return z + slip if z + slip >= 0 else z + abs(slip)
+
+    def steps(self, problem: Problem) -> list[tuple[int, str, int, int]]:
+        """The problem's steps as the student believes them (an error carries into later steps)."""
+        out, x = [], problem.numbers[0]
+        for op, y in zip(problem.family, problem.numbers[1:]):
+            z = self.result(x, op, y)
+            out.append((x, op, y, z))
+            x = z
+        return out
+
+
+def student_solution(problem: Problem, rng: random.Random, error_rate: float,
+                     beliefs: Misconceptions | None = None) -> str:
+    """Student style: plain math on single lines; each step's result follows the student's
+    ``beliefs`` (:class:`Misconceptions`), then is off by 1 or 2 with probability ``error_rate``
+    (a random slip); an error is carried into the following steps."""
     lines, x = [], problem.numbers[0]
     for i, (op, y) in enumerate(zip(problem.family, problem.numbers[1:])):
-        z = apply_op(x, op, y)
+        z = beliefs.result(x, op, y) if beliefs else apply_op(x, op, y)
         if rng.random() < error_rate:
             slip = rng.choice((-2, -1, 1, 2))
             z = z + slip if z + slip >= 0 else z + abs(slip)

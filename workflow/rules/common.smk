@@ -394,8 +394,7 @@ FREEZE_STEPS = _freeze_planned_steps(config)
 
 wildcard_constraints:
     fz_regime="|".join(FREEZE_REGIMES),
-    fz_model="|".join([paths.FREEZE_STEP0] + FREEZE_REGIMES),
-    fz_step=r"\d+",
+    fz_step=r"[1-9]\d*",
 
 
 def freeze_detection(name):
@@ -409,13 +408,24 @@ def freeze_checkpoint(regime, step):
     return paths.train_checkpoint(paths.freeze_run_dir(RUN_DIR, regime), step)
 
 
-def freeze_eval_model(wildcards):
-    """The model one freeze_evaluate job scores: the stage-1 model at step 0, else a checkpoint."""
-    if wildcards.fz_model == paths.FREEZE_STEP0:
-        if int(wildcards.fz_step) != 0:
-            raise ValueError(f"{paths.FREEZE_STEP0} is evaluated at step 0 only")
-        return str(paths.stage_model(RUN_DIR, 1))
-    return str(freeze_checkpoint(wildcards.fz_model, int(wildcards.fz_step)))
+#: the evaluated steps after step 0 (step 0 is the stage-1 model, scored once for every regime)
+FREEZE_KEPT_STEPS = [s for s in FREEZE_STEPS if s]
+
+
+def freeze_eval_outputs(model, name, steps):
+    """``name`` (of paths.EVAL_FILES) of every evaluated step of ``model`` (a regime, a wildcard)."""
+    return [str(paths.freeze_eval_path(RUN_DIR, model, s, name)) for s in steps]
+
+
+def freeze_eval_args(wildcards):
+    """`rock evaluate` arguments scoring every kept checkpoint of one regime in one process:
+    --model/--model-name/--table/--summary once per step."""
+    regime = wildcards.fz_regime
+    return " ".join(
+        f"--model {shlex.quote(str(freeze_checkpoint(regime, s)))} --model-name {regime}_step{s}"
+        f" --table {shlex.quote(str(paths.freeze_eval_path(RUN_DIR, regime, s, 'per_problem.parquet')))}"
+        f" --summary {shlex.quote(str(paths.freeze_eval_path(RUN_DIR, regime, s, 'summary.json')))}"
+        for s in FREEZE_KEPT_STEPS)
 
 
 def freeze_benchmark_input(wildcards):

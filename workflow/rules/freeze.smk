@@ -2,8 +2,9 @@
 # Rock-Freeze, the matched random window freeze, soft lambdas) is one stage-2 run from the stage-1
 # model with the same seeds, only the token weights of Eq. 19 differing; its kept checkpoints (one
 # per evaluated step, rock.freeze.plan) are scored on AIME24/AIME25/HMMT25 by `rock evaluate`, one
-# job per (regime, step), the stage-1 model once for step 0; the report draws Figure 5 and writes
-# the regime table, the wall-clock comparison and the W_R vs W_S two-sample tests. The regime list
+# job per regime scoring its checkpoints one after another (tasks built once), the stage-1 model once
+# for step 0 (freeze_evaluate_start); the report draws Figure 5 and writes the regime table, the
+# wall-clock comparison and the W_R vs W_S two-sample tests. The regime list
 # is data: one freeze_train job per name ({fz_regime}), no rule per regime. Checkpoints are temp():
 # deleted once evaluated (paper scale: 50 x 8 GB per regime). Targets in common.smk.
 
@@ -45,22 +46,23 @@ rule freeze_train:
         " > {log} 2>&1"
 
 
-rule freeze_evaluate:
+rule freeze_evaluate_start:
     input:
-        model=freeze_eval_model,
+        model=paths.stage_model(RUN_DIR, 1),
         data=freeze_benchmark_input,
     output:
-        table=paths.freeze_eval_path(RUN_DIR, "{fz_model}", "{fz_step}", "per_problem.parquet"),
-        summary=paths.freeze_eval_path(RUN_DIR, "{fz_model}", "{fz_step}", "summary.json"),
+        table=paths.freeze_eval(RUN_DIR, FREEZE_REGIMES[0], 0, "per_problem.parquet"),
+        summary=paths.freeze_eval(RUN_DIR, FREEZE_REGIMES[0], 0, "summary.json"),
     params:
         config_file=CONFIG_FILE,
         benchmarks=" ".join(f"--benchmark {b}" for b in config["freeze"]["benchmarks"]),
         limit=(f"--limit {config['freeze']['eval_limit']}" if config["freeze"]["eval_limit"] else ""),
         settings={"evaluation": config["evaluation"], "eval_limit": config["freeze"]["eval_limit"]},
+        model_name=f"{paths.FREEZE_STEP0}_step0",
     log:
-        paths.log_file(RUN_DIR, "freeze_evaluate", "{fz_model}/step_{fz_step}"),
+        paths.log_file(RUN_DIR, "freeze_evaluate", paths.FREEZE_STEP0),
     benchmark:
-        paths.job_timing(RUN_DIR, "freeze_evaluate", "{fz_model}/step_{fz_step}"),
+        paths.job_timing(RUN_DIR, "freeze_evaluate", paths.FREEZE_STEP0),
     conda:
         "../../envs/generate.yaml"
     container:
@@ -72,9 +74,77 @@ rule freeze_evaluate:
         runtime=lookup(dpath="resources/freeze_evaluate/runtime", within=config),
     shell:
         "rock evaluate --config {params.config_file} --model {input.model:q}"
-        " --model-name {wildcards.fz_model}_step{wildcards.fz_step} {params.benchmarks} {params.limit}"
-        " --threads {threads} --table {output.table} --summary {output.summary}"
+        " --model-name {params.model_name} {params.benchmarks} {params.limit}"
+        " --threads {threads} --table {output.table:q} --summary {output.summary:q}"
         " > {log} 2>&1"
+
+
+# freeze.eval_job: one job per kept checkpoint (side by side on a cluster), or one per regime
+# scoring its checkpoints one after another in one process (the toy run).
+if config["freeze"]["eval_job"] == "checkpoint":
+
+    rule freeze_evaluate:
+        input:
+            model=freeze_checkpoint("{fz_regime}", "{fz_step}"),
+            data=freeze_benchmark_input,
+        output:
+            table=paths.freeze_eval_path(RUN_DIR, "{fz_regime}", "{fz_step}", "per_problem.parquet"),
+            summary=paths.freeze_eval_path(RUN_DIR, "{fz_regime}", "{fz_step}", "summary.json"),
+        params:
+            config_file=CONFIG_FILE,
+            benchmarks=" ".join(f"--benchmark {b}" for b in config["freeze"]["benchmarks"]),
+            limit=(f"--limit {config['freeze']['eval_limit']}" if config["freeze"]["eval_limit"] else ""),
+            settings={"evaluation": config["evaluation"], "eval_limit": config["freeze"]["eval_limit"]},
+        log:
+            paths.log_file(RUN_DIR, "freeze_evaluate", "{fz_regime}/step_{fz_step}"),
+        benchmark:
+            paths.job_timing(RUN_DIR, "freeze_evaluate", "{fz_regime}/step_{fz_step}"),
+        conda:
+            "../../envs/generate.yaml"
+        container:
+            lookup(dpath="containers/generate", within=config)
+        threads: lookup(dpath="resources/freeze_evaluate/threads", within=config)
+        resources:
+            gpu=lookup(dpath="resources/freeze_evaluate/gpu", within=config),
+            mem_mb=lookup(dpath="resources/freeze_evaluate/mem_mb", within=config),
+            runtime=lookup(dpath="resources/freeze_evaluate/runtime", within=config),
+        shell:
+            "rock evaluate --config {params.config_file} --model {input.model:q}"
+            " --model-name {wildcards.fz_regime}_step{wildcards.fz_step} {params.benchmarks} {params.limit}"
+            " --threads {threads} --table {output.table:q} --summary {output.summary:q}"
+            " > {log} 2>&1"
+
+else:
+
+    rule freeze_evaluate:
+        input:
+            checkpoints=[freeze_checkpoint("{fz_regime}", s) for s in FREEZE_KEPT_STEPS],
+            data=freeze_benchmark_input,
+        output:
+            tables=freeze_eval_outputs("{fz_regime}", "per_problem.parquet", FREEZE_KEPT_STEPS),
+            summaries=freeze_eval_outputs("{fz_regime}", "summary.json", FREEZE_KEPT_STEPS),
+        params:
+            config_file=CONFIG_FILE,
+            models=freeze_eval_args,
+            benchmarks=" ".join(f"--benchmark {b}" for b in config["freeze"]["benchmarks"]),
+            limit=(f"--limit {config['freeze']['eval_limit']}" if config["freeze"]["eval_limit"] else ""),
+            settings={"evaluation": config["evaluation"], "eval_limit": config["freeze"]["eval_limit"]},
+        log:
+            paths.log_file(RUN_DIR, "freeze_evaluate", "{fz_regime}"),
+        benchmark:
+            paths.job_timing(RUN_DIR, "freeze_evaluate", "{fz_regime}"),
+        conda:
+            "../../envs/generate.yaml"
+        container:
+            lookup(dpath="containers/generate", within=config)
+        threads: lookup(dpath="resources/freeze_evaluate/threads", within=config)
+        resources:
+            gpu=lookup(dpath="resources/freeze_evaluate/gpu", within=config),
+            mem_mb=lookup(dpath="resources/freeze_evaluate/mem_mb", within=config),
+            runtime=lookup(dpath="resources/freeze_evaluate/runtime", within=config),
+        shell:
+            "rock evaluate --config {params.config_file} {params.models} {params.benchmarks} {params.limit}"
+            " --threads {threads} > {log} 2>&1"
 
 
 rule freeze_report:
