@@ -34,6 +34,7 @@ $(STAMP): envs/cpu-requirements.txt pyproject.toml
 
 toy: setup
 	snakemake --profile workflow/profiles/toy
+	rock report timings --run-dir results/toy
 
 # CI runs every test except those marked toyrun; `make test-all` adds them (the full toy-world
 # build and the toy workflow end to end, tests/test_toy_workflow.py).

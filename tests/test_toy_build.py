@@ -1,4 +1,4 @@
-"""``rock toy build``: layout, loadable HF dirs, determinism; the full build in a slow test."""
+"""``rock toy build``: layout, loadable HF dirs, determinism (a smoke world; the full one in test_toy_workflow)."""
 
 from __future__ import annotations
 
@@ -123,32 +123,8 @@ def test_last_boxed_and_integer_match():
     assert not accuracy.is_correct("\\boxed{forty-two}", 42)
 
 
-@pytest.mark.slow
-@pytest.mark.toyrun
-def test_full_build_teacher_clearly_beats_student(tmp_path):
-    """The toy config's world (minutes on 2 cores): the margin is what distillation works with."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    settings = load_settings(TOY_CONFIG)
-    from rock.toy.build import build_world
-
-    info = build_world(tmp_path / "world", settings["toy"], settings["seed"],
-                       settings["system_prompts"])
-    acc = info["accuracy_math500"]
-    assert acc["teacher"] >= acc["student"] + 0.3, acc
-    assert 512 <= info["tokenizer"]["size"] <= 1024
-    # greedy generation ends with <|im_end|> (well within the pipeline's 96-token budget)
-    tok = AutoTokenizer.from_pretrained(str(tmp_path / "world" / "student"))
-    rows = [json.loads(line) for line in open(tmp_path / "world" / "raw" / "math500.jsonl")][:16]
-    im_end = tok.convert_tokens_to_ids("<|im_end|>")
-    for role, system in (("teacher", settings["system_prompts"]), ("student", None)):
-        model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "world" / role))
-        prompts = accuracy.chat_prompts([r["problem"] for r in rows], tok, system, seed=0)
-        tok.padding_side = "left"
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        out = model.generate(**enc, max_new_tokens=96)[:, enc.input_ids.shape[1]:]
-        ended = [(im_end in seq.tolist()) for seq in out]
-        assert sum(ended) >= 15, (role, tok.batch_decode(out))
+# The full toy-config build (teacher beats student by 0.3, answers end within 96 tokens, same seed ->
+# same bytes) is checked on the world the toy workflow builds: tests/test_toy_workflow.py.
 
 
 def test_schema_lists_exactly_the_toy_config_keys():

@@ -1,0 +1,135 @@
+"""Shared fixtures: the toy workflow run end to end, uninterrupted and killed-and-resumed.
+
+Both runs are whole `snakemake --profile workflow/profiles/toy` runs from an empty `run_dir` (toy
+world included), so that tests/test_toy_workflow.py can compare them: two clean runs with the same
+seed, one of them killed in the middle of each long stage and restarted, must end with the same
+tables. They are marked `toyrun` (many minutes each; CI runs them).
+
+Set ROCK_TOY_RUN_DIR (and ROCK_TOY_RESUMED_RUN_DIR) to reuse finished run directories: the
+fixtures then only re-plan them (a no-op when complete) instead of running from scratch.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from rock import paths
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def toy_command(run_dir: Path, *extra: str) -> list[str]:
+    return ["snakemake", "--profile", "workflow/profiles/toy", "--config", f"run_dir={run_dir}", *extra]
+
+
+def toy_env() -> dict[str, str]:
+    """The venv's snakemake and rock first on PATH (as `make toy` does)."""
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def run_toy_workflow(run_dir: Path) -> float:
+    """One complete toy workflow into ``run_dir``; returns its wall seconds (fails on error)."""
+    start = time.time()
+    proc = subprocess.run(toy_command(run_dir), cwd=ROOT, env=toy_env(), capture_output=True, text=True)
+    wall = time.time() - start
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "snakemake.log", "a") as fh:
+        fh.write(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    return wall
+
+
+# ------------------------------------------------------------------------------------------------
+# kill points: (stage, condition on the run directory that says the stage is in the middle of its work)
+# ------------------------------------------------------------------------------------------------
+
+def _log_says(run_dir: Path, rule: str, text: str) -> Callable[[], bool]:
+    log = paths.log_file(run_dir, rule)
+    return lambda: log.is_file() and text in log.read_text(errors="replace")
+
+
+def _any_log_grown(run_dir: Path, rule: str, min_bytes: int) -> Callable[[], bool]:
+    folder = paths.log_file(run_dir, rule, "x").parent
+    return lambda: folder.is_dir() and any(f.stat().st_size >= min_bytes for f in folder.rglob("*.log"))
+
+
+def _resume_state_saved(out_dirs: Callable[[], list[Path]]) -> Callable[[], bool]:
+    """A training run has written a resume state and has not finished (model not yet written)."""
+    def ready() -> bool:
+        return any((paths.train_state(d) / "LATEST").is_file() and not paths.train_model(d).exists()
+                   for d in out_dirs())
+    return ready
+
+
+def kill_points(run_dir: Path) -> list[tuple[str, Callable[[], bool]]]:
+    """The long stages in the order the toy DAG reaches them, each with its "in the middle" test."""
+    freeze_runs = paths.freeze_dir(run_dir) / "regimes"
+    return [
+        ("toy_world", _log_says(run_dir, "toy_world", "teacher step 300/")),
+        ("evaluate", _any_log_grown(run_dir, "evaluate", 2000)),
+        ("stage1", _resume_state_saved(lambda: [paths.stage_dir(run_dir, 1)])),
+        ("stage2", _resume_state_saved(lambda: [paths.stage_dir(run_dir, 2)])),
+        ("freeze_train", _resume_state_saved(
+            lambda: sorted(freeze_runs.iterdir()) if freeze_runs.is_dir() else [])),
+        ("knockout_shard", _any_log_grown(run_dir, "knockout_shard", 2000)),
+    ]
+
+
+def run_toy_workflow_with_kills(run_dir: Path, timeout_s: float = 3600) -> list[str]:
+    """The toy workflow from scratch, SIGKILLed (the whole process group: Snakemake and its job)
+    as soon as each kill point's stage is in the middle of its work, then restarted (after
+    `--unlock`, as a user would) until it completes. Returns the stages it was killed in."""
+    killed, env, deadline = [], toy_env(), time.time() + timeout_s
+    log = open(run_dir.parent / f"{run_dir.name}.snakemake.log", "a")
+    try:
+        for stage, in_the_middle in kill_points(run_dir):
+            proc = subprocess.Popen(toy_command(run_dir), cwd=ROOT, env=env, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            while proc.poll() is None and not in_the_middle():
+                assert time.time() < deadline, f"toy workflow still running after {timeout_s} s"
+                time.sleep(0.2)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                killed.append(stage)
+                subprocess.run(toy_command(run_dir, "--unlock"), cwd=ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, check=True)
+            else:
+                assert proc.returncode == 0, f"toy workflow failed before the kill in {stage}"
+                break
+        proc = subprocess.run(toy_command(run_dir), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        assert proc.returncode == 0, f"the resumed toy workflow failed: {log.name}"
+    finally:
+        log.close()
+    return killed
+
+
+@pytest.fixture(scope="session")
+def toy_run(tmp_path_factory) -> Path:
+    """A clean, uninterrupted toy workflow run (`make toy` into a temporary run_dir)."""
+    run_dir = Path(os.environ.get("ROCK_TOY_RUN_DIR") or tmp_path_factory.mktemp("toy") / "toy")
+    wall = run_toy_workflow(run_dir)
+    print(f"toy workflow: {wall:.0f} s wall")
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def resumed_toy_run(tmp_path_factory) -> tuple[Path, list[str]]:
+    """A second clean toy run with the same seed, killed in the middle of each long stage."""
+    reuse = os.environ.get("ROCK_TOY_RESUMED_RUN_DIR")
+    if reuse:
+        run_toy_workflow(Path(reuse))
+        return Path(reuse), [stage for stage, _ in kill_points(Path(reuse))]
+    run_dir = tmp_path_factory.mktemp("toy_resumed") / "toy"
+    start = time.time()
+    killed = run_toy_workflow_with_kills(run_dir)
+    print(f"killed-and-resumed toy workflow: {time.time() - start:.0f} s wall, killed in {killed}")
+    return run_dir, killed
