@@ -12,11 +12,11 @@ STAMP := $(VENV)/.rock-setup
 # jobs and tests find `snakemake`, `rock` and `pytest` in the venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup toy test test-all lint dry-run containers clean-toy help
+.PHONY: setup toy test test-fast lint dry-run containers clean-toy help
 
 help:
 	@sed -n '3,5p' Makefile
-	@echo "  make test-all   the test suite including the toyrun ones (toy workflow end to end)"
+	@echo "  make test-fast  the test suite without the toyrun ones (the two toy workflow runs)"
 	@echo "  make lint       snakemake --lint"
 	@echo "  make dry-run    plan the paper-scale workflow (no network, no GPU)"
 	@echo "  make containers build containers/*.sif with Apptainer (needs network)"
@@ -36,13 +36,14 @@ toy: setup
 	snakemake --profile workflow/profiles/toy
 	rock report timings --run-dir results/toy
 
-# CI runs every test except those marked toyrun; `make test-all` adds them (the full toy-world
-# build and the toy workflow end to end, tests/test_toy_workflow.py).
+# Every test, including those marked toyrun: two whole toy workflow runs from scratch (one of them
+# killed in the middle of each long stage and restarted) compared table by table
+# (tests/test_toy_workflow.py, fixtures in tests/conftest.py). `make test-fast` leaves them out.
 test: setup
-	python -m pytest -q -m "not toyrun"
-
-test-all: setup
 	python -m pytest -q
+
+test-fast: setup
+	python -m pytest -q -m "not toyrun"
 
 lint: setup
 	snakemake --lint

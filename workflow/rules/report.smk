@@ -30,8 +30,6 @@ rule report_check:
         paths.log_file(RUN_DIR, "report_check"),
     benchmark:
         paths.job_timing(RUN_DIR, "report_check"),
-    benchmark:
-        paths.benchmarks_dir(RUN_DIR) / "report_check.tsv"
     conda:
         "../../envs/analysis.yaml"
     container:
@@ -68,8 +66,6 @@ rule report_render:
         paths.log_file(RUN_DIR, "report_render"),
     benchmark:
         paths.job_timing(RUN_DIR, "report_render"),
-    benchmark:
-        paths.benchmarks_dir(RUN_DIR) / "report_render.tsv"
     conda:
         "../../envs/analysis.yaml"
     container:
