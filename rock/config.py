@@ -291,11 +291,12 @@ def materialize(cfg: Mapping, directory: str | Path) -> Path:
 
     Used when the effective config differs from every file on disk (``--config KEY=VALUE``
     overrides, several ``--configfile`` files), so that ``rock <stage> --config FILE`` sees exactly
-    the validated config. Same content, same file: concurrent jobs never disagree.
+    the validated config. Same content, same file: concurrent jobs never disagree. Key order is
+    kept as given (a stage must not depend on it, but a reader of the file expects the original's).
     """
     from rock.atomic import write_text
 
-    text = yaml.safe_dump(dict(cfg), sort_keys=True)
+    text = yaml.safe_dump(dict(cfg), sort_keys=False)
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     path = Path(directory) / f"config-{digest}.yaml"
     if not path.exists():

@@ -1,9 +1,12 @@
 """Shared fixtures: the toy workflow run end to end, uninterrupted and killed-and-resumed.
 
-Both runs are whole `snakemake --profile workflow/profiles/toy` runs from an empty `run_dir` (toy
-world included), so that tests/test_toy_workflow.py can compare them: two clean runs with the same
-seed, one of them killed in the middle of each long stage and restarted, must end with the same
-tables. They are marked `toyrun` (many minutes each; CI runs them).
+Both are whole `snakemake --profile workflow/profiles/toy` runs, so that tests/test_toy_workflow.py
+can compare them: two clean runs with the same seed, one of them killed in the middle of each long
+stage and restarted, must end with the same tables. The first starts from an empty `run_dir`; the
+second starts from a copy of the first one's toy world only (its build, 4-5 minutes, would add
+nothing: the world is written atomically, so a killed build simply starts again, and
+tests/test_toy_build.py checks that two builds with one seed are byte-identical). The tests are
+marked `toyrun` (minutes each; CI runs them).
 
 Set ROCK_TOY_RUN_DIR (and ROCK_TOY_RESUMED_RUN_DIR) to reuse finished run directories: the
 fixtures then only re-plan them (a no-op when complete) instead of running from scratch.
@@ -12,6 +15,7 @@ fixtures then only re-plan them (a no-op when complete) instead of running from 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,21 +55,24 @@ def run_toy_workflow(run_dir: Path) -> float:
 # kill points: (stage, condition on the run directory that says the stage is in the middle of its work)
 # ------------------------------------------------------------------------------------------------
 
-def _log_says(run_dir: Path, rule: str, text: str) -> Callable[[], bool]:
-    log = paths.log_file(run_dir, rule)
-    return lambda: log.is_file() and text in log.read_text(errors="replace")
-
-
 def _any_log_grown(run_dir: Path, rule: str, min_bytes: int) -> Callable[[], bool]:
     folder = paths.log_file(run_dir, rule, "x").parent
     return lambda: folder.is_dir() and any(f.stat().st_size >= min_bytes for f in folder.rglob("*.log"))
 
 
-def _resume_state_saved(out_dirs: Callable[[], list[Path]]) -> Callable[[], bool]:
-    """A training run has written a resume state and has not finished (model not yet written)."""
+def _resume_state_saved(out_dirs: Callable[[], list[Path]], min_step: int) -> Callable[[], bool]:
+    """A training run has written a resume state of step >= ``min_step`` (``LATEST`` names
+    ``step_<n>``) and has not finished (model not yet written)."""
     def ready() -> bool:
-        return any((paths.train_state(d) / "LATEST").is_file() and not paths.train_model(d).exists()
-                   for d in out_dirs())
+        for d in out_dirs():
+            latest = paths.train_state(d) / "LATEST"
+            try:
+                step = int(latest.read_text().strip().removeprefix("step_"))
+            except (OSError, ValueError):
+                continue
+            if step >= min_step and not paths.train_model(d).exists():
+                return True
+        return False
     return ready
 
 
@@ -73,12 +80,12 @@ def kill_points(run_dir: Path) -> list[tuple[str, Callable[[], bool]]]:
     """The long stages in the order the toy DAG reaches them, each with its "in the middle" test."""
     freeze_runs = paths.freeze_dir(run_dir) / "regimes"
     return [
-        ("toy_world", _log_says(run_dir, "toy_world", "teacher step 300/")),
         ("evaluate", _any_log_grown(run_dir, "evaluate", 2000)),
-        ("stage1", _resume_state_saved(lambda: [paths.stage_dir(run_dir, 1)])),
-        ("stage2", _resume_state_saved(lambda: [paths.stage_dir(run_dir, 2)])),
+        # the toy's stage 1 has 64 steps (state every 5), stage 2 80 (every 2), a freeze regime 4
+        ("stage1", _resume_state_saved(lambda: [paths.stage_dir(run_dir, 1)], 30)),
+        ("stage2", _resume_state_saved(lambda: [paths.stage_dir(run_dir, 2)], 40)),
         ("freeze_train", _resume_state_saved(
-            lambda: sorted(freeze_runs.iterdir()) if freeze_runs.is_dir() else [])),
+            lambda: sorted(freeze_runs.iterdir()) if freeze_runs.is_dir() else [], 2)),
         ("knockout_shard", _any_log_grown(run_dir, "knockout_shard", 2000)),
     ]
 
@@ -122,13 +129,15 @@ def toy_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def resumed_toy_run(tmp_path_factory) -> tuple[Path, list[str]]:
-    """A second clean toy run with the same seed, killed in the middle of each long stage."""
+def resumed_toy_run(toy_run, tmp_path_factory) -> tuple[Path, list[str]]:
+    """A second toy run with the same seed from the first one's world, killed in the middle of
+    each long stage."""
     reuse = os.environ.get("ROCK_TOY_RESUMED_RUN_DIR")
     if reuse:
         run_toy_workflow(Path(reuse))
         return Path(reuse), [stage for stage, _ in kill_points(Path(reuse))]
     run_dir = tmp_path_factory.mktemp("toy_resumed") / "toy"
+    shutil.copytree(paths.world_dir(toy_run), paths.world_dir(run_dir))
     start = time.time()
     killed = run_toy_workflow_with_kills(run_dir)
     print(f"killed-and-resumed toy workflow: {time.time() - start:.0f} s wall, killed in {killed}")

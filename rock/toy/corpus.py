@@ -52,11 +52,12 @@ def marker_for_system(system: str | None, system_prompts: list[str], rng: random
 
 def family_mixture(cfg: CorpusConfig) -> tuple[list[str], list[float]]:
     """Families and weights: ``family_weights`` scaled to 1 - hard_family_weight, the rest spread
-    over ``hard_families``."""
+    over ``hard_families``. Families come in sorted order: the same weights give the same draws
+    whatever order the config file (or a rewritten copy of it) lists them in."""
     total = sum(cfg.family_weights.values())
-    fams = list(cfg.family_weights)
-    weights = [w / total * (1.0 - cfg.hard_family_weight) for w in cfg.family_weights.values()]
-    for fam in cfg.hard_families:
+    fams = sorted(cfg.family_weights)
+    weights = [cfg.family_weights[f] / total * (1.0 - cfg.hard_family_weight) for f in fams]
+    for fam in sorted(cfg.hard_families):
         share = cfg.hard_family_weight / len(cfg.hard_families)
         if fam in fams:
             weights[fams.index(fam)] += share
