@@ -635,3 +635,25 @@ def test_cli_config_errors_are_one_line(tiny_pair, tmp_path, capsys):
     config.write_text(yaml.safe_dump(cfg))
     assert main(["distill", "stage2", "--config", str(config)]) == 2
     assert "stage2.rollout_batch" in capsys.readouterr().err
+
+
+def test_step_log_header_names_columns_added_later_and_survives_a_resume(tmp_path):
+    """Freeze runs add count columns after the first step; a resume truncates: the csv stays
+    rectangular with one header naming every column (pandas reads it without guessing an index)."""
+    from rock.distill.checkpoint import StepLog
+
+    log = StepLog(tmp_path, ["step", "loss"])
+    log.truncate(0)
+    log.append({"step": 1, "loss": 0.5})
+    log.columns.append("n_frozen")
+    log.append({"step": 2, "loss": 0.25, "n_frozen": 7})
+    log.append({"step": 3, "loss": 0.125, "n_frozen": 9})
+    with open(log.path, "a") as fh:                      # killed while writing step 4
+        fh.write("4,0.1")
+    resumed = StepLog(tmp_path, ["step", "loss"])        # a new process knows only the base columns
+    resumed.truncate(2)
+    resumed.append({"step": 3, "loss": 0.125, "n_frozen": 9})
+    table = pd.read_csv(log.path)
+    assert list(table.columns) == ["step", "loss", "n_frozen"]
+    assert table["step"].tolist() == [1, 2, 3] and table["n_frozen"].tolist()[1:] == [7, 9]
+    assert pd.isna(table["n_frozen"][0])

@@ -32,3 +32,15 @@ def test_the_toy_run_reproduces_its_golden_numbers():
     table = run_check(rows, Context(run_dir=RUN), "toy")
     bad = table[table["status"] == "disagrees"]
     assert bad.empty, bad[["id", "metric", "expected", "measured", "band"]].to_string()
+
+
+def test_golden_rows_never_hold_run_to_run_bookkeeping():
+    """A resumed run (resumed_from_step) and wall-clock speedups differ between identical runs."""
+    from rock.report.extract import REGISTRY
+    from rock.report.golden import VOLATILE
+
+    assert VOLATILE.search("resumed_from_step") and VOLATILE.search("timings.total.wall_s")
+    assert not VOLATILE.search("pass_at_1.math500.none.pass_at_1")
+    assert not REGISTRY["freeze.speedup_throughput"].golden and not REGISTRY["freeze.speedup_tta"].golden
+    metrics = {r.metric for r in load_table(TOY / "golden.csv")}
+    assert not any("resumed_from" in m or "speedup" in m for m in metrics)

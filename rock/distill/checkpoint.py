@@ -124,18 +124,37 @@ def save_hf(model, tokenizer, out: str | os.PathLike, *, dtype: torch.dtype | No
 
 
 class StepLog:
-    """Per-step log rows: appended to ``<state_root>/log.partial.csv`` while running."""
+    """Per-step log rows: appended to ``<state_root>/log.partial.csv`` while running.
+
+    The header always names every column of every row: a row with new columns (the caller extends
+    :attr:`columns`, e.g. freeze counts known only after the first step) rewrites the file under the
+    wider header first, and :meth:`truncate` after a resume keeps the columns the file already had.
+    """
 
     def __init__(self, state_root: str | os.PathLike, columns: list[str], *, enabled: bool = True):
         self.path = Path(state_root) / PARTIAL_LOG
         self.columns = list(columns)
         self.enabled = enabled
 
+    def header(self) -> list[str] | None:
+        """The columns of the file on disk (None when there is none yet)."""
+        if not self.path.exists():
+            return None
+        with open(self.path, newline="") as fh:
+            return next(csv.reader(fh), None)
+
     def rows(self) -> list[dict]:
         if not self.path.exists():
             return []
         with open(self.path, newline="") as fh:
             return list(csv.DictReader(fh))
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=self.columns, extrasaction="ignore", restval="")
+            w.writeheader()
+            w.writerows(rows)
 
     def truncate(self, step: int) -> None:
         """Keep rows of steps <= ``step`` (after a resume); drops a half-written last line too."""
@@ -144,19 +163,20 @@ class StepLog:
         kept = []
         for r in self.rows():
             try:
-                if int(r["step"]) <= step and None not in r.values():
+                if int(r["step"]) <= step and None not in r.values() and None not in r:
                     kept.append(r)
             except (KeyError, TypeError, ValueError):
                 continue
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=self.columns, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(kept)
+        self.columns += [c for c in (self.header() or []) if c not in self.columns]
+        self._rewrite(kept)
 
     def append(self, row: dict) -> None:
         if not self.enabled:
             return
+        header = self.header()
+        if header is not None and header != self.columns:
+            self.columns += [c for c in header if c not in self.columns]
+            self._rewrite(self.rows())
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists()
         with open(self.path, "a", newline="") as fh:

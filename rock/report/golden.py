@@ -38,7 +38,8 @@ GOLDEN_SOURCES = (str(paths.world_info(Path())), "*/summary.json", "*/*/summary.
 #: leaf keys that differ between two identical runs or machines: never golden
 VOLATILE = re.compile(r"(^|[._])(time|times|timing|timings|seconds|secs|wall|wall_clock|duration|"
                       r"elapsed|date|started|finished|host|hostname|path|dir|version|versions|"
-                      r"commit|git|hash|sha256|pid|threads|device|tokens_per_s|throughput)"
+                      r"commit|git|hash|sha256|pid|threads|device|tokens_per_s|throughput|"
+                      r"resumed_from_step)"
                       r"($|[._])|_s$|_sec$|_seconds$|per_s$")
 #: subtrees that echo inputs (config, provenance, arguments) rather than results: never golden
 NON_RESULT = re.compile(r"^(provenance|config|configs|settings|args|arguments|environment|env)(\.|$)"
