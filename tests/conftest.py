@@ -24,14 +24,32 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rock import paths
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+TOY_CONFIG = ROOT / "tests" / "config_toy" / "config.yaml"
+
+
+def toy_config(run_dir: Path) -> Path:
+    """The toy config for a run in ``run_dir``: its run_dir and the world's models under it (the
+    toy config points models.teacher/student at results/toy/world), written next to ``run_dir``."""
+    cfg = yaml.safe_load(TOY_CONFIG.read_text())
+    cfg["run_dir"] = str(run_dir)
+    for role in ("teacher", "student"):
+        cfg["models"][role] = str(paths.world_model(run_dir, role))
+    path = run_dir.parent / f"{run_dir.name}.config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
 def toy_command(run_dir: Path, *extra: str) -> list[str]:
-    return ["snakemake", "--profile", "workflow/profiles/toy", "--config", f"run_dir={run_dir}", *extra]
+    """`make toy`'s Snakemake call, into ``run_dir`` (a --configfile replaces the profile's)."""
+    return ["snakemake", "--profile", "workflow/profiles/toy", "--configfile", str(toy_config(run_dir)), *extra]
 
 
 def toy_env() -> dict[str, str]:

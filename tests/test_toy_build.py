@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 TOY_CONFIG = REPO / "tests" / "config_toy" / "config.yaml"
 TINY = {  # a smoke world: seconds, untrained models, every file written
     "threads": 2,                                  # the default path: two pretraining workers
-    "tokenizer": {"n_documents": 300, "vocab_size": 520},
+    "tokenizer": {"n_documents": 300, "vocab_size": 450},
     "teacher": {"steps": 3, "batch_size": 8, "warmup_steps": 1, "layers": 1, "hidden": 32,
                 "heads": 2, "kv_heads": 1, "intermediate": 64},
     "student": {"steps": 3, "batch_size": 8, "warmup_steps": 1, "layers": 1, "hidden": 16,
@@ -63,7 +63,7 @@ def test_layout_follows_rock_paths(two_builds):
     info = json.loads(paths.world_info(run_dir).read_text())
     assert info["seed"] == 0 and info["sizes"]["math500"] == 4 and info["sizes"]["openthoughts"] == 14
     assert set(info["accuracy_math500"]) == {"teacher", "student"}
-    assert info["tokenizer"]["size"] == 520 and info["tokenizer"]["embedding_rows"] == 576
+    assert info["tokenizer"]["size"] == 450 and info["tokenizer"]["embedding_rows"] == 512
     assert {"corpus", "tokenizer", "pretrain", "pretrain_teacher", "pretrain_student", "datasets",
             "accuracy", "total"} <= set(info["timings"])
     assert not list(run_dir.glob(".world.*"))                  # no temporary directory left
@@ -96,7 +96,7 @@ def test_models_load_with_auto_classes(two_builds):
         tok = AutoTokenizer.from_pretrained(str(world / role))
         model = AutoModelForCausalLM.from_pretrained(str(world / role))
         assert type(model).__name__ == "Qwen3ForCausalLM"
-        assert model.config.hidden_size == hidden and model.config.vocab_size == 576
+        assert model.config.hidden_size == hidden and model.config.vocab_size == 512
         assert model.config.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>")
         assert model.generation_config.do_sample is False
 

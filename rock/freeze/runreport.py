@@ -54,8 +54,8 @@ TIMING_COLUMNS = ("step", "generate_seconds", "train_seconds", "step_seconds", "
 
 
 def read_engine_log(path) -> pd.DataFrame:
-    """The timing columns of an engine log. Rows may carry more fields than the header (columns
-    added after the header was written); only the header's leading columns are read."""
+    """The timing columns of an engine log. Logs written before StepLog kept its header complete
+    may have rows with more fields than the header: only the header's leading columns are read."""
     import csv
 
     with open(path, newline="") as fh:
