@@ -95,3 +95,25 @@ def test_toy_world_instructions_need_no_punkt():
 
     assert set(toy.INSTRUCTION_IDS) <= set(instructions_registry.INSTRUCTION_DICT)
     assert not set(toy.INSTRUCTION_IDS) & ifeval.PUNKT_INSTRUCTIONS
+
+
+def test_language_checks_are_deterministic_across_processes():
+    """The toy teacher's all-caps response that flipped between two runs: scored in two fresh
+    processes, the english_capital check agrees (langdetect is seeded by import_ifeval)."""
+    import subprocess
+    import sys
+
+    code = ("from rock.evaluate.ifeval import import_ifeval; import_ifeval();"
+            "from lm_eval.tasks.ifeval import instructions as i;"
+            "c = i.CapitalLettersEnglishChecker('x'); c.build_description();"
+            "text = 'TE\":\": \"CHILDREN OFTEN DRAW QUIGHT, AND ALL OF THES ARE LOVELY AND THEY MAKE ME HAPPY.';"
+            "print([c.check_following(text) for _ in range(5)])")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(3)}
+    assert len(outs) == 1, outs
+    from langdetect import DetectorFactory
+
+    from rock.evaluate.ifeval import import_ifeval
+
+    import_ifeval()
+    assert DetectorFactory.seed == 0

@@ -49,11 +49,24 @@ def punkt_available() -> bool:
         return False
 
 
+def seed_language_detection(seed: int = 0) -> None:
+    """Make IFEval's language checks deterministic. ``langdetect`` (used by the checkers of
+    ``language:response_language`` and ``change_case:english_capital`` / ``english_lowercase``)
+    samples at random unless ``DetectorFactory.seed`` is set, so the same response could pass in one
+    process and fail in the next (seen on the toy: 1 of 120 teacher IFEval scores flipped between two
+    runs with identical responses)."""
+    from langdetect import DetectorFactory
+
+    DetectorFactory.seed = seed
+
+
 def import_ifeval():
-    """Import ``lm_eval.tasks.ifeval.utils`` without any download attempt; returns the module."""
+    """Import ``lm_eval.tasks.ifeval.utils`` without any download attempt, with deterministic
+    language detection; returns the module."""
     import importlib
     import sys
 
+    seed_language_detection()
     name = "lm_eval.tasks.ifeval.utils"
     if name in sys.modules:
         return sys.modules[name]
