@@ -317,17 +317,20 @@ def freeze_result(run_dir: str | Path, name: str) -> Path:
 
 
 # --- workflow logs (workflow/rules/*.smk) ---------------------------------------------------------
+def _job_file(base: Path, rule: str, name: str | None, suffix: str) -> Path:
+    """``<base>/<rule><suffix>`` for a rule with one job, ``<base>/<rule>/<name><suffix>`` otherwise."""
+    return base / f"{rule}{suffix}" if name is None else base / rule / f"{name}{suffix}"
+
+
 def log_file(run_dir: str | Path, rule: str, name: str | None = None) -> Path:
     """Log of one Snakemake job: ``{run_dir}/logs/<rule>.log`` or ``.../<rule>/<name>.log``."""
-    base = Path(run_dir) / "logs"
-    return base / f"{rule}.log" if name is None else base / rule / f"{name}.log"
+    return _job_file(Path(run_dir) / "logs", rule, name, ".log")
 
 
 def job_timing(run_dir: str | Path, rule: str, name: str | None = None) -> Path:
     """Snakemake's ``benchmark:`` file of one job (tsv: wall seconds ``s``, ``max_rss``, ``cpu_time``,
     ...): ``{benchmarks_dir}/<rule>.tsv`` or ``.../<rule>/<name>.tsv`` (rock.report.provenance)."""
-    base = benchmarks_dir(run_dir)
-    return base / f"{rule}.tsv" if name is None else base / rule / f"{name}.tsv"
+    return _job_file(benchmarks_dir(run_dir), rule, name, ".tsv")
 
 
 # --- report [DESIGN.md stage 10] (rock.report) ----------------------------------------------------

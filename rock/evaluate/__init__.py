@@ -156,10 +156,10 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
 
-    jobs = list(zip(args.model, args.model_name, args.table, args.summary))
     if len({len(args.model), len(args.model_name), len(args.table), len(args.summary)}) != 1:
         raise ConfigError("give --model, --model-name, --table and --summary the same number of times "
                           f"(got {len(args.model)}, {len(args.model_name)}, {len(args.table)}, {len(args.summary)})")
+    jobs = list(zip(args.model, args.model_name, args.table, args.summary))
     if cfg.backend == "vllm" and len(jobs) > 1:
         return _one_process_per_model(args, jobs)
     taskset = build_tasks(benchmarks, prompt_format=cfg.prompt_format, data_files=data_files,

@@ -152,24 +152,35 @@ def seeds(run_dir: Path, config: dict | None) -> list[dict]:
     return out
 
 
-def wall_clock(run_dir: Path) -> list[dict]:
-    """Rows ``{stage, source, seconds, max_rss_mb}`` from benchmark files and summary timings."""
+def job_timings(run_dir: str | Path) -> list[dict]:
+    """One record per Snakemake ``benchmark:`` file of the run: ``{job, source, seconds, cpu_s,
+    max_rss_mb}`` (``job`` = the file's path under the benchmarks directory, e.g.
+    ``evaluate/teacher``; its first part is the rule). A rerun with --benchmark-repeats writes several
+    rows: the last one counts. Unreadable files are skipped."""
+    import pandas as pd
+
     from rock import paths
 
-    rows: list[dict] = []
     bdir = paths.benchmarks_dir(run_dir)
+    out = []
     for f in sorted(bdir.rglob("*.tsv")) if bdir.is_dir() else []:
         try:
-            lines = [ln.split("\t") for ln in f.read_text().splitlines() if ln.strip()]
-            head, body = lines[0], lines[1:]
-            for rec in body:
-                d = dict(zip(head, rec))
-                rows.append({"stage": str(f.relative_to(bdir).with_suffix("")),
-                             "source": str(f.relative_to(run_dir)),
-                             "seconds": float(d.get("s", "nan")),
-                             "max_rss_mb": _float(d.get("max_rss"))})
-        except (OSError, IndexError, ValueError):
+            t = pd.read_csv(f, sep="\t")
+        except (OSError, ValueError, pd.errors.EmptyDataError):
             continue
+        if t.empty or "s" not in t:
+            continue
+        last = t.iloc[-1]
+        out.append({"job": str(f.relative_to(bdir).with_suffix("")), "source": str(f.relative_to(run_dir)),
+                    "seconds": float(last["s"]), "cpu_s": _float(last.get("cpu_time")),
+                    "max_rss_mb": _float(last.get("max_rss"))})
+    return out
+
+
+def wall_clock(run_dir: Path) -> list[dict]:
+    """Rows ``{stage, source, seconds, max_rss_mb}`` from benchmark files and summary timings."""
+    rows: list[dict] = [{"stage": j["job"], "source": j["source"], "seconds": j["seconds"],
+                         "max_rss_mb": j["max_rss_mb"]} for j in job_timings(run_dir)]
     for f in _json_files(run_dir):
         try:
             obj = json.loads(f.read_text())
@@ -192,21 +203,8 @@ def stage_times(run_dir: str | Path) -> "pd.DataFrame":
     that ran side by side count twice, so it exceeds the run's elapsed time on several cores)."""
     import pandas as pd
 
-    from rock import paths
-
-    bdir = paths.benchmarks_dir(run_dir)
-    records = []
-    for f in sorted(bdir.rglob("*.tsv")) if bdir.is_dir() else []:
-        try:
-            t = pd.read_csv(f, sep="\t")
-        except (OSError, ValueError, pd.errors.EmptyDataError):
-            continue
-        if t.empty or "s" not in t:
-            continue
-        last = t.iloc[-1]  # a rerun with --benchmark-repeats writes several rows: the last one
-        records.append({"stage": f.relative_to(bdir).parts[0].removesuffix(".tsv"),
-                        "s": float(last["s"]), "cpu": _float(last.get("cpu_time")),
-                        "rss": _float(last.get("max_rss"))})
+    records = [{"stage": j["job"].split("/")[0], "s": j["seconds"], "cpu": j["cpu_s"], "rss": j["max_rss_mb"]}
+               for j in job_timings(run_dir)]
     cols = ["stage", "jobs", "wall_s", "max_job_s", "cpu_s", "max_rss_mb"]
     if not records:
         return pd.DataFrame(columns=cols)

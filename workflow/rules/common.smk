@@ -412,6 +412,14 @@ def freeze_checkpoint(regime, step):
 FREEZE_KEPT_STEPS = [s for s in FREEZE_STEPS if s]
 
 
+#: `rock evaluate` options shared by every freeze evaluation job: the Figure 5 benchmarks and limit
+FREEZE_EVAL_OPTIONS = " ".join(
+    [f"--benchmark {b}" for b in config["freeze"]["benchmarks"]]
+    + ([f"--limit {config['freeze']['eval_limit']}"] if config["freeze"]["eval_limit"] else []))
+#: what a freeze evaluation depends on (params: a change re-runs the evaluations only)
+FREEZE_EVAL_SETTINGS = {"evaluation": config["evaluation"], "eval_limit": config["freeze"]["eval_limit"]}
+
+
 def freeze_eval_outputs(model, name, steps):
     """``name`` (of paths.EVAL_FILES) of every evaluated step of ``model`` (a regime, a wildcard)."""
     return [str(paths.freeze_eval_path(RUN_DIR, model, s, name)) for s in steps]

@@ -55,9 +55,8 @@ rule freeze_evaluate_start:
         summary=paths.freeze_eval(RUN_DIR, FREEZE_REGIMES[0], 0, "summary.json"),
     params:
         config_file=CONFIG_FILE,
-        benchmarks=" ".join(f"--benchmark {b}" for b in config["freeze"]["benchmarks"]),
-        limit=(f"--limit {config['freeze']['eval_limit']}" if config["freeze"]["eval_limit"] else ""),
-        settings={"evaluation": config["evaluation"], "eval_limit": config["freeze"]["eval_limit"]},
+        options=FREEZE_EVAL_OPTIONS,
+        settings=FREEZE_EVAL_SETTINGS,
         model_name=f"{paths.FREEZE_STEP0}_step0",
     log:
         paths.log_file(RUN_DIR, "freeze_evaluate", paths.FREEZE_STEP0),
@@ -74,7 +73,7 @@ rule freeze_evaluate_start:
         runtime=lookup(dpath="resources/freeze_evaluate/runtime", within=config),
     shell:
         "rock evaluate --config {params.config_file} --model {input.model:q}"
-        " --model-name {params.model_name} {params.benchmarks} {params.limit}"
+        " --model-name {params.model_name} {params.options}"
         " --threads {threads} --table {output.table:q} --summary {output.summary:q}"
         " > {log} 2>&1"
 
@@ -92,9 +91,8 @@ if config["freeze"]["eval_job"] == "checkpoint":
             summary=paths.freeze_eval_path(RUN_DIR, "{fz_regime}", "{fz_step}", "summary.json"),
         params:
             config_file=CONFIG_FILE,
-            benchmarks=" ".join(f"--benchmark {b}" for b in config["freeze"]["benchmarks"]),
-            limit=(f"--limit {config['freeze']['eval_limit']}" if config["freeze"]["eval_limit"] else ""),
-            settings={"evaluation": config["evaluation"], "eval_limit": config["freeze"]["eval_limit"]},
+            options=FREEZE_EVAL_OPTIONS,
+            settings=FREEZE_EVAL_SETTINGS,
         log:
             paths.log_file(RUN_DIR, "freeze_evaluate", "{fz_regime}/step_{fz_step}"),
         benchmark:
@@ -110,7 +108,7 @@ if config["freeze"]["eval_job"] == "checkpoint":
             runtime=lookup(dpath="resources/freeze_evaluate/runtime", within=config),
         shell:
             "rock evaluate --config {params.config_file} --model {input.model:q}"
-            " --model-name {wildcards.fz_regime}_step{wildcards.fz_step} {params.benchmarks} {params.limit}"
+            " --model-name {wildcards.fz_regime}_step{wildcards.fz_step} {params.options}"
             " --threads {threads} --table {output.table:q} --summary {output.summary:q}"
             " > {log} 2>&1"
 
@@ -126,9 +124,8 @@ else:
         params:
             config_file=CONFIG_FILE,
             models=freeze_eval_args,
-            benchmarks=" ".join(f"--benchmark {b}" for b in config["freeze"]["benchmarks"]),
-            limit=(f"--limit {config['freeze']['eval_limit']}" if config["freeze"]["eval_limit"] else ""),
-            settings={"evaluation": config["evaluation"], "eval_limit": config["freeze"]["eval_limit"]},
+            options=FREEZE_EVAL_OPTIONS,
+            settings=FREEZE_EVAL_SETTINGS,
         log:
             paths.log_file(RUN_DIR, "freeze_evaluate", "{fz_regime}"),
         benchmark:
@@ -143,7 +140,7 @@ else:
             mem_mb=lookup(dpath="resources/freeze_evaluate/mem_mb", within=config),
             runtime=lookup(dpath="resources/freeze_evaluate/runtime", within=config),
         shell:
-            "rock evaluate --config {params.config_file} {params.models} {params.benchmarks} {params.limit}"
+            "rock evaluate --config {params.config_file} {params.models} {params.options}"
             " --threads {threads} > {log} 2>&1"
 
 
