@@ -70,66 +70,103 @@ def run_toy_workflow(run_dir: Path) -> float:
 
 
 # ------------------------------------------------------------------------------------------------
-# kill points: (stage, condition on the run directory that says the stage is in the middle of its work)
+# kill points: (stage, arm) where arm(since) gives the test "this stage is in the middle of work
+# done by the invocation started at `since`" (a state or log left by an earlier invocation does
+# not count: the restarted job must itself be running)
 # ------------------------------------------------------------------------------------------------
 
-def _any_log_grown(run_dir: Path, rule: str, min_bytes: int) -> Callable[[], bool]:
+Armed = Callable[[float], Callable[[], bool]]
+
+
+def _job_running(run_dir: Path, rule: str, min_bytes: int) -> Armed:
+    """A job of ``rule`` has written >= ``min_bytes`` of log since ``since`` and has no benchmark
+    file yet (Snakemake writes it when the job ends)."""
     folder = paths.log_file(run_dir, rule, "x").parent
-    return lambda: folder.is_dir() and any(f.stat().st_size >= min_bytes for f in folder.rglob("*.log"))
+
+    def arm(since: float) -> Callable[[], bool]:
+        def ready() -> bool:
+            for log in folder.rglob("*.log") if folder.is_dir() else []:
+                try:
+                    st = log.stat()
+                except OSError:
+                    continue
+                name = str(log.relative_to(folder).with_suffix(""))
+                if (st.st_size >= min_bytes and st.st_mtime >= since
+                        and not paths.job_timing(run_dir, rule, name).exists()):
+                    return True
+            return False
+        return ready
+    return arm
 
 
-def _resume_state_saved(out_dirs: Callable[[], list[Path]], min_step: int) -> Callable[[], bool]:
-    """A training run has written a resume state of step >= ``min_step`` (``LATEST`` names
-    ``step_<n>``) and has not finished (model not yet written)."""
-    def ready() -> bool:
-        for d in out_dirs():
-            latest = paths.train_state(d) / "LATEST"
-            try:
-                step = int(latest.read_text().strip().removeprefix("step_"))
-            except (OSError, ValueError):
-                continue
-            if step >= min_step and not paths.train_model(d).exists():
-                return True
-        return False
-    return ready
+def _resume_state_saved(out_dirs: Callable[[], list[Path]], min_step: int) -> Armed:
+    """A training run has written, since ``since``, a resume state of step >= ``min_step``
+    (``LATEST`` names ``step_<n>``) and has not finished (model not yet written)."""
+    def arm(since: float) -> Callable[[], bool]:
+        def ready() -> bool:
+            for d in out_dirs():
+                latest = paths.train_state(d) / "LATEST"
+                try:
+                    fresh = latest.stat().st_mtime >= since
+                    step = int(latest.read_text().strip().removeprefix("step_"))
+                except (OSError, ValueError):
+                    continue
+                if fresh and step >= min_step and not paths.train_model(d).exists():
+                    return True
+            return False
+        return ready
+    return arm
 
 
-def kill_points(run_dir: Path) -> list[tuple[str, Callable[[], bool]]]:
-    """The long stages in the order the toy DAG reaches them, each with its "in the middle" test."""
+#: the stages a resumed run must have been killed in
+KILLED_STAGES = ("evaluate", "stage1", "stage2", "freeze_train", "knockout_shard")
+
+
+def kill_points(run_dir: Path) -> list[tuple[str, Armed]]:
+    """The long stages, each with its "in the middle" test (jobs run side by side, so the order
+    in which they are reached is not fixed)."""
     freeze_runs = paths.freeze_dir(run_dir) / "regimes"
-    return [
-        ("evaluate", _any_log_grown(run_dir, "evaluate", 2000)),
+    points = [
+        ("evaluate", _job_running(run_dir, "evaluate", 2000)),
         # the toy's stage 1 has 64 steps (state every 5), stage 2 80 (every 2), a freeze regime 4
         ("stage1", _resume_state_saved(lambda: [paths.stage_dir(run_dir, 1)], 30)),
         ("stage2", _resume_state_saved(lambda: [paths.stage_dir(run_dir, 2)], 40)),
         ("freeze_train", _resume_state_saved(
             lambda: sorted(freeze_runs.iterdir()) if freeze_runs.is_dir() else [], 2)),
-        ("knockout_shard", _any_log_grown(run_dir, "knockout_shard", 2000)),
+        ("knockout_shard", _job_running(run_dir, "knockout_shard", 2000)),
     ]
+    assert tuple(stage for stage, _ in points) == KILLED_STAGES
+    return points
 
 
 def run_toy_workflow_with_kills(run_dir: Path, timeout_s: float = 3600) -> list[str]:
-    """The toy workflow from scratch, SIGKILLed (the whole process group: Snakemake and its job)
-    as soon as each kill point's stage is in the middle of its work, then restarted (after
-    `--unlock`, as a user would) until it completes. Returns the stages it was killed in."""
+    """The toy workflow from scratch, SIGKILLed (the whole process group: Snakemake and its jobs)
+    as soon as a kill point's stage is in the middle of its work, then restarted (after
+    `--unlock`, as a user would), once per kill point, until it completes. Returns the stages it
+    was killed in, in the order it was."""
     killed, env, deadline = [], toy_env(), time.time() + timeout_s
+    pending = kill_points(run_dir)
     log = open(run_dir.parent / f"{run_dir.name}.snakemake.log", "a")
     try:
-        for stage, in_the_middle in kill_points(run_dir):
+        while pending:
+            since = time.time()
             proc = subprocess.Popen(toy_command(run_dir), cwd=ROOT, env=env, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
-            while proc.poll() is None and not in_the_middle():
+            tests = [(stage, arm(since)) for stage, arm in pending]
+            hit = None
+            while hit is None and proc.poll() is None:
                 assert time.time() < deadline, f"toy workflow still running after {timeout_s} s"
+                hit = next((stage for stage, in_the_middle in tests if in_the_middle()), None)
                 time.sleep(0.2)
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                killed.append(stage)
-                subprocess.run(toy_command(run_dir, "--unlock"), cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, check=True)
-            else:
-                assert proc.returncode == 0, f"toy workflow failed before the kill in {stage}"
+            if hit is None:
+                assert proc.returncode == 0, f"toy workflow failed; not yet killed in {[s for s, _ in pending]}"
                 break
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            killed.append(hit)
+            pending = [(stage, arm) for stage, arm in pending if stage != hit]
+            subprocess.run(toy_command(run_dir, "--unlock"), cwd=ROOT, env=env, stdout=log,
+                           stderr=subprocess.STDOUT, check=True)
         proc = subprocess.run(toy_command(run_dir), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         assert proc.returncode == 0, f"the resumed toy workflow failed: {log.name}"
     finally:
@@ -153,7 +190,7 @@ def resumed_toy_run(toy_run, tmp_path_factory) -> tuple[Path, list[str]]:
     reuse = os.environ.get("ROCK_TOY_RESUMED_RUN_DIR")
     if reuse:
         run_toy_workflow(Path(reuse))
-        return Path(reuse), [stage for stage, _ in kill_points(Path(reuse))]
+        return Path(reuse), list(KILLED_STAGES)
     run_dir = tmp_path_factory.mktemp("toy_resumed") / "toy"
     shutil.copytree(paths.world_dir(toy_run), paths.world_dir(run_dir))
     start = time.time()

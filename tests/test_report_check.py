@@ -259,3 +259,27 @@ def test_golden_cli_on_an_empty_run_writes_a_header_only_table(tmp_path):
     out = tmp_path / "golden.csv"
     assert rock_main(["report", "golden", "--from", str(tmp_path / "nothing"), "--out", str(out)]) == 0
     assert load_table(out) == []
+
+
+def test_golden_update_moves_default_bands_keeps_tuned_ones_and_drops_vanished_rows():
+    existing = [
+        {"id": "T001", "metric": "knockout.table1.x.math500.p", "value": "0.01", "band": "p_below:0.05",
+         "artifact": "", "note": ""},                                 # default band of 0.01
+        {"id": "T002", "metric": "knockout.table1.y.math500.p", "value": "0.01", "band": "p_above:0.001",
+         "artifact": "", "note": "tuned"},                             # tuned by hand
+        {"id": "T003", "metric": "knockout.table1.x.ifeval.r", "value": "0.3", "band": "abs_tol:0.03",
+         "artifact": "", "note": ""},                                  # no longer produced
+    ]
+    current = [{"metric": "knockout.table1.x.math500.p", "value": 0.08, "artifact": "", "note": ""},
+               {"metric": "knockout.table1.y.math500.p", "value": 0.08, "artifact": "", "note": ""},
+               {"metric": "knockout.census.math500.pillar", "value": 8, "artifact": "", "note": ""}]
+    rows, stats = golden.merge([dict(r) for r in existing], current, update=True)
+    by_id = {r["id"]: r for r in rows}
+    assert stats == {"kept": 0, "updated": 2, "added": 1, "missing_now": 0, "dropped": 1}
+    assert (by_id["T001"]["value"], by_id["T001"]["band"]) == ("0.08", "p_above:0.05")
+    assert (by_id["T002"]["value"], by_id["T002"]["band"]) == ("0.08", "p_above:0.001")
+    assert "T003" not in by_id and by_id["T004"]["band"] == "eq"
+    # without --update nothing is re-valued or dropped
+    rows, stats = golden.merge([dict(r) for r in existing], current, update=False)
+    assert stats == {"kept": 2, "updated": 0, "added": 1, "missing_now": 1, "dropped": 0}
+    assert [r["value"] for r in rows[:3]] == ["0.01", "0.01", "0.3"]

@@ -109,7 +109,7 @@ def weights(run_dir: Path) -> dict[str, str]:
 
 def test_the_resumed_run_was_killed_in_every_long_stage(resumed_toy_run):
     _, killed = resumed_toy_run
-    assert killed == ["evaluate", "stage1", "stage2", "freeze_train", "knockout_shard"]
+    assert sorted(killed) == sorted(["evaluate", "stage1", "stage2", "freeze_train", "knockout_shard"])
 
 
 def test_two_clean_runs_one_killed_and_resumed_give_identical_tables(toy_run, resumed_toy_run):

@@ -12,7 +12,7 @@ toy run produced, so that a later run that moves a number outside its band fails
 
 Existing rows are kept as they are (their value, band and note may have been tuned by hand);
 new metrics are appended. ``--update`` re-records the values of existing rows too (after an
-intended change). The directory's README.md is rewritten with the provenance of the recording.
+intended change; see :func:`merge`). The directory's README.md is rewritten with the provenance of the recording.
 The default band of a new row is :func:`default_band`.
 """
 
@@ -124,21 +124,33 @@ def collect(ctx: Context) -> list[dict]:
 
 
 def merge(existing: list[dict], current: list[dict], *, update: bool) -> tuple[list[dict], dict]:
-    """Keep existing rows (re-valued if ``update``), append new metrics with fresh ids ``T###``."""
+    """Keep existing rows, append new metrics with fresh ids ``T###``.
+
+    With ``update`` (re-recording after an intended change) existing rows are re-valued, a band
+    that was the default for the old value (:func:`default_band`, e.g. the side of 0.05 of a
+    p-value) follows the new value while a band tuned by hand stays, and rows whose metric the
+    run no longer produces are dropped (logged)."""
     by_metric = {r["metric"]: r for r in current}
-    out, stats = [], {"kept": 0, "updated": 0, "added": 0, "missing_now": 0}
+    out, stats = [], {"kept": 0, "updated": 0, "added": 0, "missing_now": 0, "dropped": 0}
     for r in existing:
         r = dict(r)
         cur = by_metric.pop(r["metric"], None)
         if cur is None:
+            if update:
+                log.warning("golden row %s (%s) is no longer produced: dropped", r["id"], r["metric"])
+                stats["dropped"] += 1
+                continue
             stats["missing_now"] += 1
         elif update and bands.fmt_value_exact(cur["value"]) != r["value"]:
-            r["value"] = bands.fmt_value_exact(cur["value"])  # band and note stay as tuned
+            if r["band"] == default_band(r["metric"], r["value"]):
+                r["band"] = default_band(r["metric"], cur["value"])
+            r["value"] = bands.fmt_value_exact(cur["value"])
             stats["updated"] += 1
         else:
             stats["kept"] += 1
         out.append(r)
-    nums = [int(m.group(1)) for r in out if (m := re.fullmatch(r"T(\d+)", r["id"]))]
+    # ids are never reused, not even those of dropped rows
+    nums = [int(m.group(1)) for r in existing if (m := re.fullmatch(r"T(\d+)", r["id"]))]
     nxt = max(nums, default=0) + 1
     for cur in current:
         if cur["metric"] not in by_metric:
