@@ -84,3 +84,14 @@ def write_jsonl(path: str | os.PathLike, rows) -> None:
     with atomic_path(path) as tmp, open(tmp, "w") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def save_figure(fig, outputs, *, dpi: int = 150) -> None:
+    """Save a matplotlib figure atomically to every path in ``outputs`` (format from the suffix:
+    ``.png``, ``.pdf``), then close it."""
+    import matplotlib.pyplot as plt
+
+    for out in outputs:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format=Path(out).suffix.lstrip("."), dpi=dpi)
+    plt.close(fig)

@@ -273,6 +273,27 @@ def resolve_model(cfg: Mapping, role: str, source: str) -> ModelRef:
 
 
 # ------------------------------------------------------------------------------------------------
+# Typed sections (rock.distill.config, rock.toy.config)
+# ------------------------------------------------------------------------------------------------
+
+def typed_value(value, default, where: str):
+    """``value`` with the type of ``default`` (an int is accepted for a float)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) and isinstance(default, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float))
+        value = float(value) if ok else value
+    elif isinstance(default, list):
+        ok = isinstance(value, (list, tuple))
+        value = list(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(f"{where}: expected {type(default).__name__}, got {value!r}")
+    return value
+
+
+# ------------------------------------------------------------------------------------------------
 # Config selection for Snakemake (used by workflow/rules/common.smk)
 # ------------------------------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ import argparse
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,11 +135,12 @@ def missing_file_fix(path: str | Path) -> str:
     return "check the path, or use data.source: hub"
 
 
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line_number, row)`` for each non-blank line; bad JSON is a :class:`DataError`."""
+def read_jsonl(path: str | Path, *, missing_fix: str | None = None) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, row)`` for each non-blank line; bad JSON is a :class:`DataError`.
+    ``missing_fix`` says how to make the file if it does not exist."""
     path = Path(path)
     if not path.exists():
-        raise DataError("file not found", file=str(path), fix=missing_file_fix(path))
+        raise DataError("file not found", file=str(path), fix=missing_fix or missing_file_fix(path))
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
@@ -152,6 +153,20 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
                 raise DataError(f"a row must be a JSON object, got {type(row).__name__}",
                                 file=str(path), line=lineno)
             yield lineno, row
+
+
+def read_string_rows(path: str | Path, fields: Sequence[str], *, fix: str,
+                     missing_fix: str | None = None) -> list[dict]:
+    """Every row of a jsonl whose ``fields`` must all be strings (the pipeline's own files:
+    prompts, teacher samples); a row lacking one is a :class:`DataError` naming file, line and
+    field, with ``fix``."""
+    rows = []
+    for lineno, row in read_jsonl(path, missing_fix=missing_fix):
+        for key in fields:
+            if not isinstance(row.get(key), str):
+                raise DataError("missing or not a string", file=str(path), line=lineno, field=key, fix=fix)
+        rows.append(row)
+    return rows
 
 
 def load_hub(dataset: str, split: str, *, streaming: bool = False) -> Iterable[Mapping]:

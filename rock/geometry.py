@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 
 from rock import paths
-from rock.atomic import atomic_path, write_json
+from rock.atomic import atomic_path, save_figure, write_json
 from rock.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -308,10 +308,7 @@ def figure3(per_type: pd.DataFrame, persist: pd.DataFrame, *, title: str, output
     ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    for out in outputs:
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, format=str(out).rsplit(".", 1)[-1], dpi=150)
-    plt.close(fig)
+    save_figure(fig, outputs)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from rock.atomic import atomic_path  # noqa: E402
+from rock.atomic import save_figure  # noqa: E402
 
 
 def figure2(ranking: pd.DataFrame, density: pd.DataFrame, sweep: pd.DataFrame, summary: pd.DataFrame,
@@ -84,7 +84,4 @@ def figure2(ranking: pd.DataFrame, density: pd.DataFrame, sweep: pd.DataFrame, s
 
     fig.suptitle(title)
     fig.tight_layout()
-    for out in outputs:
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, format=str(out).rsplit(".", 1)[-1], dpi=150)
-    plt.close(fig)
+    save_figure(fig, outputs)

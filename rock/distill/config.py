@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rock.distill.losses import DIVERGENCES, NORMALIZATIONS
+from rock.config import typed_value
 from rock.errors import ConfigError
 
 BACKENDS = ("hf", "vllm")
@@ -223,22 +224,5 @@ def from_dict(cls, data: dict[str, Any] | None, where: str, **extra):
         f = fields[name]
         default = (f.default_factory() if f.default_factory is not dataclasses.MISSING
                    else f.default)
-        kwargs[name] = _typed(value, default, f"{where}.{name}")
+        kwargs[name] = typed_value(value, default, f"{where}.{name}")
     return cls(**kwargs)
-
-
-def _typed(value, default, where: str):
-    """``value`` with the type of ``default`` (an int is accepted for a float)."""
-    if isinstance(default, bool) or isinstance(value, bool):
-        ok = isinstance(value, bool) and isinstance(default, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float))
-        value = float(value) if ok else value
-    elif isinstance(default, list):
-        ok = isinstance(value, (list, tuple))
-        value = list(value) if ok else value
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        raise ConfigError(f"{where}: expected {type(default).__name__}, got {value!r}")
-    return value

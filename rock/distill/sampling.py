@@ -370,24 +370,10 @@ def _import_vllm():
 
 def read_prompts(path: str | os.PathLike) -> list[dict]:
     """Rows ``{"id": str, "prompt": str}`` of a prompts jsonl (rock.data); bad rows are DataError."""
-    rows = []
-    path = Path(path)
-    if not path.exists():
-        raise DataError("file not found", file=str(path), fix="run `rock data` first")
-    with open(path) as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"invalid JSON ({err.msg})", file=str(path), line=n) from err
-            for key in ("id", "prompt"):
-                if not isinstance(row.get(key), str):
-                    raise DataError("missing or not a string", file=str(path), line=n, field=key,
-                                    fix="rows are {\"id\": str, \"prompt\": str}")
-            rows.append(row)
-    return rows
+    from rock.data import read_string_rows
+
+    return read_string_rows(path, ("id", "prompt"), missing_fix="run `rock data` first",
+                            fix='rows are {"id": str, "prompt": str}')
 
 
 def sample_teacher(rows: list[dict], tokenizer, generator, *, out_path: str | os.PathLike,

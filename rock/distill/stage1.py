@@ -18,7 +18,6 @@ response is empty are skipped and counted in ``summary.json``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import asdict
@@ -30,6 +29,7 @@ from rock.distill.config import ModelsConfig, Stage1Config
 from rock.distill.loop import LoopSpec, run_loop
 from rock.distill.sampling import chat_prompt_ids, derive_seed, stop_token_ids
 from rock.distill.trainer import Trainer, TrainSequence, load_causal_lm, make_runtime
+from rock.data import read_string_rows
 from rock.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -37,24 +37,9 @@ log = logging.getLogger(__name__)
 
 def read_samples(path: str | os.PathLike) -> list[dict]:
     """Rows of ``teacher_samples.jsonl``; malformed rows are a DataError naming file and line."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError("file not found", file=str(path), fix="run `rock distill teacher-samples` first")
-    rows = []
-    with open(path) as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"invalid JSON ({err.msg})", file=str(path), line=n) from err
-            for key in ("id", "prompt", "response", "finish_reason"):
-                if not isinstance(row.get(key), str):
-                    raise DataError("missing or not a string", file=str(path), line=n, field=key,
-                                    fix="regenerate with `rock distill teacher-samples`")
-            rows.append(row)
-    return rows
+    fix = "regenerate with `rock distill teacher-samples`"
+    return read_string_rows(path, ("id", "prompt", "response", "finish_reason"), fix=fix,
+                            missing_fix="run `rock distill teacher-samples` first")
 
 
 def build_sequences(rows: list[dict], tokenizer, *, max_seq_len: int, enable_thinking: bool,

@@ -220,12 +220,9 @@ def plot_figure5(curves: pd.DataFrame, regimes: list[str], benchmarks: list[str]
     axes[0].set_ylabel("Pass@1 (%)")
     axes[-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
-    from rock.atomic import atomic_path
+    from rock.atomic import save_figure
 
-    for path, fmt in ((png, "png"), (pdf, "pdf")):
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150)
-    plt.close(fig)
+    save_figure(fig, [png, pdf])
 
 
 def markdown_table(table: pd.DataFrame, target: float) -> str:

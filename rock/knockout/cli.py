@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rock.atomic import atomic_path, write_json, write_text
+from rock.atomic import atomic_path, save_figure, write_json, write_text
 from rock.errors import ConfigError, DataError, OutputError
 from rock.knockout import config as kconfig
 from rock.knockout.pool import BASELINE_ID
@@ -106,15 +106,6 @@ def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
 def write_csv(df: pd.DataFrame, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
-
-
-def save_figure(fig, png: str | Path, pdf: str | Path) -> None:
-    import matplotlib.pyplot as plt
-
-    for path, fmt in ((png, "png"), (pdf, "pdf")):
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150)
-    plt.close(fig)
 
 
 def read_plan(path: str | Path) -> dict:
@@ -255,9 +246,9 @@ def cmd_analyze(args) -> int:
     write_text(out / "multiple_testing.md", figures.multiple_testing_markdown(res.multiple_testing, tasks))
     fig = figures.figure4(res.candidates, tasks, epsilon=cfg.epsilon, alpha=cfg.alpha,
                           n_resamples=cfg.n_resamples)
-    save_figure(fig, out / "figure4.png", out / "figure4.pdf")
+    save_figure(fig, [out / "figure4.png", out / "figure4.pdf"])
     fig = figures.figure6(res.candidates, res.predictors, tasks[0], analysis.FIGURE6_PREDICTORS)
-    save_figure(fig, out / "figure6.png", out / "figure6.pdf")
+    save_figure(fig, [out / "figure6.png", out / "figure6.pdf"])
     missing = [n for n in KNOCKOUT_RESULTS if not (out / n).is_file()]
     if missing:  # the Snakemake rule lists KNOCKOUT_RESULTS as outputs
         raise OutputError(f"{out}: analyze did not write {missing} (a bug: rock.paths.KNOCKOUT_RESULTS "

@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from rock.config import typed_value
 from rock.errors import ConfigError
 
 
@@ -214,20 +215,6 @@ class ToyConfig:
         return dataclasses.asdict(self)
 
 
-def _typed(value, default, where: str):
-    """``value`` with the type of ``default`` (an int is accepted for a float)."""
-    if isinstance(default, bool) or isinstance(value, bool):
-        ok = isinstance(value, bool) and isinstance(default, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float))
-        value = float(value) if ok else value
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        raise ConfigError(f"{where}: expected {type(default).__name__}, got {value!r}")
-    return value
-
-
 def _from_dict(cls, data: dict[str, Any], where: str):
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
@@ -250,7 +237,7 @@ def _from_dict(cls, data: dict[str, Any], where: str):
             merged.update(value)
             kwargs[name] = _from_dict(type(default), merged, f"{where}.{name}")
         else:
-            kwargs[name] = _typed(value, default, f"{where}.{name}")
+            kwargs[name] = typed_value(value, default, f"{where}.{name}")
     try:
         return cls(**kwargs)
     except ConfigError as err:   # a __post_init__ check: "key: message"
