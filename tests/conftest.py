@@ -3,7 +3,7 @@
 Both are whole `snakemake --profile workflow/profiles/toy` runs, so that tests/test_toy_workflow.py
 can compare them: two clean runs with the same seed, one of them killed in the middle of each long
 stage and restarted, must end with the same tables. The first starts from an empty `run_dir`; the
-second starts from a copy of the first one's toy world only (its build, 4-5 minutes, would add
+second starts from a copy of the first one's toy world only (its build, ~4 minutes, would add
 nothing: the world is written atomically, so a killed build simply starts again, and
 tests/test_toy_build.py checks that two builds with one seed are byte-identical). The tests are
 marked `toyrun` (minutes each; CI runs them).

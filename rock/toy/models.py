@@ -146,9 +146,13 @@ def pretrain(cfg: ModelConfig, model_config, data: list[Encoded], pad_id: int, s
         ids, labels = collate(batches[step], pad_id)
         # right padding + causal attention: real positions never attend to padding, so no mask
         # is needed and sdpa takes its fast causal path
-        logits = model(input_ids=ids).logits
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)),
-                               labels[:, 1:].reshape(-1), ignore_index=-100)
+        hidden = model.model(input_ids=ids).last_hidden_state
+        target = labels[:, 1:]
+        scored = target != -100
+        # the LM head only where there is a loss (response tokens): the same mean cross-entropy
+        # as over all positions with ignore_index, ~15% less CPU per step (prompts are ~1/3)
+        logits = model.lm_head(hidden[:, :-1][scored])
+        loss = F.cross_entropy(logits, target[scored])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
