@@ -42,6 +42,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rock.atomic import atomic_path, write_json
+from rock.data import read_string_rows
 from rock.errors import ConfigError, DataError, ModelError
 
 log = logging.getLogger(__name__)
@@ -370,8 +371,6 @@ def _import_vllm():
 
 def read_prompts(path: str | os.PathLike) -> list[dict]:
     """Rows ``{"id": str, "prompt": str}`` of a prompts jsonl (rock.data); bad rows are DataError."""
-    from rock.data import read_string_rows
-
     return read_string_rows(path, ("id", "prompt"), missing_fix="run `rock data` first",
                             fix='rows are {"id": str, "prompt": str}')
 

@@ -177,10 +177,12 @@ def job_timings(run_dir: str | Path) -> list[dict]:
     return out
 
 
-def wall_clock(run_dir: Path) -> list[dict]:
-    """Rows ``{stage, source, seconds, max_rss_mb}`` from benchmark files and summary timings."""
+def wall_clock(run_dir: Path, jobs: list[dict] | None = None) -> list[dict]:
+    """Rows ``{stage, source, seconds, max_rss_mb}`` from benchmark files (``jobs``: their
+    :func:`job_timings`, read here if not given) and summary timings."""
+    jobs = job_timings(run_dir) if jobs is None else jobs
     rows: list[dict] = [{"stage": j["job"], "source": j["source"], "seconds": j["seconds"],
-                         "max_rss_mb": j["max_rss_mb"]} for j in job_timings(run_dir)]
+                         "max_rss_mb": j["max_rss_mb"]} for j in jobs]
     for f in _json_files(run_dir):
         try:
             obj = json.loads(f.read_text())
@@ -196,20 +198,21 @@ def wall_clock(run_dir: Path) -> list[dict]:
     return rows
 
 
-def stage_times(run_dir: str | Path) -> "pd.DataFrame":
+def stage_times(run_dir: str | Path, jobs: list[dict] | None = None) -> "pd.DataFrame":
     """Wall-clock per stage of a workflow run: one row per rule (the first path part of its
     Snakemake ``benchmark:`` files), with ``jobs``, ``wall_s`` (sum over its jobs), ``max_job_s``,
     ``cpu_s`` and ``max_rss_mb``, in order of ``wall_s``; a last row ``total`` sums the jobs (jobs
-    that ran side by side count twice, so it exceeds the run's elapsed time on several cores)."""
+    that ran side by side count twice, so it exceeds the run's elapsed time on several cores).
+    ``jobs``: the run's :func:`job_timings`, read here if not given."""
     import pandas as pd
 
+    jobs = job_timings(run_dir) if jobs is None else jobs
     records = [{"stage": j["job"].split("/")[0], "s": j["seconds"], "cpu": j["cpu_s"], "rss": j["max_rss_mb"]}
-               for j in job_timings(run_dir)]
+               for j in jobs]
     cols = ["stage", "jobs", "wall_s", "max_job_s", "cpu_s", "max_rss_mb"]
     if not records:
         return pd.DataFrame(columns=cols)
-    jobs = pd.DataFrame(records)
-    table = (jobs.groupby("stage")
+    table = (pd.DataFrame(records).groupby("stage")
              .agg(jobs=("s", "size"), wall_s=("s", "sum"), max_job_s=("s", "max"), cpu_s=("cpu", "sum"),
                   max_rss_mb=("rss", "max"))
              .sort_values("wall_s", ascending=False).reset_index())
@@ -243,6 +246,7 @@ def collect(run_dir: str | Path, config_path: str | Path | None = None, config: 
             repo: str | Path = ".") -> dict:
     """All provenance of ``run_dir`` as one JSON-serialisable dict."""
     run_dir = Path(run_dir)
+    jobs = job_timings(run_dir)
     return {
         "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -252,7 +256,7 @@ def collect(run_dir: str | Path, config_path: str | Path | None = None, config: 
         "hardware": hardware(),
         "config": config_info(config_path),
         "seeds": seeds(run_dir, config),
-        "stage_times": stage_times(run_dir).to_dict("records"),
-        "wall_clock": wall_clock(run_dir),
+        "stage_times": stage_times(run_dir, jobs).to_dict("records"),
+        "wall_clock": wall_clock(run_dir, jobs),
         "logs": logs(run_dir),
     }
