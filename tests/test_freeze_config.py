@@ -49,7 +49,6 @@ def test_bad_regimes(bad, match):
 
 @pytest.mark.parametrize("extra, match", [
     ({"window_radius": -1}, "window_radius"),
-    ({"window_anchor": "high_loss"}, "threshold"),
     ({"window_anchor": "some"}, "window_anchor"),
     ({"eval_every": 0}, "eval_every"),
     ({"benchmarks": ["aime26"]}, "aime26"),
@@ -136,3 +135,27 @@ def test_schema_rejects_bad_freeze_values():
                        ("regimes", [{"name": "X y", "selection": "rock", "lambda": 0.0}])):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate({**good, key: value}, sub)
+
+
+def test_high_loss_anchor_defaults_to_detections_threshold(tmp_path):
+    """Issue 13: windows open at high-divergence rock occurrences; with no explicit threshold the
+    cut is detection's max(tau_pre, tau_post) in nats (info.json), else the configured value."""
+    import json
+
+    from rock import paths
+    from rock.errors import DataError
+    from rock.freeze.train import anchor_threshold, detection_threshold
+
+    cfg = from_section({"regimes": REGIMES})
+    assert cfg.window_anchor == "high_loss" and cfg.anchor_loss_threshold is None
+    assert detection_threshold({"tau_pre": 0.31, "tau_post": 0.12, "config": {"loss": "reverse_kl"}}) == 0.31
+    assert detection_threshold({"tau_post": 0.12, "tau_pre": None}) == 0.12  # official mode
+    with pytest.raises(DataError, match="reverse_kl"):
+        detection_threshold({"tau_pre": 1.0, "tau_post": 1.0, "config": {"loss": "log_ratio"}})
+    info = paths.detection_file(tmp_path, "context", "info.json")
+    info.parent.mkdir(parents=True)
+    info.write_text(json.dumps({"tau_pre": 0.2, "tau_post": 0.45}))
+    assert anchor_threshold(tmp_path, "context", cfg) == 0.45
+    explicit = from_section({"regimes": REGIMES, "anchor_loss_threshold": 0.7})
+    assert anchor_threshold(tmp_path, "context", explicit) == 0.7
+    assert anchor_threshold(tmp_path, "context", from_section({"regimes": REGIMES, "window_anchor": "all"})) is None

@@ -25,8 +25,14 @@ def _zipf_batch(seed, B=48, L=220, V=300, prompt=20):
     return ids, resp
 
 
-def _target(ids, resp, radius):
-    is_rock, win = rock_window_masks(torch.as_tensor(ids), torch.as_tensor(resp), ROCKS, radius)
+def _target(ids, resp, radius, high_share=None, seed=0):
+    """Rock-Freeze frozen set; ``high_share``: the share of rock occurrences that are high-loss
+    anchors (a random loss in [0, 1) against threshold 1 - share), None = every occurrence."""
+    kw = {}
+    if high_share is not None:
+        loss = torch.as_tensor(np.random.default_rng(50 + seed).random(ids.shape))
+        kw = {"anchor": "high_loss", "token_loss": loss, "loss_threshold": 1.0 - high_share}
+    is_rock, win = rock_window_masks(torch.as_tensor(ids), torch.as_tensor(resp), ROCKS, radius, **kw)
     return (is_rock | win).numpy()
 
 
@@ -46,6 +52,7 @@ def test_control_spans_obey_placement_rules():
     ctrl = spans(s.mask)
     assert len(ctrl) == s.n_matched  # spans never touch, so none merged
     assert not (s.mask & ~resp).any()  # inside the response
+    assert not (s.mask & target).any() and s.overlap_tokens == 0  # outside W_R (issue 13)
     for b, st, length in ctrl:
         assert ids[b, st + (length - 1) // 2] not in ROCKS  # centre is never a rock token
     if s.n_unmatched == 0:
@@ -64,16 +71,23 @@ def test_control_is_deterministic_for_a_seed():
 
 
 def test_frequency_and_length_distributions_match_over_a_run():
-    """Several 'steps' of rollouts; the two-sample tests must not tell W_S from W_R, while an
-    unmatched control (uniform random windows of radius w anywhere) is told apart easily."""
+    """Several 'steps' of rollouts; the two-sample tests must not tell W_S from W_R by window
+    length and centre-token bin, while an unmatched control is told apart easily.
+
+    Issue 13: W_S lies outside W_R, and every rock occurrence is in W_R (x_t in R is frozen), so
+    W_S holds no rock token: the per-position frequencies match only up to the rock tokens'
+    own frequencies (measured: KS D 0.058 with half of the rock occurrences as high-loss anchors,
+    20% of the response frozen; 0.086 with every occurrence an anchor, 29% frozen, where the
+    centre bins no longer match either)."""
     acc, naive = MatchAccumulator(), MatchAccumulator()
     freq = None
     batches = [_zipf_batch(100 + step) for step in range(6)]
     freq = np.bincount(np.concatenate([ids[resp] for ids, resp in batches]), minlength=300)
     unmatched = 0
     for step, (ids, resp) in enumerate(batches):
-        target = _target(ids, resp, radius=1)
+        target = _target(ids, resp, radius=1, high_share=0.5, seed=step)
         s = sample_matched_windows(ids, resp, target, ROCKS, freq, np.random.default_rng(step))
+        assert not (s.mask & target).any()
         unmatched += s.n_unmatched
         acc.update(ids, target, s.mask, freq)
         # naive control: the authors' kind (a fixed set of rarer ids), radius-1 windows
@@ -87,7 +101,7 @@ def test_frequency_and_length_distributions_match_over_a_run():
     assert unmatched == 0
     assert t.loc["window_length", "ks_D"] == 0.0  # lengths are matched exactly
     assert t.loc["centre_freq_bin", "ks_p"] > 0.05
-    assert t.loc["token_log2_freq", "ks_D"] < 0.05
+    assert t.loc["token_log2_freq", "ks_D"] < 0.07
     assert t.loc["token_log2_freq", "cramers_v"] < 0.1
     n = match_tests(naive).set_index("quantity")
     assert n.loc["token_log2_freq", "ks_p"] < 1e-6  # the unmatched control is detectably different
@@ -125,29 +139,27 @@ def test_accumulator_json_round_trip():
     assert back.target == acc.target and back.control == acc.control
 
 
-def test_rocks_at_the_frequency_head_trade_matching_against_rock_free_controls():
+def test_rocks_at_the_frequency_head_leave_the_control_rock_free_and_say_so():
     """When R is the head of the frequency distribution (the paper's digits, newlines, '$'), the
-    only tokens as frequent as rocks are rocks: a control that never centres on a rock token
-    cannot match the token frequencies at token level (radius 0), one that may centre on rocks
-    matches them but freezes rock occurrences. Both are measured; the config chooses."""
+    only tokens as frequent as rocks are rocks. Since issue 13 W_S lies outside W_R, and every
+    rock occurrence is in W_R, so W_S holds no rock token whatever ``exclude_rock_centres`` says
+    (before, a control allowed to centre on rocks froze 50%+ rock occurrences): the token-level
+    frequency mismatch that remains is measured and printed, not hidden."""
     head = list(range(1, 9))
-    out = {}
-    for excl in (True, False):
-        acc, rock_share = MatchAccumulator(), []
-        batches = [_zipf_batch(200 + step) for step in range(4)]
-        freq = np.bincount(np.concatenate([i[r] for i, r in batches]), minlength=300)
-        for step, (ids, resp) in enumerate(batches):
-            is_rock, win = rock_window_masks(torch.as_tensor(ids), torch.as_tensor(resp), head, 0)
-            target = (is_rock | win).numpy()
+    acc, rock_in_control, overlap = MatchAccumulator(), 0, 0
+    batches = [_zipf_batch(200 + step) for step in range(4)]
+    freq = np.bincount(np.concatenate([i[r] for i, r in batches]), minlength=300)
+    for step, (ids, resp) in enumerate(batches):
+        is_rock, win = rock_window_masks(torch.as_tensor(ids), torch.as_tensor(resp), head, 0)
+        target = (is_rock | win).numpy()
+        for excl in (True, False):
             s = sample_matched_windows(ids, resp, target, head, freq, np.random.default_rng(step),
                                        exclude_rock_centres=excl)
-            acc.update(ids, target, s.mask, freq)
-            rock_share.append((s.mask & np.isin(ids, head)).sum() / max(1, s.mask.sum()))
-        out[excl] = (match_tests(acc).set_index("quantity"), float(np.mean(rock_share)))
-        print(f"\nexclude_rock_centres={excl}: rock share of W_S {out[excl][1]:.3f}\n"
-              + out[excl][0].to_string())
-    d_excl = out[True][0].loc["token_log2_freq", "ks_D"]
-    d_incl = out[False][0].loc["token_log2_freq", "ks_D"]
-    # (rock tokens still enter rock-free-centred windows as neighbours inside runs of rocks)
-    assert out[True][1] < 0.5 < out[False][1]
-    assert d_incl < 0.1 < d_excl
+            rock_in_control += int((s.mask & np.isin(ids, head)).sum())
+            overlap += s.overlap_tokens + int((s.mask & target).sum())
+        acc.update(ids, target, s.mask, freq)
+    t = match_tests(acc).set_index("quantity")
+    print("\n" + t.to_string())
+    assert rock_in_control == 0 and overlap == 0
+    assert t.loc["window_length", "ks_D"] == 0.0  # lengths still matched (all spans placed)
+    assert t.loc["token_log2_freq", "ks_D"] > 0.1  # and the frequency gap is visible in the report

@@ -115,3 +115,58 @@ def test_through_the_distillation_loss_frozen_rows_get_no_gradient():
     # the rock 7 (frozen); row 3 sits ON the rock and predicts 14 (trained), and so on
     assert row_norm[0] == 0 and row_norm[2] == 0
     assert row_norm[1] > 0 and bool((row_norm[3:] > 0).all())
+
+
+def test_hand_made_rollout_regimes_frozen_positions_disjoint_and_matched():
+    """Issue 13 on one hand-made rollout (radius 1, R = {7}, anchors need l_t >= 1):
+
+    position  0  1  2  3  4  5  6  7  8  9 10 11 12 13 14 15 16 17
+    token     5  7  6  5  6  7  5  6  5  6  8  6  5  6  5  8  6  5
+    loss      .  2  .  .  .  0  .  .  .  .  .  .  .  .  .  .  .  .
+
+    Rock-Freeze: the high-loss 7 at 1 opens W = {0, 1, 2}; the low-loss 7 at 5 opens no window
+    but is frozen itself (Eq. 19: x_t in R) -> {0, 1, 2, 5}: spans of length 3 and 1, both centred
+    on a 7 (count 100, bin 6). The only non-rock tokens of that bin are the two 8s (count 100;
+    5 and 6 have count 1000, bin 9), so W_S is a length-3 span centred on one 8 and a length-1
+    span on the other: {9, 10, 11, 15} or {10, 14, 15, 16}, never touching {0, 1, 2, 5}."""
+    ids = torch.tensor([[5, 7, 6, 5, 6, 7, 5, 6, 5, 6, 8, 6, 5, 6, 5, 8, 6, 5]])
+    resp = torch.ones_like(ids, dtype=torch.bool)
+    loss = torch.zeros(ids.shape)
+    loss[0, 1] = 2.0
+    freq = np.zeros(10, dtype=np.int64)
+    freq[[5, 6]], freq[[7, 8]] = 1000, 100
+    frozen, logged = {}, {}
+    for sel, lam in (("none", 1.0), ("rock", 0.0), ("random", 0.0)):
+        h = FreezeWeights(Regime("r", sel, lam), rock_ids=[7], radius=1, token_freq=freq,
+                          anchor="high_loss", loss_threshold=1.0)
+        w, logged[sel] = h(ids, resp, loss, step=3)
+        frozen[sel] = set(torch.nonzero(w[0] == 0).flatten().tolist())
+    assert frozen["none"] == set()
+    assert frozen["rock"] == {0, 1, 2, 5}
+    assert frozen["random"] in ({9, 10, 11, 15}, {10, 14, 15, 16})
+    assert frozen["random"] & frozen["rock"] == set()
+    assert logged["random"]["freeze_control_rock_window_overlap"] == 0
+    assert logged["random"]["freeze_unmatched_windows"] == 0
+    assert logged["rock"]["freeze_frozen_fraction"] == pytest.approx(4 / 18)
+    assert logged["none"]["freeze_rock_window_tokens"] == 4  # what Rock-Freeze would freeze
+    # matched histograms: window lengths, centre-token frequency bins, per-position log2 counts
+    # (rock positions 0,2 = count 1000; control neighbours = 1000 too; centres 100 on both sides)
+    acc = h.match
+    assert acc.target["length"] == acc.control["length"] == {3: 1, 1: 1}
+    assert acc.target["centre_bin"] == acc.control["centre_bin"] == {6: 2}
+    assert acc.target["token_log2q"] == acc.control["token_log2q"]
+
+
+def test_control_that_cannot_be_placed_outside_w_r_is_logged_not_overlapped(caplog):
+    """A rollout whose response is all W_R leaves no room: the window is unmatched (with its
+    tokens), W_S is empty, and a warning gives the counts."""
+    ids = torch.tensor([[5, 7, 5]])
+    resp = torch.ones_like(ids, dtype=torch.bool)
+    freq = np.array([0, 0, 0, 0, 0, 10, 0, 10])
+    h = FreezeWeights(Regime("r", "random", 0.0), rock_ids=[7], radius=1, token_freq=freq)
+    with caplog.at_level("WARNING"):
+        w, stats = h(ids, resp, step=0)
+    assert w[0].tolist() == [1, 1, 1]
+    assert stats["freeze_unmatched_windows"] == 1 and stats["freeze_unmatched_tokens"] == 3
+    assert stats["freeze_control_rock_window_overlap"] == 0
+    assert "1 of 1 W_R windows (3 of 3 tokens)" in caplog.text

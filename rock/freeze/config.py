@@ -107,11 +107,13 @@ class FreezeConfig:
     regimes: tuple[Regime, ...] = field(default_factory=tuple)
     window_radius: int | None = None
     """w of the training-time windows W(v) (Eq. 6, 18); None = detection's radius (rocks.json)"""
-    window_anchor: str = "all"
-    """'all': every occurrence of a token in R opens a window; 'high_loss': only occurrences with
-    l_t >= anchor_loss_threshold at the current step (masks.py, ASSUMED default 'all')"""
+    window_anchor: str = "high_loss"
+    """'high_loss' (Sec. 4.2, "high-divergence windows"): only rock occurrences with l_t >=
+    the threshold at the current step open a window; 'all' (ASSUMED alternative): every
+    occurrence of a token in R opens one (masks.py)"""
     anchor_loss_threshold: float | None = None
-    """per-token reverse KL (nats) an anchor needs when window_anchor is 'high_loss'"""
+    """per-token reverse KL (nats) an anchor needs (window_anchor 'high_loss'); None = detection's
+    max(tau_pre, tau_post) in loss units (info.json; ASSUMED, masks.py)"""
     loss_normalization: str = "token_mean"
     """token_mean: sum(w*loss)/sum(mask) (Eq. 19 read literally); weight_mean: the authors' code"""
     eval_every: int = 200
@@ -142,8 +144,6 @@ class FreezeConfig:
             _bad("freeze.window_radius", f"must be >= 0, got {self.window_radius}")
         if self.window_anchor not in ANCHORS:
             _bad("freeze.window_anchor", f"'{self.window_anchor}' unknown; use one of {ANCHORS}")
-        if self.window_anchor == "high_loss" and self.anchor_loss_threshold is None:
-            _bad("freeze.anchor_loss_threshold", "window_anchor 'high_loss' needs a threshold")
         if self.loss_normalization not in NORMALIZATIONS:
             _bad("freeze.loss_normalization", f"use one of {NORMALIZATIONS}")
         if self.eval_every < 1:

@@ -17,11 +17,16 @@ reference/README.md). This module samples W_S per rollout batch instead:
    ``n_proposals`` such placements the one whose sorted token log-frequencies are closest to the
    target span's is kept, so the frequency profile of the whole window is matched, not only its
    centre (on the Zipf corpus of tests/test_freeze_control.py the per-position KS distance drops
-   from 0.035 with one proposal to about 0.027 with 16). ASSUMED: the centre token of a control
-   span is never a rock token (``exclude_rock_centres``), so the control is not a partial
-   Rock-Freeze; windows may still contain rock tokens where they occur
-   naturally. When a stratum has no room, the nearest frequency bin is used (counted as a
-   fallback); a span that cannot be placed at all is counted as unmatched.
+   from 0.035 with one proposal to about 0.027 with 16);
+4. W_S lies **outside** the Rock-Freeze frozen set (issue 13): no control position is a rock
+   token or inside W_R, so the control and Rock-Freeze freeze disjoint positions and their
+   difference measures *which* positions are frozen, not how many. (Before, 66-85% of the toy's
+   control positions fell inside W_R and random minus Rock-Freeze was exactly 0.) A control span
+   may touch W_R but never overlaps it. Because every rock occurrence is in the target set, no
+   control window contains a rock token at all (``exclude_rock_centres`` is then implied).
+   When a stratum has no room, the nearest frequency bin is used (counted as a fallback); a span
+   that cannot be placed outside W_R at all is counted as unmatched, with its tokens
+   (``unmatched_tokens``), and the caller logs the counts: the control never overlaps silently.
 
 How well the two sets match is measured, not assumed: :class:`MatchAccumulator` collects span
 lengths, centre-token bins and the token log-frequency of every frozen position over a run, and
@@ -82,6 +87,10 @@ class ControlSample:
     n_unmatched: int
     target_tokens: int
     control_tokens: int
+    unmatched_tokens: int = 0
+    """tokens of the target spans that found no placement outside W_R"""
+    overlap_tokens: int = 0
+    """control positions inside the target set (0 by construction; counted, not assumed)"""
 
 
 def sample_matched_windows(input_ids: np.ndarray, response_mask: np.ndarray, target_mask: np.ndarray,
@@ -93,7 +102,8 @@ def sample_matched_windows(input_ids: np.ndarray, response_mask: np.ndarray, tar
 
     Args:
         input_ids: ``[B, L]`` token ids; response_mask: ``[B, L]`` bool.
-        target_mask: ``[B, L]`` bool, the Rock-Freeze frozen set (``x_t in R or t in W_R``).
+        target_mask: ``[B, L]`` bool, the Rock-Freeze frozen set (``x_t in R or t in W_R``);
+            control spans are drawn outside it.
         rock_ids: the Rock set R; token_freq: ``[V]`` corpus counts per token id (detection's Freq(v)).
         rng: numpy Generator (seed it per step for determinism).
         bin_base: frequency bins are powers of this base.
@@ -113,7 +123,7 @@ def sample_matched_windows(input_ids: np.ndarray, response_mask: np.ndarray, tar
     bins = freq_bin(counts, bin_base)
     logf = np.log2(counts.astype(np.float64) + 1.0)
     is_rock = np.isin(ids, np.asarray(list(rock_ids), dtype=np.int64))
-    centre_ok = resp & ~is_rock if exclude_rock_centres else resp.copy()
+    centre_ok = (resp & ~is_rock if exclude_rock_centres else resp.copy()) & ~target
     # candidate centres per frequency bin, as flat indices b * L + t
     flat_bins = bins.reshape(-1)
     flat_ok = np.flatnonzero(centre_ok.reshape(-1))
@@ -121,11 +131,13 @@ def sample_matched_windows(input_ids: np.ndarray, response_mask: np.ndarray, tar
     # response prefix sums: a span [s, e) lies inside the response iff it sums to its length
     csum = np.concatenate([np.zeros((B, 1), dtype=np.int64), np.cumsum(resp, axis=1)], axis=1)
     occupied = np.zeros((B, L + 2), dtype=bool)  # padded by one on each side
+    # a span [s, s + length) avoids W_R iff its count of target positions is 0
+    tsum = np.concatenate([np.zeros((B, 1), dtype=np.int64), np.cumsum(target, axis=1)], axis=1)
 
     target_spans = spans(target)
     # longest first packs better; ties keep row-major order (deterministic)
     order = sorted(range(len(target_spans)), key=lambda i: -target_spans[i][2])
-    n_matched = n_fallback = n_unmatched = 0
+    n_matched = n_fallback = n_unmatched = unmatched_tokens = 0
     for i in order:
         b, s, length = target_spans[i]
         offset = (length - 1) // 2
@@ -146,7 +158,8 @@ def sample_matched_windows(input_ids: np.ndarray, response_mask: np.ndarray, tar
                 cs = cs - offset
                 ok = (cs >= 0) & (cs + length <= L)
                 cb, cs = cb[ok], cs[ok]
-                ok = csum[cb, cs + length] - csum[cb, cs] == length
+                ok = ((csum[cb, cs + length] - csum[cb, cs] == length)
+                      & (tsum[cb, cs + length] == tsum[cb, cs]))
                 cb, cs = cb[ok], cs[ok]
                 if len(cb):
                     # padded occupancy columns cs .. cs+length+1 = positions cs-1 .. cs+length
@@ -162,6 +175,7 @@ def sample_matched_windows(input_ids: np.ndarray, response_mask: np.ndarray, tar
                 break
         if best is None:
             n_unmatched += 1
+            unmatched_tokens += length
             continue
         cb, cs = best
         occupied[cb, cs + 1:cs + length + 1] = True
@@ -170,7 +184,8 @@ def sample_matched_windows(input_ids: np.ndarray, response_mask: np.ndarray, tar
     mask = occupied[:, 1:L + 1].copy()
     return ControlSample(mask=mask, n_target_spans=len(target_spans), n_matched=n_matched,
                          n_fallback=n_fallback, n_unmatched=n_unmatched,
-                         target_tokens=int(target.sum()), control_tokens=int(mask.sum()))
+                         target_tokens=int(target.sum()), control_tokens=int(mask.sum()),
+                         unmatched_tokens=unmatched_tokens, overlap_tokens=int((mask & target).sum()))
 
 
 #: resolution of the per-position token log-frequency histogram: 1/4 octave

@@ -19,18 +19,25 @@ this module never does that.
 
 Windows at training time
 ------------------------
-Detection (Sec. 2.2, Eq. 6) defines the context window of an occurrence ``o = (i, t)`` as
-``x_{t-w : t+w}``. At training time the rollouts are new, so ``W_R`` is recomputed on each rollout
-batch: every response position within radius ``w`` of an *anchor* occurrence of a token in R,
-clipped to the response (a window never reaches into the prompt or the padding).
+Sec. 4.2: "let W(v) denote the local high-divergence window associated with each candidate token
+v in R"; "Rock-Freeze ... sets lambda = 0 for all tokens in R and their associated
+high-divergence windows W_R". Detection (Sec. 2.2, Eq. 5-11) opens W(v) only around the
+*persistent high-loss* occurrences of v (``l_pre >= tau_pre`` and ``l_post >= tau_post``), never
+around every occurrence of v (rock.detect.core.rock_windows). At training time the rollouts are
+new, so ``W_R`` is recomputed on each rollout batch: a window of radius ``w`` (Eq. 6) around every
+*anchor*, clipped to the response (a window never reaches into the prompt or the padding).
 
-ASSUMED ``anchor="all"`` (default): every occurrence of a token in R is an anchor. This needs no
-loss, so the mask is known right after the rollout (before any teacher work), which is the only
-setting in which frozen positions could skip teacher/logit computation at all. The type-level
-context consistency of Sec. 2.2 is already folded into R by detection.
-``anchor="high_loss"``: only occurrences whose current token-level loss is at least a threshold
-open a window ("local high-divergence window", Sec. 4.2); the rock tokens themselves are still
-weighted lambda (Eq. 19 reads "x_t in R *or* t in W_R"). The caller passes the per-position loss.
+``anchor="high_loss"`` (default of ``freeze.window_anchor``): an occurrence of a token in R is an
+anchor only where its current token-level loss ``l_t`` (the per-token reverse KL of the step's
+rollouts) is at least a threshold; by default (``freeze.anchor_loss_threshold: null``) the
+threshold is detection's, ``max(tau_pre, tau_post)`` in loss units (info.json), i.e. the occurrence
+would count as high-loss under both checkpoints' cuts of Eq. 5 (ASSUMED: a fresh rollout is scored
+by one model only, the current student, so "persistent" cannot be observed across checkpoints;
+the context filter of Eq. 10-11 is already folded into R by detection). The rock tokens themselves
+are still weighted lambda wherever they occur (Eq. 19 reads "x_t in R *or* t in W_R").
+``anchor="all"`` (ASSUMED alternative, the behaviour before issue 13): every occurrence of a token
+in R opens a window. It needs no loss, but on the toy it froze 69% of the response tokens
+(paper: rocks are "approximately 18%" of the output tokens, Sec. 4.3).
 """
 
 from __future__ import annotations

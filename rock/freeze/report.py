@@ -97,9 +97,24 @@ def time_to_accuracy(curve: pd.DataFrame, times: pd.DataFrame, target: float) ->
     return float(step), float(t.iloc[0]) if len(t) else math.nan
 
 
+#: control columns of regimes.csv <- per-step log columns (random regime only; NaN elsewhere)
+CONTROL_COUNTS = {"control_overlap_tokens": "freeze_control_rock_window_overlap",
+                  "unmatched_windows": "freeze_unmatched_windows",
+                  "unmatched_tokens": "freeze_unmatched_tokens"}
+
+
+def _control_counts(lg: pd.DataFrame) -> dict[str, float]:
+    """W_S positions inside R or W_R (0 by construction, issue 13) and the W_R windows that found
+    no matched place outside W_R, summed over a regime's steps."""
+    return {k: float(lg[c].sum()) if c in lg and lg[c].notna().any() else math.nan
+            for k, c in CONTROL_COUNTS.items()}
+
+
 def regime_table(curves: pd.DataFrame, logs: pd.DataFrame, regimes: list[dict], *,
                  baseline: str, tta_fraction: float) -> tuple[pd.DataFrame, float]:
-    """One row per regime: final and best accuracy, tokens trained on, frozen fraction, wall-clock.
+    """One row per regime: final and best accuracy, tokens trained on, frozen fraction (the share
+    of response tokens weighted lambda, issue 13), the control's overlap with W_R and its unmatched
+    windows (random regime), wall-clock.
 
     ``regimes``: ``[{"name", "selection", "lambda"}]`` in display order. Returns the table and the
     time-to-accuracy target (``tta_fraction`` x the baseline's best average Pass@1).
@@ -127,6 +142,7 @@ def regime_table(curves: pd.DataFrame, logs: pd.DataFrame, regimes: list[dict], 
         row["frozen_tokens"] = float(lg["freeze_frozen_tokens"].sum()) if len(lg) else math.nan
         row["frozen_fraction"] = row["frozen_tokens"] / resp if resp else math.nan
         row["frozen_windows"] = float(lg["freeze_frozen_windows"].sum()) if len(lg) else math.nan
+        row.update(_control_counts(lg))
         row["train_seconds"] = float(lg["step_seconds"].sum()) if len(lg) else math.nan
         row["seconds_per_step"] = float(lg["step_seconds"].mean()) if len(lg) else math.nan
         for col, key in (("generate_seconds", "rollout_seconds_per_step"),

@@ -6,7 +6,9 @@ regime: ``max_steps`` (the planned steps, :mod:`rock.freeze.plan`), ``n_checkpoi
 evaluated step) and ``loss_normalization`` (``freeze.loss_normalization``).
 
 R and Freq(v) come from detection (``detection.downstream_mode``): ``rocks.json`` (``rocks``,
-``window_radius``) and ``ranking.parquet`` (``token_id``, ``freq``).
+``window_radius``) and ``ranking.parquet`` (``token_id``, ``freq``); with ``window_anchor:
+high_loss`` and no ``anchor_loss_threshold``, the anchor threshold is detection's
+``max(tau_pre, tau_post)`` from ``info.json`` (:func:`detection_threshold`).
 
 Per-step counts. The hook's counts (frozen tokens and windows, rock share, matched windows) are
 appended per rank to ``freeze_steps.rank<r>.jsonl`` as they are made, and when the run ends they
@@ -42,19 +44,24 @@ log = logging.getLogger(__name__)
 STEP_RECORDS = "freeze_steps.rank{rank}.jsonl"
 
 
+def _detection_json(run_dir, mode: str, name: str, what: str) -> tuple[dict, str]:
+    """A detection mode's json output and its path, or one clear error naming the stage to run."""
+    path = paths.detection_file(run_dir, mode, name)
+    try:
+        return json.loads(Path(path).read_text()), str(path)
+    except FileNotFoundError as err:
+        raise DataError(f"{what} not found", file=str(path),
+                        fix=f"run `rock detect select --mode {mode}` first") from err
+
+
 def load_rock_set(run_dir, mode: str) -> tuple[list[int], int, np.ndarray]:
     """``(R, detection window radius, Freq(v) per token id)`` from a detection mode's outputs."""
     import pandas as pd
 
-    rocks_path = paths.detection_file(run_dir, mode, "rocks.json")
+    rocks, rocks_path = _detection_json(run_dir, mode, "rocks.json", "Rock set")
     ranking_path = paths.detection_file(run_dir, mode, "ranking.parquet")
-    try:
-        rocks = json.loads(Path(rocks_path).read_text())
-    except FileNotFoundError as err:
-        raise DataError("Rock set not found", file=str(rocks_path),
-                        fix=f"run `rock detect select --mode {mode}` first") from err
     if not isinstance(rocks.get("rocks"), list):
-        raise DataError("no 'rocks' list", file=str(rocks_path), field="rocks")
+        raise DataError("no 'rocks' list", file=rocks_path, field="rocks")
     try:
         ranking = pd.read_parquet(ranking_path, columns=["token_id", "freq"])
     except FileNotFoundError as err:
@@ -65,6 +72,30 @@ def load_rock_set(run_dir, mode: str) -> tuple[list[int], int, np.ndarray]:
     freq[ids] = ranking["freq"].to_numpy(dtype=np.int64)
     radius = rocks.get("window_radius")
     return [int(v) for v in rocks["rocks"]], (int(radius) if radius is not None else None), freq
+
+
+def detection_threshold(info: dict, file: str = "info.json") -> float:
+    """The high-loss cut of a training-time anchor from detection's ``info.json``: ``max(tau_pre,
+    tau_post)`` in loss units (context mode; the official mode has ``tau_post`` only), i.e. an
+    occurrence that Eq. 5 would call high-loss under both checkpoints' cuts (rock/freeze/masks.py).
+    The trainer's per-token loss is the full-vocabulary reverse KL, so detection must have used it."""
+    loss = (info.get("config") or {}).get("loss", "reverse_kl")
+    if loss != "reverse_kl":
+        raise DataError(f"detection used loss '{loss}', the trainer's anchor loss is reverse_kl",
+                        file=file, field="config.loss",
+                        fix="set freeze.anchor_loss_threshold (nats of reverse KL) explicitly")
+    taus = [float(info[k]) for k in ("tau_pre", "tau_post") if info.get(k) is not None]
+    if not taus:
+        raise DataError("no tau_pre/tau_post", file=file, field="tau_post",
+                        fix="rerun `rock detect select`, or set freeze.anchor_loss_threshold")
+    return max(taus)
+
+
+def anchor_threshold(run_dir, mode: str, fcfg: FreezeConfig) -> float | None:
+    """``freeze.anchor_loss_threshold``, or detection's (``null``) for ``window_anchor: high_loss``."""
+    if fcfg.window_anchor != "high_loss" or fcfg.anchor_loss_threshold is not None:
+        return fcfg.anchor_loss_threshold
+    return detection_threshold(*_detection_json(run_dir, mode, "info.json", "detection info"))
 
 
 def resumed_step(out_dir) -> int:
@@ -169,17 +200,18 @@ def train_regime(config: dict, fcfg: FreezeConfig, regime: Regime, *, run_dir, s
                           "set freeze.window_radius")
     out = paths.freeze_run_dir(run_dir, regime.name)
     start = resumed_step(out)
+    threshold = anchor_threshold(run_dir, mode, fcfg)
     hook = FreezeWeights(regime, rock_ids=rock_ids, radius=radius, token_freq=freq,
-                         anchor=fcfg.window_anchor, loss_threshold=fcfg.anchor_loss_threshold,
+                         anchor=fcfg.window_anchor, loss_threshold=threshold,
                          control=fcfg.control, seed=s2.seed, rank=rank, step=start)
     records = out / STEP_RECORDS.format(rank=rank)
     if start == 0 and records.exists():
         records.unlink()
     hook.on_step = StepRecorder(records, rank=rank)
     student = student or str(paths.stage_model(run_dir, 1))
-    log.info("regime %s (%s, lambda=%g): %d steps, evaluated at %s; |R| = %d, radius %d, anchor %s, "
-             "loss %s; start %s%s", regime.name, regime.selection, regime.lam, total,
-             eval_steps(total, fcfg.eval_every), len(rock_ids), radius, fcfg.window_anchor,
+    log.info("regime %s (%s, lambda=%g): %d steps, evaluated at %s; |R| = %d, radius %d, anchor %s "
+             "(l_t >= %s), loss %s; start %s%s", regime.name, regime.selection, regime.lam, total,
+             eval_steps(total, fcfg.eval_every), len(rock_ids), radius, fcfg.window_anchor, threshold,
              fcfg.loss_normalization, student, f" (resuming at step {start})" if start else "")
     t0 = time.perf_counter()
     summary = run_stage2(s2, models, prompts_path=prompts_path, student=student,

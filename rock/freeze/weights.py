@@ -18,8 +18,10 @@ Columns added to the log (prefix ``freeze_``): ``response_tokens, frozen_tokens,
 window_only_tokens, frozen_windows, weight_sum, frozen_fraction`` for the applied weights, and
 ``rock_occurrences`` / ``rock_window_tokens`` / ``rock_windows`` for what Rock-Freeze would freeze
 on these rollouts, and ``hook_seconds`` (the hook's own time, part of the step's wall-clock); the
-random regime adds ``target_windows, matched_windows, fallback_windows, unmatched_windows`` and
-``control_rock_window_overlap`` (frozen control positions that lie in R or W_R).
+random regime adds ``target_windows, matched_windows, fallback_windows, unmatched_windows,
+unmatched_tokens`` and ``control_rock_window_overlap`` (frozen control positions that lie in R or
+W_R: 0, since W_S is drawn outside W_R; a window that found no room is logged with its counts).
+Every step also logs one INFO line with the frozen share (the rule's log shows it per step).
 """
 
 from __future__ import annotations
@@ -130,11 +132,22 @@ class FreezeWeights:
                           "freeze_target_windows": sample.n_target_spans,
                           "freeze_matched_windows": sample.n_matched,
                           "freeze_fallback_windows": sample.n_fallback,
-                          "freeze_unmatched_windows": sample.n_unmatched})
+                          "freeze_unmatched_windows": sample.n_unmatched,
+                          "freeze_unmatched_tokens": sample.unmatched_tokens})
+            if sample.n_unmatched:
+                log.warning("regime %s step %d: %d of %d W_R windows (%d of %d tokens) found no "
+                            "matched place outside W_R; W_S freezes %d tokens", self.regime.name,
+                            step, sample.n_unmatched, sample.n_target_spans,
+                            sample.unmatched_tokens, sample.target_tokens, sample.control_tokens)
         weights = weights_from_frozen(frozen, resp, lam)
         stats = mask_stats(frozen, is_rock, resp, weights).as_dict()
         stats.update(extra)
         stats["freeze_hook_seconds"] = time.perf_counter() - t0
+        log.info("regime %s step %d: frozen %d of %d response tokens (%.1f%%); Rock-Freeze set: "
+                 "%d rock tokens + %d window tokens", self.regime.name, step,
+                 stats["freeze_frozen_tokens"], stats["freeze_response_tokens"],
+                 100 * stats["freeze_frozen_fraction"], extra["freeze_rock_occurrences"],
+                 extra["freeze_rock_window_tokens"] - extra["freeze_rock_occurrences"])
         if self.on_step is not None:
             self.on_step(int(step), stats, step_acc if sel == "random" else None)
         return weights.to(input_ids.device), stats

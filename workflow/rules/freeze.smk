@@ -15,6 +15,7 @@ rule freeze_train:
         prompts=paths.prompts(RUN_DIR, 2),
         rocks=freeze_detection("rocks.json"),
         ranking=freeze_detection("ranking.parquet"),
+        info=freeze_detection("info.json"),
         teacher=model_input("teacher"),
     output:
         model=directory(paths.train_model(paths.freeze_run_dir(RUN_DIR, "{fz_regime}"))),
