@@ -68,6 +68,9 @@ def trained(tiny_pair, tmp_path_factory):
     det.mkdir(parents=True)
     ranking.to_parquet(det / "ranking.parquet")
     (det / "rocks.json").write_text(json.dumps({"rocks": rocks, "window_radius": 2}))
+    # window_anchor high_loss (the default) reads detection's cut: max(tau_pre, tau_post) nats
+    (det / "info.json").write_text(json.dumps({"tau_pre": 0.5, "tau_post": 0.3,
+                                               "config": {"loss": "reverse_kl"}}))
     config = _config(tiny_pair, run_dir)
     fcfg = from_section(config["freeze"])
     for r in fcfg.regimes:
@@ -110,6 +113,9 @@ def test_logged_counts_per_regime(trained):
         soft["n_response_tokens"] - 0.5 * soft["freeze_frozen_tokens"])
     assert rnd["freeze_target_windows"] == rnd["freeze_rock_windows"]
     assert rnd["freeze_matched_windows"] + rnd["freeze_unmatched_windows"] == rnd["freeze_target_windows"]
+    # issue 13: W_S never overlaps R or W_R; what did not fit is counted
+    assert (lg["random_window_freeze"]["freeze_control_rock_window_overlap"] == 0).all()
+    assert rnd["freeze_frozen_tokens"] + rnd["freeze_unmatched_tokens"] == rnd["freeze_rock_window_tokens"]
 
 
 def test_random_regime_writes_its_match_histograms(trained):
