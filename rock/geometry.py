@@ -27,7 +27,10 @@ excluded; ``random`` = ``n`` types drawn with ``seed`` from the observed types w
 Mann-Whitney U (two-sided) compares the groups' norms and cosines.
 
 Persistence: per-type mean KL at an early and a late stage-2 checkpoint (both score the same
-trajectories), ``Delta KL = KL_late - KL_early`` and a Wilcoxon signed-rank test per group.
+trajectories), ``Delta KL = KL_late - KL_early`` and a Wilcoxon signed-rank test per group. The
+persistence groups are chosen on data the comparison does not reuse (``persistence_selection``:
+the pre-OPD model, or a held-out half of the trajectories), and the late checkpoint must hold other
+weights than the selection models (:mod:`rock.persistence`; issue 13).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ import torch
 from rock import paths
 from rock.atomic import atomic_path, save_figure, write_json
 from rock.errors import ConfigError, DataError
+from rock.persistence import (SELECTION_CHECKPOINTS, SELECTIONS, check_late_is_other_weights, describe,
+                              restrict, split_trajectories)
 
 log = logging.getLogger(__name__)
 
@@ -325,12 +330,19 @@ class GeometryConfig:
     """whose Rock set forms the rock group; null = detection.downstream_mode"""
     early: str = "early"
     late: str = "late"
+    persistence_selection: str = "pre"
+    """[2.6] persistence groups chosen on the pre-OPD model (default) or, ASSUMED, on a held-out
+    half of the trajectories ('holdout'); rock.persistence"""
+    holdout_seed: int = 0
+    """seed of the trajectory split of persistence_selection 'holdout' (ASSUMED)"""
     groups: dict = field(default_factory=dict)
     accumulate_dtype: str = "float64"
 
     def __post_init__(self):
         if self.detection_mode not in (None, *paths.DETECTION_MODES):
             raise ConfigError(f"geometry.detection_mode must be null or one of {paths.DETECTION_MODES}")
+        if self.persistence_selection not in SELECTIONS:
+            raise ConfigError(f"geometry.persistence_selection must be one of {SELECTIONS}")
         if self.accumulate_dtype not in ("float32", "float64"):
             raise ConfigError("geometry.accumulate_dtype must be float32 or float64")
         allowed = set(GroupSpec.__dataclass_fields__)
@@ -370,7 +382,7 @@ def run(args: argparse.Namespace) -> int:
     groups = define_groups(types, rocks, spec)
     if args.action == "gradients":
         return _gradients(config, run_dir, gcfg, StatsConfig.from_dict(config.get("stats")), post, types, groups)
-    return _analyze(run_dir, gcfg, groups, mode)
+    return _analyze(config, run_dir, gcfg, groups, mode)
 
 
 def _need(path):
@@ -412,18 +424,58 @@ def _gradients(config, run_dir, gcfg: GeometryConfig, scfg, post, types, groups)
     return 0
 
 
-def _analyze(run_dir, gcfg: GeometryConfig, groups, mode) -> int:
+def _late_is_other_weights(config, run_dir, gcfg: GeometryConfig) -> None:
+    """The late checkpoint's weights differ from every selection model's (rock.persistence)."""
+    from rock.stats import StatsConfig, resolve_checkpoint
+
+    specs = StatsConfig.from_dict(config.get("stats")).checkpoints
+    models = dict(config.get("models") or {})
+    where = lambda name: resolve_checkpoint(specs[name], run_dir, models)  # noqa: E731
+    check_late_is_other_weights((gcfg.late, where(gcfg.late)),
+                                {n: where(n) for n in SELECTION_CHECKPOINTS if n in specs})
+
+
+def persistence_groups(config, run_dir, gcfg: GeometryConfig, rocks, mode, early, late):
+    """``(groups, early, late, selection info)`` of Fig. 3c-d (rock.persistence): groups on the
+    pre model over all trajectories, or on half A (rocks re-detected there) with early/late
+    restricted to half B."""
+    spec = GroupSpec(**gcfg.groups)
+    pre = pd.read_parquet(_need(paths.token_stats(run_dir, "pre")))
+    if gcfg.persistence_selection == "pre":
+        return define_groups(type_kl(pre), rocks, spec), early, late, describe("pre", 0, None)
+    from rock.detect.cli import load_occurrences
+    from rock.detect.config import DetectionSettings
+    from rock.detect.core import select_scores
+
+    halves = split_trajectories(pre["trajectory"], gcfg.holdout_seed)
+    settings = DetectionSettings.from_dict(config.get("detection"))
+    occ = load_occurrences(run_dir, settings, mode).subset(halves[0])
+    ranking = select_scores(occ, settings.modes[mode], settings.context)
+    rocks_a = [int(v) for v in ranking.loc[ranking["is_rock"], "token_id"]]
+    log.info("persistence: holdout selection on %d trajectories (%d rocks re-detected), measured on %d",
+             len(halves[0]), len(rocks_a), len(halves[1]))
+    groups = define_groups(type_kl(restrict(pre, halves[0])), rocks_a, spec)
+    return (groups, restrict(early, halves[1]), restrict(late, halves[1]),
+            describe("holdout", gcfg.holdout_seed, halves))
+
+
+def _analyze(config, run_dir, gcfg: GeometryConfig, groups, mode) -> int:
     per = pd.read_csv(_need(paths.geometry_file(run_dir, "per_type.csv")))
+    _late_is_other_weights(config, run_dir, gcfg)
     early = pd.read_parquet(_need(paths.token_stats(run_dir, gcfg.early)))
     late = pd.read_parquet(_need(paths.token_stats(run_dir, gcfg.late)))
-    persist, ptests = persistence(early, late, groups)
+    pgroups, early, late, selection = persistence_groups(config, run_dir, gcfg, groups["rock"], mode,
+                                                         early, late)
+    persist, ptests = persistence(early, late, pgroups)
     tests = pd.concat([group_tests(per), ptests], ignore_index=True)
     with atomic_path(paths.geometry_file(run_dir, "tests.csv")) as tmp:
         tests.to_csv(tmp, index=False)
     with atomic_path(paths.geometry_file(run_dir, "persistence.csv")) as tmp:
         persist.to_csv(tmp, index=False)
     summary = geometry_summary(per, tests, ptests)
-    summary.update({"detection_mode": mode, "groups": {SUMMARY_KEY[g]: len(v) for g, v in groups.items()}})
+    summary.update({"detection_mode": mode, "groups": {SUMMARY_KEY[g]: len(v) for g, v in groups.items()},
+                    "persistence_groups": {SUMMARY_KEY[g]: len(v) for g, v in pgroups.items()},
+                    "persistence_selection": selection, "early": gcfg.early, "late": gcfg.late})
     write_json(paths.geometry_file(run_dir, "summary.json"), summary)
     figure3(per, persist, title=f"Figure 3 ({run_dir}, rocks from {mode} detection)",
             outputs=[paths.figure3(run_dir, "png"), paths.figure3(run_dir, "pdf")])

@@ -142,23 +142,31 @@ def kept_checkpoints(run_dir) -> list[Path]:
     return [d for _, d in sorted(found)]
 
 
+#: checkpoint specs naming a kept stage-2 checkpoint by its index among the kept ones
+KEPT_INDEX = {"stage2_first": 0, "stage2_penultimate": -2, "stage2_last": -1}
+
+
 def resolve_checkpoint(spec: str, run_dir, models: dict) -> str:
     """A model spec -> directory or hub id.
 
     ``student``/``teacher``: ``models.student``/``models.teacher``; ``stage1``/``stage2``: the final
     model of that distillation stage; ``stage2_first``/``stage2_last``: the first/last kept stage-2
-    checkpoint; ``step_<n>``: that kept checkpoint; anything else: a directory or hub id as given.
+    checkpoint; ``stage2_penultimate``: the second-to-last kept one (a late checkpoint whose weights
+    are not the final model's, Sec. 2.6, rock.persistence); ``step_<n>``: that kept checkpoint;
+    anything else: a directory or hub id as given.
     """
     if spec in ("student", "teacher"):
         return str(models[spec])
     if spec in ("stage1", "stage2"):
         return str(paths.stage_model(run_dir, int(spec[-1])))
-    if spec in ("stage2_first", "stage2_last"):
+    if spec in KEPT_INDEX:
         kept = kept_checkpoints(run_dir)
-        if not kept:
-            raise DataError("no kept stage-2 checkpoints", file=str(paths.train_checkpoints_dir(
-                paths.stage_dir(run_dir, 2))), fix="run rock distill stage2 with n_checkpoints >= 1")
-        return str(kept[0] if spec == "stage2_first" else kept[-1])
+        need = 2 if spec == "stage2_penultimate" else 1
+        if len(kept) < need:
+            raise DataError(f"no kept stage-2 checkpoint for '{spec}' ({len(kept)} kept, needs {need})",
+                            file=str(paths.train_checkpoints_dir(paths.stage_dir(run_dir, 2))),
+                            fix=f"run rock distill stage2 with n_checkpoints >= {need + 1}")
+        return str(kept[KEPT_INDEX[spec]])
     if re.fullmatch(r"step_\d+", spec):
         return str(paths.stage2_checkpoint(run_dir, int(spec[5:])))
     return spec

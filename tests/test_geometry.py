@@ -1,6 +1,8 @@
 """Gradient geometry [Sec. 2.6]: the logit gradient against autograd, streaming means against a
 direct computation, Eq. 16 and the group statistics on hand examples."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -110,3 +112,131 @@ def test_mann_whitney_between_groups():
     t = group_tests(per)
     row = t[(t["metric"] == "grad_norm") & (t["group_a"] == "rock") & (t["group_b"] == "high_kl")].iloc[0]
     assert row["statistic"] == 0.0 and row["pvalue"] == pytest.approx(2 / 70)  # exact two-sided, 4 vs 4
+
+
+# --------------------------------------------------------------------------------------------
+# persistence groups and the late checkpoint (issue 13, point 4; rock.persistence)
+# --------------------------------------------------------------------------------------------
+
+def _null_world(seed=0, V=300, n_traj=60, L=80):
+    """Token tables of three checkpoints that learned *nothing*: per-occurrence KL = the type's
+    true KL x a context factor shared by every checkpoint (same trajectories) x independent
+    model noise per checkpoint. Any Delta KL a group shows here is selection, not training."""
+    rng = np.random.default_rng(seed)
+    true = rng.lognormal(-1, 1, V)
+    p = 1 / np.arange(1, V + 1) ** 1.1
+    tok = rng.choice(V, size=(n_traj, L), p=p / p.sum())
+    ctx = rng.lognormal(0, 0.5, size=tok.shape)
+
+    def table(s):
+        noise = np.random.default_rng(s).lognormal(0, 0.7, size=tok.shape)
+        return pd.DataFrame({"trajectory": np.repeat(np.arange(n_traj), L),
+                             "position": np.tile(np.arange(L), n_traj), "token_id": tok.ravel(),
+                             "reverse_kl": (true[tok] * ctx * noise).ravel()})
+    return table(1), table(2), table(3)
+
+
+def test_selecting_on_the_late_model_manufactures_a_kl_change_that_pre_selection_does_not():
+    """Regression to the mean on a planted null: high-KL types chosen on the late checkpoint's own
+    KL show a 'significant' Delta KL (+0.99, Wilcoxon p = 0.019) although nothing was learned;
+    chosen on the pre model (independent weights), Delta KL is +0.10, p = 0.87."""
+    from rock.geometry import type_kl
+
+    pre, early, late = _null_world()
+    spec = GroupSpec(high_kl_n=20, random_n=40)
+    out = {}
+    for name, sel in (("late", late), ("pre", pre)):
+        g = define_groups(type_kl(sel), [], spec)
+        _, t = persistence(early, late, {"high_kl": g["high_kl"], "random": g["random"]})
+        out[name] = t.set_index("group")
+        print(f"\nselected on {name}:\n{out[name].to_string()}")
+    assert out["late"].loc["high_kl", "median_delta_kl"] == pytest.approx(0.985, abs=0.01)
+    assert out["late"].loc["high_kl", "pvalue"] < 0.05
+    assert out["pre"].loc["high_kl", "median_delta_kl"] == pytest.approx(0.101, abs=0.01)
+    assert out["pre"].loc["high_kl", "pvalue"] > 0.5
+
+
+def test_holdout_split_is_disjoint_complete_and_seeded():
+    from rock.persistence import restrict, split_trajectories
+
+    a, b = split_trajectories([5, 1, 3, 3, 9, 7, 1], seed=0)
+    assert sorted([*a, *b]) == [1, 3, 5, 7, 9] and not set(a) & set(b) and len(a) == 3
+    a2, _ = split_trajectories([5, 1, 3, 9, 7], seed=0)
+    assert a.tolist() == a2.tolist()
+    assert split_trajectories(range(60), seed=1)[0].tolist() != split_trajectories(range(60), seed=0)[0].tolist()
+    t = pd.DataFrame({"trajectory": [1, 3, 5, 7, 9], "x": range(5)})
+    assert set(restrict(t, b)["trajectory"]) == set(b)
+
+
+def _ckpt(path, payload: bytes):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "model.safetensors").write_bytes(payload)
+    (path / "config.json").write_text("{}")
+    return path
+
+
+def test_late_with_the_selection_models_weights_is_refused(tmp_path):
+    """The last kept stage-2 checkpoint is byte-identical to the post model (which selects R):
+    as 'late' it is refused; the second-to-last kept checkpoint is accepted."""
+    from rock.errors import ConfigError
+    from rock.persistence import check_late_is_other_weights, same_weights
+
+    pre = _ckpt(tmp_path / "pre", b"A" * 64)
+    post = _ckpt(tmp_path / "post", b"B" * 64)
+    last = _ckpt(tmp_path / "step_4", b"B" * 64)
+    penult = _ckpt(tmp_path / "step_3", b"B" * 63 + b"C")
+    assert same_weights(post, last) and same_weights(post, post) and not same_weights(post, penult)
+    with pytest.raises(ConfigError, match="same weights as the selection model 'post'"):
+        check_late_is_other_weights(("late", str(last)), {"pre": str(pre), "post": str(post)})
+    check_late_is_other_weights(("late", str(penult)), {"pre": str(pre), "post": str(post)})
+
+
+@pytest.mark.parametrize("late_spec, refused", [("stage2_last", True), ("stage2_penultimate", False)])
+def test_geometry_resolves_the_configured_late_checkpoint_and_compares_weights(tmp_path, late_spec, refused):
+    """The wiring: stats.checkpoints names -> resolved model directories -> weight comparison,
+    as `rock geometry analyze` runs it; both shipped configs name a late that passes."""
+    import yaml
+
+    from rock import paths
+    from rock.errors import ConfigError
+    from rock.geometry import GeometryConfig, _late_is_other_weights
+
+    run = tmp_path
+    _ckpt(paths.stage_model(run, 1), b"S1" * 32)
+    _ckpt(paths.stage_model(run, 2), b"S2" * 32)
+    ck = paths.train_checkpoints_dir(paths.stage_dir(run, 2))
+    for step, payload in ((1, b"k1"), (2, b"k2"), (3, b"k3"), (4, b"S2")):
+        _ckpt(ck / f"step_{step}", payload * 32)  # the last kept one IS the final model
+    config = {"stats": {"checkpoints": {"pre": "stage1", "post": "stage2", "early": "stage2_first",
+                                        "late": late_spec}}, "models": {}}
+    gcfg = GeometryConfig(early="early", late="late")
+    if refused:
+        with pytest.raises(ConfigError, match="'late'.*'post'"):
+            _late_is_other_weights(config, run, gcfg)
+    else:
+        _late_is_other_weights(config, run, gcfg)
+    root = Path(__file__).resolve().parents[1]
+    for cfg_file in ("config.yaml", "tests/config_toy/config.yaml"):
+        cfg = yaml.safe_load((root / cfg_file).read_text())
+        late = cfg["stats"]["checkpoints"][cfg["geometry"]["late"]]
+        assert late == "stage2_penultimate", cfg_file
+        assert cfg["geometry"]["persistence_selection"] == "pre"
+
+
+def test_toy_dry_run_wires_the_selection_inputs_into_geometry_analyze():
+    """`snakemake -n` on the toy profile: geometry_analyze reads the pre table (the selection
+    data) and the pre, post and late models whose weights it compares."""
+    import re
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_workflow import snakemake
+
+    result = snakemake("-n", "-F", "--profile", "workflow/profiles/toy", "results/toy/geometry/summary.json")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    inputs = re.search(r"rule geometry_analyze:\n\s+input: (.*)\n", out).group(1).split(", ")
+    for need in ("results/toy/stats/tokens_pre.parquet", "results/toy/stats/tokens_late.parquet",
+                 "results/toy/distill/stage1/model", "results/toy/distill/stage2/model",
+                 "results/toy/distill/stage2/checkpoints"):
+        assert need in inputs, (need, inputs)

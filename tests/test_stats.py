@@ -132,12 +132,16 @@ def test_resolve_checkpoint(tmp_path):
     models = {"student": "hub/s", "teacher": "hub/t"}
     assert resolve_checkpoint("stage2_first", run, models).endswith("step_4")
     assert resolve_checkpoint("stage2_last", run, models).endswith("step_100")
+    assert resolve_checkpoint("stage2_penultimate", run, models).endswith("step_30")
     assert resolve_checkpoint("stage1", run, models) == str(paths.stage_model(run, 1))
     assert resolve_checkpoint("student", run, models) == "hub/s"
     assert resolve_checkpoint("step_30", run, models) == str(paths.stage2_checkpoint(run, 30))
     assert resolve_checkpoint("Qwen/Qwen3-4B", run, models) == "Qwen/Qwen3-4B"
     with pytest.raises(DataError, match="no kept stage-2"):
         resolve_checkpoint("stage2_last", tmp_path / "empty", models)
+    (paths.train_checkpoints_dir(paths.stage_dir(tmp_path / "one", 2)) / "step_7").mkdir(parents=True)
+    with pytest.raises(DataError, match="1 kept, needs 2"):
+        resolve_checkpoint("stage2_penultimate", tmp_path / "one", models)
 
 
 def test_config_checks():

@@ -267,6 +267,7 @@ rule geometry_analyze:
         early=paths.token_stats(RUN_DIR, config["geometry"]["early"]),
         late=paths.token_stats(RUN_DIR, config["geometry"]["late"]),
         rocks=paths.detection_file(RUN_DIR, geometry_mode(), "rocks.json"),
+        selection=persistence_selection_input(),
     output:
         tests=paths.geometry_file(RUN_DIR, "tests.csv"),
         persistence=paths.geometry_file(RUN_DIR, "persistence.csv"),

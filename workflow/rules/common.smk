@@ -281,7 +281,7 @@ def stats_model_input(spec):
     model, the stage-2 checkpoints directory, the role's local directory, or nothing (hub id)."""
     if spec in ("stage1", "stage2"):
         return [str(paths.stage_model(RUN_DIR, int(spec[-1])))]
-    if spec in ("stage2_first", "stage2_last") or (spec.startswith("step_") and spec[5:].isdigit()):
+    if spec in ("stage2_first", "stage2_penultimate", "stage2_last") or (spec.startswith("step_") and spec[5:].isdigit()):
         return [str(paths.train_checkpoints_dir(paths.stage_dir(RUN_DIR, 2)))]
     if spec in rock_config.MODEL_ROLES:
         return model_input(spec)
@@ -328,6 +328,18 @@ def geometry_mode():
 
 def geometry_model_input():
     return stats_model_input(config["stats"]["checkpoints"][config["geometry"]["checkpoint"]])
+
+
+def persistence_selection_input():
+    """What the persistence groups are selected on (rock.persistence): the detection inputs (the
+    pre and post tables; holdout re-detects R on half of them) and the pre, post and late models,
+    whose weights `rock geometry analyze` compares (late must not be a selection model)."""
+    from types import SimpleNamespace
+
+    ckpts = config["stats"]["checkpoints"]
+    tables = detection_inputs(SimpleNamespace(det_mode=geometry_mode())).values()
+    models = [m for c in ("pre", "post", config["geometry"]["late"]) for m in stats_model_input(ckpts[c])]
+    return sorted({str(p) for p in [*tables, *models]})
 
 
 def analysis_targets():
