@@ -240,3 +240,45 @@ def test_toy_dry_run_wires_the_selection_inputs_into_geometry_analyze():
                  "results/toy/distill/stage1/model", "results/toy/distill/stage2/model",
                  "results/toy/distill/stage2/checkpoints"):
         assert need in inputs, (need, inputs)
+
+
+def test_holdout_selection_redetects_rocks_on_half_a_and_measures_on_half_b(tmp_path):
+    """persistence_selection 'holdout' on a planted corpus: type 7 is high-loss in the same
+    context (5 7 5) in every trajectory, pre and post; types 10..29 are noise. Detection re-run
+    on half A finds R = {7}; early/late KL are read on the other half only."""
+    from rock import paths
+    from rock.geometry import GeometryConfig, persistence_groups
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for traj in range(20):
+        toks = [5, 7, 5] + list(rng.integers(10, 30, size=17))
+        rows += [(traj, pos, int(t)) for pos, t in enumerate(toks)]
+    base = pd.DataFrame(rows, columns=["trajectory", "position", "token_id"])
+    loss = np.where(base["token_id"] == 7, 3.0, 0.01 + 0.01 * rng.random(len(base)))
+    tables = {"pre": loss, "post": loss * 0.9, "early": loss * 0.8, "late": loss * 0.7}
+    for name, kl in tables.items():
+        path = paths.token_stats(tmp_path, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        base.assign(reverse_kl=kl).to_parquet(path)
+    config = {"detection": {"top_k": 1, "n_controls": 1, "k_screen": 1, "context": {"radius": 1}}}
+    gcfg = GeometryConfig(persistence_selection="holdout", holdout_seed=3,
+                          groups={"high_kl_n": 3, "random_n": 3})
+    early = pd.read_parquet(paths.token_stats(tmp_path, "early"))
+    late = pd.read_parquet(paths.token_stats(tmp_path, "late"))
+    groups, e, la, info = persistence_groups(config, tmp_path, gcfg, [99], "context", early, late)
+    assert groups["rock"] == [7]                      # re-detected on half A, not the [99] passed in
+    assert info["n_selection_trajectories"] == info["n_measured_trajectories"] == 10
+    measured = set(e["trajectory"]) | set(la["trajectory"])
+    assert len(measured) == 10 and set(e["trajectory"]) == set(la["trajectory"])
+    from rock.persistence import split_trajectories
+    a, b = split_trajectories(base["trajectory"], 3)
+    assert measured == set(b.tolist()) and not measured & set(a.tolist())
+    groups_pre, e_pre, _, info_pre = persistence_groups(config, tmp_path, GeometryConfig(
+        groups={"high_kl_n": 3, "random_n": 3}), [99], "context", early, late)
+    assert groups_pre["rock"] == [99] and len(e_pre) == len(early) and info_pre["selection"] == "pre"
+    # pre: high-KL ranked on the pre table (not on early/late/post)
+    from rock.geometry import type_kl
+    kl_pre = type_kl(pd.read_parquet(paths.token_stats(tmp_path, "pre")))
+    top = kl_pre[kl_pre["token_id"] != 99].sort_values(["mean_kl", "token_id"], ascending=[False, True])
+    assert groups_pre["high_kl"] == top["token_id"].head(3).tolist()
