@@ -76,7 +76,8 @@ class ControlConfig:
     """frequency bins are powers of this base. ASSUMED: octave bins, fine enough to separate the
     digit/whitespace head from content words, coarse enough that every bin has candidates"""
     exclude_rock_centres: bool = True
-    """ASSUMED: a control window is never centred on a rock token (else it is part Rock-Freeze)"""
+    """ASSUMED: a control window is never centred on a rock token (else it is part Rock-Freeze);
+    implied since issue 13: W_S is drawn outside R and W_R, so it holds no rock token at all"""
     n_proposals: int = 16
     """placements compared per window for the closest frequency profile (ASSUMED; measured)"""
     max_tries: int = 64
