@@ -477,6 +477,7 @@ def _analyze(config, run_dir, gcfg: GeometryConfig, groups, mode) -> int:
                     "persistence_groups": {SUMMARY_KEY[g]: len(v) for g, v in pgroups.items()},
                     "persistence_selection": selection, "early": gcfg.early, "late": gcfg.late})
     write_json(paths.geometry_file(run_dir, "summary.json"), summary)
-    figure3(per, persist, title=f"Figure 3 ({run_dir}, rocks from {mode} detection)",
+    figure3(per, persist, title=f"Figure 3 ({run_dir}, rocks from {mode} detection; persistence groups "
+                                f"selected on {selection['selection']}, {gcfg.early} vs {gcfg.late})",
             outputs=[paths.figure3(run_dir, "png"), paths.figure3(run_dir, "pdf")])
     return 0
