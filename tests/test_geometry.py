@@ -282,3 +282,57 @@ def test_holdout_selection_redetects_rocks_on_half_a_and_measures_on_half_b(tmp_
     kl_pre = type_kl(pd.read_parquet(paths.token_stats(tmp_path, "pre")))
     top = kl_pre[kl_pre["token_id"] != 99].sort_values(["mean_kl", "token_id"], ascending=[False, True])
     assert groups_pre["high_kl"] == top["token_id"].head(3).tolist()
+
+
+def test_rock_geometry_analyze_end_to_end_selects_on_pre_and_refuses_the_final_model_as_late(tmp_path):
+    """`rock geometry analyze` on files as the workflow leaves them: summary.json names the
+    selection and the checkpoints, the persistence groups come from the pre table, and a config
+    whose late is the last kept checkpoint (= the post model's weights) stops with the reason."""
+    import argparse
+    import json
+
+    import yaml
+
+    from rock import paths
+    from rock.errors import ConfigError
+    from rock.geometry import run
+
+    rng = np.random.default_rng(1)
+    base = pd.DataFrame({"trajectory": np.repeat(np.arange(10), 30), "position": np.tile(np.arange(30), 10),
+                         "token_id": rng.integers(0, 40, size=300)})
+    for name, scale in (("pre", 1.0), ("post", 0.5), ("early", 0.9), ("late", 0.6)):
+        path = paths.token_stats(tmp_path, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        base.assign(reverse_kl=scale * (base["token_id"] + 1) / 40 * rng.lognormal(0, .3, 300)).to_parquet(path)
+    det = paths.detection_file(tmp_path, "context", "rocks.json")
+    det.parent.mkdir(parents=True)
+    det.write_text(json.dumps({"rocks": [39, 38]}))
+    per = pd.DataFrame({"token_id": [39, 38, 1, 2], "group": ["rock", "rock", "high_kl", "random"],
+                        "n": 5, "grad_norm": [.1, .2, .3, .4], "cos_balanced": .1, "contrib": 1.0})
+    paths.geometry_file(tmp_path, "per_type.csv").parent.mkdir(parents=True)
+    per.to_csv(paths.geometry_file(tmp_path, "per_type.csv"), index=False)
+    _ckpt(paths.stage_model(tmp_path, 1), b"S1")
+    _ckpt(paths.stage_model(tmp_path, 2), b"S2")
+    for step, payload in ((2, b"k2"), (4, b"k4"), (6, b"S2")):
+        _ckpt(paths.train_checkpoints_dir(paths.stage_dir(tmp_path, 2)) / f"step_{step}", payload)
+    cfg = {"run_dir": str(tmp_path), "models": {}, "detection": {"downstream_mode": "context"},
+           "stats": {"checkpoints": {"pre": "stage1", "post": "stage2", "early": "stage2_first",
+                                     "late": "stage2_penultimate"}},
+           "geometry": {"early": "early", "late": "late", "groups": {"high_kl_n": 5, "random_n": 5}}}
+    cfg_file = tmp_path / "config.yaml"
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    args = argparse.Namespace(action="analyze", config=str(cfg_file), run_dir=None, threads=None)
+    assert run(args) == 0
+    summary = json.loads(paths.geometry_file(tmp_path, "summary.json").read_text())
+    assert summary["persistence_selection"]["selection"] == "pre" and summary["late"] == "late"
+    assert summary["persistence_groups"] == {"rock": 2, "highkl": 5, "random": 5}
+    persist = pd.read_csv(paths.geometry_file(tmp_path, "persistence.csv"))
+    pre = pd.read_parquet(paths.token_stats(tmp_path, "pre"))
+    from rock.geometry import type_kl
+    kl = type_kl(pre)
+    kl = kl[~kl["token_id"].isin([38, 39])].sort_values(["mean_kl", "token_id"], ascending=[False, True])
+    assert sorted(persist.loc[persist["group"] == "high_kl", "token_id"]) == sorted(kl["token_id"].head(5))
+    cfg["stats"]["checkpoints"]["late"] = "stage2_last"
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="same weights as the selection model 'post'"):
+        run(args)
