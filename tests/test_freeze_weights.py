@@ -170,3 +170,20 @@ def test_control_that_cannot_be_placed_outside_w_r_is_logged_not_overlapped(capl
     assert stats["freeze_unmatched_windows"] == 1 and stats["freeze_unmatched_tokens"] == 3
     assert stats["freeze_control_rock_window_overlap"] == 0
     assert "1 of 1 W_R windows (3 of 3 tokens)" in caplog.text
+
+
+def test_high_loss_baseline_asks_for_no_loss_and_logs_rock_tokens_only():
+    """The scoring pass behind token_loss costs a teacher + student forward per step: only the
+    regimes that freeze ask for it (needs_loss), so the baseline's wall-clock is plain OPD's."""
+    kw = {"anchor": "high_loss", "loss_threshold": 1.0}
+    base, rock = hook("none", 1.0, **kw), hook("rock", 0.0, **kw)
+    assert not base.needs_loss and rock.needs_loss
+    w, stats = base(IDS, RESP, step=0)
+    assert torch.equal(w, RESP.float())
+    assert stats["freeze_rock_occurrences"] == 3 and "freeze_rock_window_tokens" not in stats
+    with pytest.raises(ValueError, match="needs the per-token loss"):
+        rock(IDS, RESP, step=0)
+    loss = torch.zeros(IDS.shape)
+    loss[1, 6] = 5.0  # only the 7 of row 1 is high-loss: window 5..7; row 0's 7s frozen alone
+    w, stats = rock(IDS, RESP, loss, step=0)
+    assert stats["freeze_frozen_tokens"] == 2 + 3 and stats["freeze_rock_window_tokens"] == 5

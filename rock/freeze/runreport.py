@@ -94,7 +94,7 @@ def write_report(config: dict, fcfg: FreezeConfig, *, run_dir) -> dict:
     table, target = regime_table(curves, logs, regimes, baseline=fcfg.baseline.name,
                                  tta_fraction=fcfg.tta_fraction)
     share = logs.groupby("regime")[["freeze_rock_occurrences", "freeze_rock_window_tokens",
-                                    "freeze_response_tokens"]].sum()
+                                    "freeze_response_tokens"]].sum(min_count=1)
     table["rock_token_share"] = table["regime"].map(
         share["freeze_rock_occurrences"] / share["freeze_response_tokens"])
     table["rock_window_share"] = table["regime"].map(

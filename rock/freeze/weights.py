@@ -6,8 +6,10 @@ token-aligned weights (``weights[b, t]`` multiplies the loss of the distribution
 ``input_ids[b, t]``; see :mod:`rock.freeze.masks`) and a flat dict of counts for the per-step log.
 
 * baseline (``selection: none``): weight 1 on every response token (the trainer's plain loss).
-  The counts still say how many positions *would* be frozen, so the rock share of the output
-  tokens is measured in every regime (Sec. 4.3 says 18%, the take-away 30%).
+  The counts still say how many rock tokens it generates, so the rock share of the output
+  tokens is measured in every regime (Sec. 4.3 says 18%, the take-away 30%); with
+  ``window_anchor: high_loss`` the baseline asks for no per-token loss (no extra scoring pass,
+  plain OPD wall-clock) and so logs no windows.
 * ``rock``: ``lambda`` on ``x_t in R`` and ``t in W_R`` (masks.py).
 * ``random``: ``lambda`` on windows W_S drawn by :func:`rock.freeze.control.sample_matched_windows`
   to match the W_R of the *same* rollouts in window length and token frequency. The sampler's own
@@ -36,7 +38,8 @@ import torch
 
 from rock.freeze.config import ControlConfig, Regime
 from rock.freeze.control import MatchAccumulator, sample_matched_windows
-from rock.freeze.masks import count_runs, mask_stats, rock_window_masks, weights_from_frozen
+from rock.freeze.masks import (count_runs, mask_stats, rock_membership, rock_window_masks,
+                               weights_from_frozen)
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +80,12 @@ class FreezeWeights:
 
     @property
     def needs_loss(self) -> bool:
-        """Whether the trainer must pass the per-token loss (``anchor='high_loss'``); the name is
-        the attribute :class:`rock.distill.trainer.Trainer` looks for."""
-        return self.anchor == "high_loss"
+        """Whether the trainer must pass the per-token loss (``anchor='high_loss'`` in a regime
+        that freezes); the name is the attribute :class:`rock.distill.trainer.Trainer` looks for.
+        The loss costs the trainer a no-grad scoring pass per step, so the baseline (which
+        freezes nothing) does not ask for it: its wall-clock stays plain OPD's, and it logs the
+        rock-token count only (no loss, no high-divergence windows)."""
+        return self.anchor == "high_loss" and self.regime.freezes
 
     def __call__(self, input_ids: torch.Tensor, response_mask: torch.Tensor,
                  token_loss: torch.Tensor | None = None, *,
@@ -102,16 +108,20 @@ class FreezeWeights:
         ids = input_ids.detach().cpu()
         resp = response_mask.detach().cpu().bool()
         loss = token_loss.detach().cpu() if token_loss is not None else None
-        if self.anchor == "high_loss" and loss is None:
+        if self.needs_loss and loss is None:
             raise ValueError("freeze.window_anchor 'high_loss' needs the per-token loss from the "
                              "trainer (token_loss); use window_anchor 'all' otherwise")
-        is_rock, in_window = rock_window_masks(ids, resp, self._rock_tensor, self.radius,
-                                               anchor=self.anchor, token_loss=loss,
-                                               loss_threshold=self.loss_threshold)
-        rock_frozen = is_rock | in_window
-        extra = {"freeze_rock_occurrences": int(is_rock.sum()),
-                 "freeze_rock_window_tokens": int(rock_frozen.sum()),
-                 "freeze_rock_windows": count_runs(rock_frozen)}
+        if self.anchor == "high_loss" and loss is None:  # the baseline: rock tokens only
+            rock_frozen = is_rock = rock_membership(ids, self._rock_tensor) & resp
+            extra = {"freeze_rock_occurrences": int(is_rock.sum())}
+        else:
+            is_rock, in_window = rock_window_masks(ids, resp, self._rock_tensor, self.radius,
+                                                   anchor=self.anchor, token_loss=loss,
+                                                   loss_threshold=self.loss_threshold)
+            rock_frozen = is_rock | in_window
+            extra = {"freeze_rock_occurrences": int(is_rock.sum()),
+                     "freeze_rock_window_tokens": int(rock_frozen.sum()),
+                     "freeze_rock_windows": count_runs(rock_frozen)}
         sel, lam = self.regime.selection, float(self.regime.lam)
         if sel == "none":
             frozen = torch.zeros_like(resp)
@@ -143,11 +153,10 @@ class FreezeWeights:
         stats = mask_stats(frozen, is_rock, resp, weights).as_dict()
         stats.update(extra)
         stats["freeze_hook_seconds"] = time.perf_counter() - t0
-        log.info("regime %s step %d: frozen %d of %d response tokens (%.1f%%); Rock-Freeze set: "
-                 "%d rock tokens + %d window tokens", self.regime.name, step,
-                 stats["freeze_frozen_tokens"], stats["freeze_response_tokens"],
-                 100 * stats["freeze_frozen_fraction"], extra["freeze_rock_occurrences"],
-                 extra["freeze_rock_window_tokens"] - extra["freeze_rock_occurrences"])
+        log.info("regime %s step %d: frozen %d of %d response tokens (%.1f%%); %d rock tokens, "
+                 "%s tokens in R or W_R", self.regime.name, step, stats["freeze_frozen_tokens"],
+                 stats["freeze_response_tokens"], 100 * stats["freeze_frozen_fraction"],
+                 extra["freeze_rock_occurrences"], extra.get("freeze_rock_window_tokens", "n/a"))
         if self.on_step is not None:
             self.on_step(int(step), stats, step_acc if sel == "random" else None)
         return weights.to(input_ids.device), stats
