@@ -102,7 +102,7 @@ def write_report(config: dict, fcfg: FreezeConfig, *, run_dir) -> dict:
     speed = speedup_summary(table, baseline=fcfg.baseline.name, target=target)
     by_regime = table.set_index("regime")
     for col in ("rock_token_share", "rock_window_share"):
-        speed[col] = {k: float(v) for k, v in by_regime[col].items()}
+        speed[col] = {k: (None if pd.isna(v) else float(v)) for k, v in by_regime[col].items()}
     speed["paper_rock_share_claims"] = {"sec_4_3_rock_tokens_of_output": 0.18,
                                         "take_away_high_cost_tokens": 0.30}
 
