@@ -113,8 +113,11 @@ def analyze(per_problem: pd.DataFrame, pool: pd.DataFrame, mapping: pd.DataFrame
                 wide[f"{a}_{lv}"] = np.nan
     wide = wide.merge(mapping.pivot(index="token_id", columns="level", values="set_id")
                       .add_prefix("set_").reset_index(), on="token_id", how="left")
+    n_tests = stats.perturbation_counts(wide["set_token"] if "set_token" in wide else wide["set_window"],
+                                        wide["set_window"] if "set_window" in wide else None)
     cat = stats.categorize(wide["delta_token"], wide["p_value_token"], wide["delta_window"],
-                           wide["p_value_window"], epsilon=cfg.epsilon, alpha=cfg.alpha)
+                           wide["p_value_window"], epsilon=cfg.epsilon, alpha=cfg.alpha,
+                           n_tests=n_tests, correction=cfg.level_correction)
     candidates = pd.concat([wide, cat], axis=1)
     candidates["baseline_acc"] = candidates["task"].map(base_acc)
     extra = [c for c in ("token",) if c in pool.columns]

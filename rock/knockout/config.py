@@ -15,6 +15,8 @@ from rock.errors import ConfigError
 
 LEVELS = ("token", "window")            # Eq. 20 and Eq. 21
 WINDOW_MEMBERS = ("pool", "core")       # which "Rock Token candidates" join a window set (Eq. 21)
+WINDOW_RULES = ("high_divergence", "any_occurrence")   # which occurrences of u count (rock.knockout.pool)
+CORRECTIONS = ("bonferroni", "none")    # within-candidate correction (rock.knockout.stats)
 
 
 @dataclass
@@ -33,6 +35,10 @@ class KnockoutConfig:
     window_min_share: float = field(default=0.0, metadata={
         "help": "a candidate joins v's window set if it occurs in at least this share of v's "
                 "windows; 0 = any window (the union, Eq. 21 read literally)"})
+    level_correction: str = field(default="bonferroni", metadata={
+        "help": "p-values of a candidate's token- and window-level knockouts are Bonferroni-"
+                "corrected over its distinct perturbations before Eq. 22 and App. D.2; 'none' = "
+                "the uncorrected minimum (rock.knockout.stats)"})
     n_runs: int = field(default=4, metadata={"help": "repeated sampled runs per problem [D.3]"})
     seed: int = field(default=0, metadata={"help": "run r is decoded with seed + r; baseline same"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature [D.3]"})
@@ -62,6 +68,8 @@ class KnockoutConfig:
             bad("levels", f"must be a non-empty subset of {list(LEVELS)}")
         if self.window_members not in WINDOW_MEMBERS:
             bad("window_members", f"must be one of {list(WINDOW_MEMBERS)}")
+        if self.level_correction not in CORRECTIONS:
+            bad("level_correction", f"must be one of {list(CORRECTIONS)}")
         if not 0.0 <= self.window_min_share <= 1.0:
             bad("window_min_share", "must be in [0, 1]")
         if self.temperature <= 0:

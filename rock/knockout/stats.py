@@ -27,9 +27,21 @@ Definitions (each one is what the code computes; the paper's wording is cited):
   with Delta >= +epsilon; *Neutral* otherwise. If both directions qualify (token-level hurts,
   window-level helps), the qualifying perturbation with the larger |Delta| decides and the row is
   flagged ``conflict`` (the paper does not cover the case).
-* **Candidate p-value** (App. D.2, multiple testing): the p-value of the perturbation that decides the
-  category (for Neutral candidates the smaller of the two), one test per candidate, family size
-  m = number of screened candidates as in D.2 (alpha / 200).
+* **Within-candidate correction** (App. D.2): a candidate is tested by up to two perturbations
+  (token level, Eq. 20; window level, Eq. 21), and Eq. 22 calls it significant when *either*
+  rejects. Taking the smaller of two p-values uncorrected doubles (nearly) the candidate's Type-I
+  rate, while D.2 counts "200 x 0.05 = 10 rejections expected under the global null", i.e. one
+  level-alpha test per candidate. So each perturbation's p is Bonferroni-corrected over the
+  candidate's L distinct perturbations (``correction='bonferroni'``, the default):
+  ``p_adj = min(1, L * p)``, with L = 2 when the window set differs from {v} and L = 1 when it is
+  {v} itself (then the two policies are one decoded set, one test). Eq. 22's condition (ii) uses
+  ``p_adj < alpha``. ``correction='none'`` is the uncorrected rule (kept reachable, ASSUMED off).
+  Bonferroni over the two policies (rather than one family of 2m tests) keeps D.2's family the
+  m candidates the paper counts (alpha / 200, BH ranks k / 200) while each member is a valid
+  level-alpha test of "neither perturbation changes accuracy".
+* **Candidate p-value** (App. D.2, multiple testing): ``min(1, L * min(p_token, p_window))`` (the
+  Bonferroni p of the candidate's union null); one test per candidate, family size m = number of
+  screened candidates as in D.2 (alpha / 200). ``p_raw_min`` keeps the uncorrected minimum.
 """
 
 from __future__ import annotations
@@ -42,6 +54,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from rock.errors import DataError
+from rock.knockout.config import CORRECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -219,21 +232,39 @@ def knockout_deltas(table: pd.DataFrame, sets: pd.DataFrame, *, baseline_id: str
 # categories (Eq. 22), census and cross-task agreement (Table 2)
 # --------------------------------------------------------------------------------------------
 
+def perturbation_counts(set_token, set_window) -> np.ndarray:
+    """L per candidate: the number of distinct decoded perturbations (1 when the window set is
+    missing or is the token set {v} itself, else 2); see the module docstring."""
+    st = pd.Series(list(set_token), dtype=object)
+    if set_window is None:
+        return np.ones(len(st), dtype=np.int64)
+    sw = pd.Series(list(set_window), dtype=object)
+    return np.where(sw.isna() | (sw == st), 1, 2)
+
+
 def categorize(delta_token, p_token, delta_window, p_window, *, epsilon: float = 0.01,
-               alpha: float = 0.05) -> pd.DataFrame:
+               alpha: float = 0.05, n_tests=None, correction: str = "bonferroni") -> pd.DataFrame:
     """Strong Pillar / Neutral / Strong Stumbling by Eq. 22 (rule in the module docstring).
 
     All arguments are equal-length arrays (one entry per candidate and benchmark); a missing
-    window-level knockout may be NaN (then only the token level can qualify).
+    window-level knockout may be NaN (then only the token level can qualify). ``n_tests`` is L per
+    candidate (:func:`perturbation_counts`; default: 2 where the window level has a p-value, else
+    1); ``correction`` is ``bonferroni`` (p_adj = min(1, L p)) or ``none`` (raw p, the old rule).
 
     Returns columns ``category``, ``decisive_level`` (``token``/``window``, or the level with the
-    smaller p-value for Neutral), ``delta`` and ``p_value`` of that level, ``conflict``.
+    smaller p-value for Neutral), ``delta`` and ``p_decisive`` (corrected p) of that level,
+    ``p_value`` (candidate p: min(1, L * min p)), ``p_raw_min``, ``n_tests``, ``conflict``.
     """
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
     dt, pt = np.asarray(delta_token, float), np.asarray(p_token, float)
     dw, pw = np.asarray(delta_window, float), np.asarray(p_window, float)
+    L = (np.where(np.isfinite(pw), 2, 1) if n_tests is None
+         else np.asarray(n_tests, dtype=np.int64))
+    factor = L if correction == "bonferroni" else np.ones_like(L)
     levels = np.array(["token", "window"])
     D = np.stack([dt, dw], axis=1)                      # [m, 2]
-    P = np.stack([pt, pw], axis=1)
+    P = np.minimum(1.0, np.stack([pt, pw], axis=1) * factor[:, None])
     sig = np.nan_to_num(P, nan=np.inf) < alpha
     down = sig & (np.nan_to_num(D, nan=0.0) <= -epsilon + EPS_ATOL)
     up = sig & (np.nan_to_num(D, nan=0.0) >= epsilon - EPS_ATOL)
@@ -253,8 +284,11 @@ def categorize(delta_token, p_token, delta_window, p_window, *, epsilon: float =
     if conflict.any():
         log.warning("%d candidate(s) qualify in both directions; the larger |Delta| decides",
                     int(conflict.sum()))
+    raw_min = np.fmin(pt, pw)
     return pd.DataFrame({"category": category, "decisive_level": levels[level],
-                         "delta": D[rows, level], "p_value": P[rows, level], "conflict": conflict})
+                         "delta": D[rows, level], "p_decisive": P[rows, level],
+                         "p_value": np.minimum(1.0, raw_min * factor), "p_raw_min": raw_min,
+                         "n_tests": L, "conflict": conflict})
 
 
 def census(categories: pd.DataFrame, baseline_acc: dict[str, float] | None = None) -> pd.DataFrame:
@@ -335,7 +369,9 @@ def multiple_testing(categories: pd.DataFrame, *, alpha: float, fdr_q: Sequence[
     """App. D.2: Bonferroni, BH, sign tests per task and combined, and the stable-core restriction.
 
     Args:
-        categories: columns ``task, token_id, rank, category, p_value`` (candidate p-value).
+        categories: columns ``task, token_id, rank, category, p_value`` (candidate p-value,
+            already corrected within the candidate: :func:`categorize`); optional ``n_tests``
+            (perturbations per candidate, reported as ``n_perturbations``) and ``p_raw_min``.
         k_core: the stable core is the candidates with ``rank <= k_core`` (paper: K = 100).
         tasks: task order of the report.
         n_resamples: bootstrap B, recorded as the p-value resolution (a p of 0 means < 2/B).
@@ -356,6 +392,9 @@ def multiple_testing(categories: pd.DataFrame, *, alpha: float, fdr_q: Sequence[
         sig = g[g["category"] != NEUTRAL]
         out["per_task"][task] = {
             "m": m,
+            "n_perturbations": (int(g["n_tests"].sum()) if "n_tests" in g else m),
+            "min_p_uncorrected": (float(np.nanmin(g["p_raw_min"])) if "p_raw_min" in g and m
+                                  else float("nan")),
             "min_p": float(p[i_min]) if i_min is not None else float("nan"),
             "min_p_token_id": int(g["token_id"].iloc[i_min]) if i_min is not None else None,
             "bonferroni_threshold": alpha / m if m else float("nan"),
