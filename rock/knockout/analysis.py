@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from rock.knockout.config import KnockoutConfig
-from rock.knockout.pool import BASELINE_ID
+from rock.knockout.pool import BASELINE_ID, size_distribution
 from rock.knockout import stats
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,11 @@ def analyze(per_problem: pd.DataFrame, pool: pd.DataFrame, mapping: pd.DataFrame
                  else pd.DataFrame(columns=["label", "count", "pct"]))
     mt = stats.multiple_testing(candidates, alpha=cfg.alpha, fdr_q=cfg.fdr_q, k_core=cfg.k_core,
                                 tasks=tasks, n_resamples=cfg.n_resamples)
+    if "window_set_size" in pool.columns:             # Eq. 21 set sizes, |S_W(v)| with v
+        mt["window_sets"] = size_distribution(pool["window_set_size"])
+        mt["window_sets"].update(rule=cfg.window_rule, min_share=cfg.window_min_share)
+        log.info("window sets: %s", mt["window_sets"]["text"])
+    mt["level_correction"] = cfg.level_correction
     preds = predictor_frame(pool)
     token_level = candidates[["task", "token_id", "delta_token"]].rename(columns={"delta_token": "delta"})
     corr = stats.correlation_table(token_level, preds, PREDICTORS, tasks)

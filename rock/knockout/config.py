@@ -32,9 +32,12 @@ class KnockoutConfig:
     window_members: str = field(default="pool", metadata={
         "help": "'pool': the window set holds the screened candidates found in W(v); "
                 "'core': only the top-k_core rock tokens (plus v)"})
-    window_min_share: float = field(default=0.0, metadata={
-        "help": "a candidate joins v's window set if it occurs in at least this share of v's "
-                "windows; 0 = any window (the union, Eq. 21 read literally)"})
+    window_rule: str = field(default="high_divergence", metadata={
+        "help": "'high_divergence': u counts where it is a high-divergence occurrence itself "
+                "(detection's anchors) inside v's windows; 'any_occurrence': any occurrence of u"})
+    window_min_share: float = field(default=0.25, metadata={
+        "help": "a candidate joins v's window set if it occurs (per window_rule) in at least this "
+                "share of v's high-divergence windows; 0 = any window (the union)"})
     level_correction: str = field(default="bonferroni", metadata={
         "help": "p-values of a candidate's token- and window-level knockouts are Bonferroni-"
                 "corrected over its distinct perturbations before Eq. 22 and App. D.2; 'none' = "
@@ -68,6 +71,8 @@ class KnockoutConfig:
             bad("levels", f"must be a non-empty subset of {list(LEVELS)}")
         if self.window_members not in WINDOW_MEMBERS:
             bad("window_members", f"must be one of {list(WINDOW_MEMBERS)}")
+        if self.window_rule not in WINDOW_RULES:
+            bad("window_rule", f"must be one of {list(WINDOW_RULES)}")
         if self.level_correction not in CORRECTIONS:
             bad("level_correction", f"must be one of {list(CORRECTIONS)}")
         if not 0.0 <= self.window_min_share <= 1.0:

@@ -149,5 +149,13 @@ def multiple_testing_markdown(mt: dict, tasks: Sequence[str]) -> str:
     lines.append(f"| combined | | | | | " + " | ".join("" for _ in qs)
                  + f" | {c['sign_negative']}:{c['sign_positive']} | {_fmt(c['sign_p'], '.3g')} | "
                  f"{c['core_negative']}:{c['core_positive']} | {_fmt(c['core_sign_p'], '.3g')} |")
-    return "\n".join(lines) + (f"\n\nSign test: two-sided exact binomial of Pillar (-) vs Stumbling (+) "
+    text = "\n".join(lines) + (f"\n\nSign test: two-sided exact binomial of Pillar (-) vs Stumbling (+) "
                                f"calls; core = rank <= {mt['k_core']}.\n")
+    if mt.get("level_correction") == "bonferroni":
+        text += ("\nCandidate p-value: min(1, L * min(p_token, p_window)), L = the candidate's distinct "
+                 "perturbations (2, or 1 when its window set is {v}); m counts candidates.\n")
+    ws = mt.get("window_sets")
+    if ws:
+        text += (f"\nWindow sets |S_W(v)| (Eq. 21, rule {ws.get('rule')}, share >= "
+                 f"{ws.get('min_share')}): {ws['text']}.\n")
+    return text
