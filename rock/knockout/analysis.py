@@ -16,6 +16,7 @@ import pandas as pd
 from rock.knockout.config import KnockoutConfig
 from rock.knockout.pool import BASELINE_ID, size_distribution
 from rock.knockout import stats
+from rock.knockout.correlations import correlation_table
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def analyze(per_problem: pd.DataFrame, pool: pd.DataFrame, mapping: pd.DataFrame
     mt["level_correction"] = cfg.level_correction
     preds = predictor_frame(pool)
     token_level = candidates[["task", "token_id", "delta_token"]].rename(columns={"delta_token": "delta"})
-    corr = stats.correlation_table(token_level, preds, PREDICTORS, tasks)
+    corr = correlation_table(token_level, preds, PREDICTORS, tasks)
     for t in tasks:
         c = census[census["benchmark"] == t].iloc[0]
         log.info("%s: %d Strong Pillar, %d Neutral, %d Strong Stumbling (baseline acc %.3f)", t,

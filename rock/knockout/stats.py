@@ -55,6 +55,7 @@ from scipy import stats as sps
 
 from rock.errors import DataError
 from rock.knockout.config import CORRECTIONS
+from rock.knockout.correlations import correlation_table, pearson  # noqa: F401  (Table 1, re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -415,42 +416,3 @@ def multiple_testing(categories: pd.DataFrame, *, alpha: float, fdr_q: Sequence[
                        "core_negative": neg_core, "core_positive": pos_core,
                        "core_sign_p": sign_test(neg_core, pos_core)}
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# correlations with the nine predictors (Table 1, Figure 6)
-# --------------------------------------------------------------------------------------------
-
-def pearson(x, y) -> tuple[float, float]:
-    """Pearson r and two-sided p (``scipy.stats.pearsonr``) over the finite pairs.
-
-    Fewer than 3 finite pairs, or a constant input, has no defined correlation: (NaN, NaN).
-    """
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan"), float("nan")
-    res = sps.pearsonr(x, y)
-    return float(res.statistic), float(res.pvalue)
-
-
-def correlation_table(deltas: pd.DataFrame, predictors: pd.DataFrame,
-                      names: dict[str, str], tasks: Sequence[str]) -> pd.DataFrame:
-    """Table 1: Pearson r and p of the token-level Delta against each predictor, per task.
-
-    Args:
-        deltas: columns ``task, token_id, delta`` (token-level Delta per candidate, Eq. 20).
-        predictors: one row per candidate, column ``token_id`` and one column per predictor.
-        names: predictor column -> label (row order of the table).
-    """
-    rows = []
-    for col, label in names.items():
-        row = {"predictor": label, "column": col}
-        for task in tasks:
-            d = deltas[deltas["task"] == task][["token_id", "delta"]]
-            j = d.merge(predictors[["token_id", col]], on="token_id", how="inner")
-            r, p = pearson(j[col], j["delta"])
-            row[f"{task}_r"], row[f"{task}_p"], row[f"{task}_n"] = r, p, len(j)
-        rows.append(row)
-    return pd.DataFrame(rows)
