@@ -22,8 +22,9 @@ Definitions (each one is what the code computes; the paper's wording is cited):
   that never changes any outcome gets p = 1. All sets of one benchmark share the same resampled
   indices (common random numbers), so a set's p-value depends only on its own d, B and the seed.
 * **Category** (Eq. 22): a candidate is a *Strong Pillar* iff some perturbation (token-level Eq. 20
-  or window-level Eq. 21) has Delta <= -epsilon and its bootstrap p < alpha ("its token-level or
-  window-level perturbation significantly degrades accuracy"); *Strong Stumbling* symmetrically
+  or window-level Eq. 21) has Delta <= -epsilon and its bootstrap p, corrected within the
+  candidate (next item), is < alpha ("its token-level or window-level perturbation significantly
+  degrades accuracy"); *Strong Stumbling* symmetrically
   with Delta >= +epsilon; *Neutral* otherwise. If both directions qualify (token-level hurts,
   window-level helps), the qualifying perturbation with the larger |Delta| decides and the row is
   flagged ``conflict`` (the paper does not cover the case).
