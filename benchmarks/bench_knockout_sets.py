@@ -52,8 +52,9 @@ def main() -> int:
     share = KnockoutConfig().window_min_share if args.share is None else args.share
     t0 = time.perf_counter()
     post, pre, segments = zipf_corpus(args.trajectories)
-    ranking, windows, _, info = detect(Occurrences.from_tables(post, pre), DetectionConfig(), ContextSpec())
-    pool = kpool.screening_pool(ranking, args.k_screen)
+    ranking, windows, _, info = detect(Occurrences.from_tables(post, pre),
+                                       DetectionConfig(k_screen=args.k_screen), ContextSpec())
+    pool = kpool.screening_pool(ranking)
     print(f"corpus: {args.trajectories} trajectories, {len(post):,} tokens, {post['token_id'].nunique():,} "
           f"types; detection: {info['n_rock_occ']:,} rock occurrences, {len(windows):,} windows; "
           f"pool {len(pool)} ({time.perf_counter() - t0:.1f} s)")

@@ -43,7 +43,8 @@ def write_inputs(tmp: Path) -> dict[str, Path]:
     ranking = pd.DataFrame({
         "rank": np.arange(1, n + 1), "token_id": ids, "freq": rng.integers(5, 500, n),
         "mean_loss": rng.uniform(0.1, 2, n), "mean_loss_pre": rng.uniform(0.1, 2, n),
-        "n_rock_occ": rng.integers(1, 50, n), "ccr": rng.uniform(0, 1, n)})
+        "n_rock_occ": rng.integers(1, 50, n), "ccr": rng.uniform(0, 1, n),
+        "is_screen": np.arange(n) < 9, "is_rock": np.arange(n) < 5})   # k_screen 9, K 5
     # trajectory 0: ... 30 20 ... so 30's window holds the harmful token 20; trajectory 1 holds
     # every candidate once, so each has token statistics (Table 1 predictors)
     traj = [1, 30, HARMFUL, 2, 40, SPECIAL, 4, 50, 5]
@@ -63,7 +64,7 @@ def write_inputs(tmp: Path) -> dict[str, Path]:
                             "end": [2, 3, 7, 8, 6]})
     cfg = yaml.safe_load((ROOT / "tests/config_toy/config.yaml").read_text())
     cfg["run_dir"] = str(tmp / "run")
-    cfg["knockout"].update({"k_screen": 8, "k_core": 4, "n_runs": 2, "n_shards": 3,
+    cfg["knockout"].update({"n_runs": 2, "n_shards": 3,
                             "limit": N_PROBLEMS, "n_resamples": 4000})
     files = {"ranking": tmp / "ranking.parquet", "windows": tmp / "windows.parquet",
              "tokens": tmp / "tokens.parquet", "tokens_pre": tmp / "tokens_pre.parquet",

@@ -13,22 +13,25 @@ from rock.knockout.pool import BASELINE_ID, SuppressionSet
 
 
 def ranking():
-    # detection's ranking: rank 0 = ineligible, must never be screened
+    # detection's ranking: rank 0 = ineligible; is_screen = ranks 1..k_screen (4), is_rock = top-K (2)
     return pd.DataFrame({"token_id": [50, 10, 20, 30, 40, 60],
                          "rank": [0, 3, 1, 2, 4, 5],
-                         "freq": [99, 5, 8, 7, 3, 2]})
+                         "freq": [99, 5, 8, 7, 3, 2],
+                         "is_screen": [False, True, True, True, True, False],
+                         "is_rock": [False, False, True, True, False, False]})
 
 
-def test_screening_pool_takes_top_ranks_only():
-    p = kpool.screening_pool(ranking(), 4)
-    assert p["token_id"].tolist() == [20, 30, 10, 40]
+def test_screening_pool_is_detections_screened_set():
+    p = kpool.screening_pool(ranking())
+    assert p["token_id"].tolist() == [20, 30, 10, 40]              # is_screen, by rank
     assert p["rank"].tolist() == [1, 2, 3, 4]
-    assert len(kpool.screening_pool(ranking(), 100)) == 5          # rank-0 row excluded
+    assert p["in_core"].tolist() == [True, True, False, False]     # detection's K rocks
     bad = pd.concat([ranking(), ranking().iloc[[1]]])
     with pytest.raises(DataError, match="twice"):
-        kpool.screening_pool(bad, 3)
-    with pytest.raises(DataError, match="rank"):
-        kpool.screening_pool(ranking().drop(columns="rank"), 3)
+        kpool.screening_pool(bad)
+    for col in ("rank", "is_screen", "is_rock"):
+        with pytest.raises(DataError, match=col):
+            kpool.screening_pool(ranking().drop(columns=col))
 
 
 def tokens_table():
@@ -41,7 +44,7 @@ def tokens_table():
 
 def test_window_sets_any_occurrence_rule_by_hand():
     """The earlier reading (rule any_occurrence): every occurrence of a member in v's windows."""
-    pool = kpool.screening_pool(ranking(), 4)            # 20, 30, 10, 40
+    pool = kpool.screening_pool(ranking())               # 20, 30, 10, 40
     windows = pd.DataFrame({
         "token_id":   [20, 20, 30, 10],
         "trajectory": [0, 1, 0, 1],
@@ -90,7 +93,8 @@ def hand_rollout():
     40's window t0[8..10] and 10's window t1[7..9]: no other high-divergence occurrence.
     EOS (rank 2 in detection) never enters the pool, so it never enters a set.
     """
-    ranking = pd.DataFrame({"token_id": [20, EOS, 30, 10, 40, 60], "rank": [1, 2, 3, 4, 5, 6]})
+    ranking = pd.DataFrame({"token_id": [20, EOS, 30, 10, 40, 60], "rank": [1, 2, 3, 4, 5, 6],
+                            "is_screen": [True] * 5 + [False], "is_rock": [True] * 3 + [False] * 3})
     tokens = pd.DataFrame({"trajectory": [0] * len(T0) + [1] * len(T1),
                            "position": list(range(len(T0))) + list(range(len(T1))),
                            "token_id": T0 + T1})
@@ -102,16 +106,17 @@ def hand_rollout():
 
 def test_screening_pool_never_takes_special_tokens():
     ranking, _, _ = hand_rollout()
-    pool = kpool.screening_pool(ranking, 4, exclude={EOS: "stop token"})
-    assert pool["token_id"].tolist() == [20, 30, 10, 40]          # 40 moves up to fill the pool
+    pool = kpool.screening_pool(ranking, exclude={EOS: "stop token"})
+    assert pool["token_id"].tolist() == [20, 30, 10, 40]          # detection screened 5, EOS dropped
     assert pool["rank"].tolist() == [1, 2, 3, 4]
     assert pool["detection_rank"].tolist() == [1, 3, 4, 5]
-    assert EOS in kpool.screening_pool(ranking, 4)["token_id"].tolist()   # without exclusion
+    assert pool["in_core"].tolist() == [True, True, False, False]
+    assert EOS in kpool.screening_pool(ranking)["token_id"].tolist()   # without exclusion
 
 
 def test_window_sets_from_high_divergence_windows_by_hand():
     ranking, tokens, windows = hand_rollout()
-    pool = kpool.screening_pool(ranking, 4, exclude=[EOS])
+    pool = kpool.screening_pool(ranking, exclude=[EOS])
     members = pool["token_id"]
 
     def sets(**kw):
@@ -129,14 +134,14 @@ def test_window_sets_from_high_divergence_windows_by_hand():
     assert old["window_set"].to_dict() == {20: [20, 30, 40], 30: [10, 20, 30], 10: [10], 40: [40]}
     # without the special-token exclusion EOS (anchor inside 20's first window) would be screened
     # and join 20's set: the exclusion is what keeps it out
-    raw = kpool.screening_pool(ranking, 5)
+    raw = kpool.screening_pool(ranking)
     leaky = kpool.window_sets(raw, windows, tokens, members=raw["token_id"], min_share=0.25)
     assert leaky.set_index("token_id").loc[20, "window_set"] == [20, 30, EOS]
 
 
 def test_window_set_table_and_size_distribution():
     ranking, tokens, windows = hand_rollout()
-    pool = kpool.screening_pool(ranking, 4, exclude=[EOS])
+    pool = kpool.screening_pool(ranking, exclude=[EOS])
     pool = pool.merge(kpool.window_sets(pool, windows, tokens, members=pool["token_id"], min_share=0.25),
                       on="token_id")
     names = {20: " So", 30: ",", 10: " the", 40: "\n\n"}
@@ -198,7 +203,7 @@ def test_set_ids_are_stable_names_of_content():
 
 
 def plan_pool():
-    pool = kpool.screening_pool(ranking(), 4)
+    pool = kpool.screening_pool(ranking())
     pool["window_set"] = [[20, 30, 40], [30], [10], [40]]
     return pool
 
@@ -290,7 +295,7 @@ def test_zipf_simulation_sets_are_small_and_recover_the_planted_segments():
 
     post, pre, segments = zipf_corpus(100, seed=0)
     ranking, windows, _, _ = detect(Occurrences.from_tables(post, pre), DetectionConfig(), ContextSpec())
-    pool = kpool.screening_pool(ranking, 200)
+    pool = kpool.screening_pool(ranking)                         # detection's k_screen = 200
     share = KnockoutConfig().window_min_share
     new = kpool.window_sets(pool, windows, post, members=pool["token_id"], min_share=share)
     old = kpool.window_sets(pool, windows, post, members=pool["token_id"], rule="any_occurrence")

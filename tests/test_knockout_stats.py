@@ -188,7 +188,7 @@ def paper_like_categories():
     rows = []
     for rank in range(1, 201):
         for task, ps in (("math500", math_p), ("ifeval", if_p)):
-            rows.append({"token_id": 1000 + rank, "rank": rank, "task": task,
+            rows.append({"token_id": 1000 + rank, "rank": rank, "task": task, "in_core": rank <= 100,
                          "category": PILLAR if rank in ps else NEUTRAL,
                          "p_value": 0.01 if rank in ps else 0.5})
     return pd.DataFrame(rows)
@@ -258,7 +258,7 @@ def test_bh_and_bonferroni_hand_examples():
 
 def test_multiple_testing_paper_like():
     mt = stats.multiple_testing(paper_like_categories(), alpha=0.05, fdr_q=[0.05, 0.1, 0.2],
-                                k_core=100, tasks=["math500", "ifeval"])
+                                tasks=["math500", "ifeval"])
     m = mt["per_task"]["math500"]
     assert (m["sign_negative"], m["sign_positive"]) == (7, 0)
     assert m["sign_p"] == pytest.approx(0.015625)

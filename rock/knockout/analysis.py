@@ -121,7 +121,7 @@ def analyze(per_problem: pd.DataFrame, pool: pd.DataFrame, mapping: pd.DataFrame
                            n_tests=n_tests, correction=cfg.level_correction)
     candidates = pd.concat([wide, cat], axis=1)
     candidates["baseline_acc"] = candidates["task"].map(base_acc)
-    extra = [c for c in ("token",) if c in pool.columns]
+    extra = [c for c in ("token", "in_core") if c in pool.columns]
     candidates = candidates.merge(pool[["token_id", *extra]], on="token_id", how="left")
     order = {t: i for i, t in enumerate(tasks)}
     candidates = candidates.sort_values(["task", "rank"], key=lambda s: s.map(order) if s.name == "task"
@@ -130,8 +130,8 @@ def analyze(per_problem: pd.DataFrame, pool: pd.DataFrame, mapping: pd.DataFrame
     census = census.set_index("benchmark").loc[tasks].reset_index()
     agreement = (stats.cross_task_agreement(candidates, tasks[:2]) if len(tasks) >= 2
                  else pd.DataFrame(columns=["label", "count", "pct"]))
-    mt = stats.multiple_testing(candidates, alpha=cfg.alpha, fdr_q=cfg.fdr_q, k_core=cfg.k_core,
-                                tasks=tasks, n_resamples=cfg.n_resamples)
+    mt = stats.multiple_testing(candidates, alpha=cfg.alpha, fdr_q=cfg.fdr_q, tasks=tasks,
+                                n_resamples=cfg.n_resamples)
     if "window_set_size" in pool.columns:             # Eq. 21 set sizes, |S_W(v)| with v
         mt["window_sets"] = size_distribution(pool["window_set_size"])
         mt["window_sets"].update(rule=cfg.window_rule, min_share=cfg.window_min_share)

@@ -74,12 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="config file; its 'knockout' section is used")
     p.add_argument("--n-shards", type=int, help="override knockout.n_shards")
-    p.add_argument("--k-screen", type=int, help="override knockout.k_screen")
     p.add_argument("--n-resamples", type=int, help="override knockout.n_resamples")
 
 
 def _load_config(args) -> kconfig.KnockoutConfig:
-    return kconfig.from_file(args.config, {"n_shards": args.n_shards, "k_screen": args.k_screen,
+    return kconfig.from_file(args.config, {"n_shards": args.n_shards,
                                            "n_resamples": args.n_resamples})
 
 
@@ -156,7 +155,7 @@ def cmd_pool(args) -> int:
     cfg = _load_config(args)
     cands = read_table(args.candidates)
     excluded, tokenizer = load_excluded_ids(args.model)
-    pool = kpool.screening_pool(cands, cfg.k_screen, exclude=excluded, source=args.candidates)
+    pool = kpool.screening_pool(cands, exclude=excluded, source=args.candidates)
     post, pre = _read_tokens(args.tokens), _read_tokens(args.tokens_pre)
     if "window" in cfg.levels:
         pool = pool.merge(_window_sets(args, cfg, pool, post), on="token_id", how="left")
@@ -188,7 +187,7 @@ def _window_sets(args, cfg: kconfig.KnockoutConfig, pool: pd.DataFrame, post) ->
     if cfg.window_rule == "any_occurrence" and "token_ids" not in windows.columns and post is None:
         raise DataError("the window table has no token_ids column", file=args.windows,
                         field="token_ids", fix="pass --tokens with the token statistics")
-    core = pool.loc[pool["rank"] <= cfg.k_core, "token_id"]
+    core = pool.loc[pool["in_core"], "token_id"]
     members = pool["token_id"] if cfg.window_members == "pool" else core
     return kpool.window_sets(pool, windows, post, members=members.tolist(),
                              min_share=cfg.window_min_share, rule=cfg.window_rule)

@@ -23,15 +23,13 @@ CORRECTIONS = ("bonferroni", "none")    # within-candidate correction (rock.knoc
 class KnockoutConfig:
     """Knockout settings. Field defaults are the paper's values where it gives them."""
 
-    k_screen: int = field(default=200, metadata={"help": "screening pool size K_screen [D.3]"})
-    k_core: int = field(default=100, metadata={"help": "stable core K for the robustness check [D.2]"})
     tasks: list[str] = field(default_factory=lambda: ["math500", "ifeval"],
                              metadata={"help": "benchmarks probed [D.3]; first two form Table 2's agreement"})
     levels: list[str] = field(default_factory=lambda: list(LEVELS),
                               metadata={"help": "token (Eq. 20) and/or window (Eq. 21) knockouts"})
     window_members: str = field(default="pool", metadata={
         "help": "'pool': the window set holds the screened candidates found in W(v); "
-                "'core': only the top-k_core rock tokens (plus v)"})
+                "'core': only detection's K rock tokens (plus v)"})
     window_rule: str = field(default="high_divergence", metadata={
         "help": "'high_divergence': u counts where it is a high-divergence occurrence itself "
                 "(detection's anchors) inside v's windows; 'any_occurrence': any occurrence of u"})
@@ -61,7 +59,7 @@ class KnockoutConfig:
         def bad(name, why):
             raise ConfigError(f"knockout.{name}: {why} (got {getattr(self, name)!r})")
 
-        for name in ("k_screen", "k_core", "n_runs", "max_gen_toks", "n_shards", "n_resamples"):
+        for name in ("n_runs", "max_gen_toks", "n_shards", "n_resamples"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 bad(name, "must be an integer >= 1")
         if not self.tasks or len(set(self.tasks)) != len(self.tasks):

@@ -151,7 +151,7 @@ def multiple_testing_markdown(mt: dict, tasks: Sequence[str]) -> str:
                  + f" | {c['sign_negative']}:{c['sign_positive']} | {_fmt(c['sign_p'], '.3g')} | "
                  f"{c['core_negative']}:{c['core_positive']} | {_fmt(c['core_sign_p'], '.3g')} |")
     text = "\n".join(lines) + (f"\n\nSign test: two-sided exact binomial of Pillar (-) vs Stumbling (+) "
-                               f"calls; core = rank <= {mt['k_core']}.\n")
+                               f"calls; core = detection's K rock tokens ({mt['n_core']} in the pool).\n")
     if mt.get("level_correction") == "bonferroni":
         text += ("\nCandidate p-value: min(1, L * min(p_token, p_window)), L = the candidate's distinct "
                  "perturbations (2, or 1 when its window set is {v}); m counts candidates.\n")

@@ -1,7 +1,9 @@
 """Screening pool, window-level suppression sets and the knockout plan [App. D.3, Eq. 20-21].
 
-* **Screening pool** R~ (D.3): the top ``k_screen`` candidates of detection's ranking (rank 1 =
-  largest score), a strict superset of the K = 100 rock set when k_screen > K.
+* **Screening pool** R~ (D.3): detection's screened types (``is_screen``: ranks 1..K_screen of its
+  ranking, ``detection.k_screen``), a strict superset of the K rock tokens (``is_rock``,
+  ``detection.top_k``: the stable core of D.2) when K_screen > K. The knockout has no K of its own:
+  both come from detection's output, so they cannot disagree.
 * **Window set** S_W(v) (Eq. 21: the window-level policy "suppresses all Rock Token candidates
   appearing in the local high-divergence window W(v) during decoding"; D.3: W(v) "denotes the
   surrounding decoding context in which the teacher-student divergence remains consistently
@@ -14,7 +16,7 @@
   and joins S_W(v) when that happens in at least ``window_min_share`` of v's windows
   (ASSUMED, config.yaml: "consistently elevated" = a recurring part of v's high-divergence
   context, not a token that happens to sit next to v once). Members are pool candidates (or the
-  top-``k_core`` core, config ``window_members``); so stop/EOS/pad/chat-template tokens, which
+  core R, config ``window_members``); so stop/EOS/pad/chat-template tokens, which
   never enter the pool, never enter a set. S_W(v) always contains v; a candidate without windows
   gets S_W(v) = {v}, i.e. its window knockout is its token knockout. Rule ``any_occurrence`` (the
   earlier reading: every occurrence of u in v's windows, from the token table) stays reachable.
@@ -40,7 +42,7 @@ from rock.errors import DataError
 log = logging.getLogger(__name__)
 
 BASELINE_ID = "base"
-CANDIDATE_COLUMNS = ("token_id", "rank")
+CANDIDATE_COLUMNS = ("token_id", "rank", "is_screen", "is_rock")
 WINDOW_COLUMNS = ("token_id", "trajectory", "start", "end")
 TOKEN_COLUMNS = ("trajectory", "position", "token_id")
 
@@ -75,36 +77,36 @@ def _require(df: pd.DataFrame, cols: Sequence[str], source: str, fix: str) -> No
                         field=missing[0], fix=fix)
 
 
-def screening_pool(candidates: pd.DataFrame, k_screen: int, *, exclude=(),
-                   source: str = "candidates") -> pd.DataFrame:
-    """Top ``k_screen`` rows of detection's ranking by ``rank`` (1 = top), re-ranked 1..k (D.3).
+def screening_pool(candidates: pd.DataFrame, *, exclude=(), source: str = "candidates") -> pd.DataFrame:
+    """Detection's screened types in rank order, re-ranked 1..n (D.3); ``in_core`` = its rocks.
 
-    Rows with rank < 1 are ineligible (detection's ``rank`` 0) and never screened. Token ids in
-    ``exclude`` (stop, EOS, pad and chat-template tokens, :func:`rock.knockout.specials.excluded_ids`)
-    never enter the pool: they are dropped before the top ``k_screen`` are taken, so the pool
-    still holds ``k_screen`` candidates (the next ranks move up).
+    Args:
+        candidates: detection's ranking (``token_id, rank, is_screen, is_rock``; rank 1 = top).
+        exclude: token ids that never enter the pool (stop, EOS, pad and chat-template tokens,
+            :func:`rock.knockout.specials.excluded_ids`); they are dropped and logged, the others
+            keep their order. ``detection_rank`` keeps detection's rank.
 
-    Raises :class:`DataError` for duplicate token ids; warns when fewer than ``k_screen`` exist.
+    Raises :class:`DataError` for duplicate token ids or a missing column.
     """
     _require(candidates, CANDIDATE_COLUMNS, source, "use the ranked candidate table of rock detect")
     if candidates["token_id"].duplicated().any():
         dup = int(candidates.loc[candidates["token_id"].duplicated(), "token_id"].iloc[0])
         raise DataError(f"token id {dup} appears twice", file=source, field="token_id",
                         fix="one row per token type")
-    ranked = candidates[candidates["rank"].fillna(0) >= 1]   # rank 0/NA = ineligible (rock.detect)
-    ranked = ranked.sort_values(["rank", "token_id"], kind="stable")
-    excluded = ranked["token_id"].astype(int).isin({int(t) for t in exclude})
-    dropped = ranked.loc[excluded].head(k_screen + int(excluded.sum()))
-    if len(dropped):
+    screened = candidates[candidates["is_screen"].astype(bool) & (candidates["rank"].fillna(0) >= 1)]
+    screened = screened.sort_values(["rank", "token_id"], kind="stable")
+    excluded = screened["token_id"].astype(int).isin({int(t) for t in exclude})
+    if excluded.any():
+        dropped = screened.loc[excluded]
         log.info("%s: %d special token(s) never screened: ids %s at ranks %s", source, len(dropped),
                  dropped["token_id"].astype(int).tolist(), dropped["rank"].astype(int).tolist())
-    pool = ranked.loc[~excluded].head(k_screen).copy()
-    if len(pool) < k_screen:
-        log.warning("%s: only %d candidates, fewer than k_screen=%d; screening all of them",
-                    source, len(pool), k_screen)
+    pool = screened.loc[~excluded].copy()
     pool["token_id"] = pool["token_id"].astype(int)
+    pool["in_core"] = pool["is_rock"].astype(bool)
     pool["detection_rank"] = pool["rank"].astype(int)
     pool["rank"] = np.arange(1, len(pool) + 1)
+    log.info("%s: screening pool %d candidates (%d of detection's K rocks)", source, len(pool),
+             int(pool["in_core"].sum()))
     return pool.reset_index(drop=True)
 
 

@@ -3,7 +3,7 @@
 Suppressing a stop token (``<|im_end|>``, ``<|endoftext|>``) forces every answer to the length limit
 and "breaks" reasoning by construction; chat-template tokens (``<|im_start|>``) are not part of an
 answer at all. Neither says anything about whether a token carries reasoning, so they are removed
-before the top ``k_screen`` are taken (:func:`rock.knockout.pool.screening_pool`).
+from detection's screened types (:func:`rock.knockout.pool.screening_pool`).
 
 :func:`excluded_ids` takes them from the model's own files, nothing is listed by hand:
 

@@ -367,18 +367,22 @@ def sign_test(n_negative: int, n_positive: int) -> float:
 
 
 def multiple_testing(categories: pd.DataFrame, *, alpha: float, fdr_q: Sequence[float],
-                     k_core: int, tasks: Sequence[str], n_resamples: int | None = None) -> dict:
+                     tasks: Sequence[str], n_resamples: int | None = None) -> dict:
     """App. D.2: Bonferroni, BH, sign tests per task and combined, and the stable-core restriction.
 
     Args:
-        categories: columns ``task, token_id, rank, category, p_value`` (candidate p-value,
+        categories: columns ``task, token_id, rank, in_core, category, p_value`` (``in_core``:
+            detection's K rock tokens, the stable core of D.2; candidate p-value
             already corrected within the candidate: :func:`categorize`); optional ``n_tests``
             (perturbations per candidate, reported as ``n_perturbations``) and ``p_raw_min``.
-        k_core: the stable core is the candidates with ``rank <= k_core`` (paper: K = 100).
         tasks: task order of the report.
         n_resamples: bootstrap B, recorded as the p-value resolution (a p of 0 means < 2/B).
     """
-    out: dict = {"alpha": alpha, "fdr_q": list(fdr_q), "k_core": k_core,
+    if "in_core" not in categories.columns:
+        raise DataError("no in_core column (detection's K rock tokens)", field="in_core",
+                        fix="rebuild the pool with 'rock knockout pool' (it reads detection's is_rock)")
+    core_ids = set(categories.loc[categories["in_core"].astype(bool), "token_id"].astype(int))
+    out: dict = {"alpha": alpha, "fdr_q": list(fdr_q), "n_core": len(core_ids),
                  "n_resamples": n_resamples, "per_task": {}}
     neg_all = pos_all = neg_core = pos_core = 0
     for task in tasks:
@@ -388,7 +392,7 @@ def multiple_testing(categories: pd.DataFrame, *, alpha: float, fdr_q: Sequence[
         i_min = int(np.nanargmin(p)) if m and np.isfinite(p).any() else None
         n_neg = int((g["category"] == PILLAR).sum())
         n_pos = int((g["category"] == STUMBLING).sum())
-        core = g[g["rank"] <= k_core]
+        core = g[g["in_core"].astype(bool)]
         c_neg = int((core["category"] == PILLAR).sum())
         c_pos = int((core["category"] == STUMBLING).sum())
         sig = g[g["category"] != NEUTRAL]
@@ -406,7 +410,7 @@ def multiple_testing(categories: pd.DataFrame, *, alpha: float, fdr_q: Sequence[
             "core_negative": c_neg, "core_positive": c_pos, "core_sign_p": sign_test(c_neg, c_pos),
             "significant": [{"token_id": int(r.token_id), "rank": int(r.rank),
                              "category": r.category, "p_value": float(r.p_value),
-                             "in_core": bool(r.rank <= k_core)} for r in sig.itertuples()],
+                             "in_core": bool(r.in_core)} for r in sig.itertuples()],
         }
         neg_all += n_neg
         pos_all += n_pos

@@ -664,7 +664,7 @@ for _k in ("models.teacher", "models.student", "models.enable_thinking",
            "stage2.top_p", "stage2.max_new_tokens", "stage2.max_prompt_len", "stage2.n_checkpoints",
            "stage2.rollout_tensor_parallel_size", "stage2.teacher_tensor_parallel_size",
            "data.stage1_slice", "data.stage2_slice", "evaluation.n_runs",
-           "knockout.k_screen", "knockout.k_core", "knockout.epsilon", "knockout.alpha",
+           "knockout.epsilon", "knockout.alpha",
            "knockout.n_resamples", "knockout.fdr_q", "knockout.temperature",
            "detection.top_k", "detection.k_screen", "detection.stability.sizes",
            "evaluation.temperature", "freeze.eval_every"):

@@ -19,8 +19,8 @@ rule knockout_pool:
         sets=paths.knockout_dir(RUN_DIR) / "window_sets.csv",  # |S_W(v)| and decoded members
     params:
         config_file=CONFIG_FILE,
-        settings=knockout_settings("k_screen", "k_core", "tasks", "levels", "window_members",
-                                   "window_rule", "window_min_share", "n_runs", "seed", "n_shards"),
+        settings=knockout_settings("tasks", "levels", "window_members", "window_rule",
+                                   "window_min_share", "n_runs", "seed", "n_shards"),
     log:
         paths.log_file(RUN_DIR, "knockout_pool"),
     benchmark:
@@ -115,7 +115,7 @@ rule knockout_analyze:
         config_file=CONFIG_FILE,
         out_dir=lambda wildcards, output: Path(output.figure4).parent,
         settings=knockout_settings("epsilon", "alpha", "n_resamples", "bootstrap_seed", "fdr_q",
-                                   "k_core", "tasks", "level_correction"),
+                                   "tasks", "level_correction"),
     log:
         paths.log_file(RUN_DIR, "knockout_analyze"),
     benchmark:
