@@ -113,7 +113,7 @@ def test_figure2_panel_labels_row_lists_the_three_readings(by_id):
     ("stage1.global_batch", "128"), ("stage2.global_batch", "4"), ("stage2.n_rollouts", "4"),
     ("stage2.max_prompt_len", "800"), ("teacher_samples.temperature", "0.6"),
     ("teacher_samples.max_new_tokens", "16384"), ("stage2.max_grad_norm", "1.0"),
-    ("stage1.warmup_ratio", "0.05"), ("stage2.n_checkpoints", "7"), ("knockout.k_screen", "200"),
+    ("stage1.warmup_ratio", "0.05"), ("stage2.n_checkpoints", "7"), ("detection.k_screen", "200"),
     ("knockout.epsilon", "0.01"), ("knockout.n_resamples", "10000"),
 ])
 def test_appendix_c_hyperparameters_are_paper_scale_config_rows(rows, key, value):

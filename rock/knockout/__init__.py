@@ -5,7 +5,8 @@ Which tokens of the screening pool are *Pillars* (removing them at decode time h
 Snakemake rule (``workflow/rules/knockout.smk``)::
 
     rock knockout pool    --config config.yaml --candidates C --windows W --tokens T \\
-                          --pool-out knockout/pool.parquet --plan-out knockout/plan.json
+                          --model distill/stage2/model --pool-out knockout/pool.parquet \\
+                          --plan-out knockout/plan.json     # + knockout/window_sets.csv
     rock knockout shard   --config config.yaml --plan knockout/plan.json --shard 3 \\
                           --model distill/stage2/model \\
                           --benchmark-files data/math500.jsonl data/ifeval.jsonl \\
@@ -17,9 +18,11 @@ Snakemake rule (``workflow/rules/knockout.smk``)::
                           --out-dir knockout/results
 
 Modules: :mod:`.config` (``knockout`` section), :mod:`.pool` (screening pool, window sets, plan),
-:mod:`.runner` (the evaluation seam, shards, gather), :mod:`.stats` (Delta, paired bootstrap,
-Eq. 22, census, multiple testing, correlations), :mod:`.analysis` (all statistics from the
-gathered table), :mod:`.figures` (Figures 4 and 6, Tables 1 and 2), :mod:`.cli` (I/O).
+:mod:`.specials` (tokens never screened), :mod:`.simulate` (a Zipf corpus with planted
+high-divergence segments), :mod:`.runner` (the evaluation seam, shards, gather), :mod:`.stats`
+(Delta, paired bootstrap, Eq. 22 with the within-candidate correction, census, multiple testing,
+correlations), :mod:`.analysis` (all statistics from the gathered table), :mod:`.figures`
+(Figures 4 and 6, Tables 1 and 2), :mod:`.cli` (I/O).
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from rock.knockout.config import KnockoutConfig
-from rock.knockout.pool import BASELINE_ID
+from rock.knockout.pool import BASELINE_ID, size_distribution
 from rock.knockout import stats
+from rock.knockout.correlations import correlation_table
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +114,14 @@ def analyze(per_problem: pd.DataFrame, pool: pd.DataFrame, mapping: pd.DataFrame
                 wide[f"{a}_{lv}"] = np.nan
     wide = wide.merge(mapping.pivot(index="token_id", columns="level", values="set_id")
                       .add_prefix("set_").reset_index(), on="token_id", how="left")
+    n_tests = stats.perturbation_counts(wide["set_token"] if "set_token" in wide else wide["set_window"],
+                                        wide["set_window"] if "set_window" in wide else None)
     cat = stats.categorize(wide["delta_token"], wide["p_value_token"], wide["delta_window"],
-                           wide["p_value_window"], epsilon=cfg.epsilon, alpha=cfg.alpha)
+                           wide["p_value_window"], epsilon=cfg.epsilon, alpha=cfg.alpha,
+                           n_tests=n_tests, correction=cfg.level_correction)
     candidates = pd.concat([wide, cat], axis=1)
     candidates["baseline_acc"] = candidates["task"].map(base_acc)
-    extra = [c for c in ("token",) if c in pool.columns]
+    extra = [c for c in ("token", "in_core") if c in pool.columns]
     candidates = candidates.merge(pool[["token_id", *extra]], on="token_id", how="left")
     order = {t: i for i, t in enumerate(tasks)}
     candidates = candidates.sort_values(["task", "rank"], key=lambda s: s.map(order) if s.name == "task"
@@ -126,11 +130,16 @@ def analyze(per_problem: pd.DataFrame, pool: pd.DataFrame, mapping: pd.DataFrame
     census = census.set_index("benchmark").loc[tasks].reset_index()
     agreement = (stats.cross_task_agreement(candidates, tasks[:2]) if len(tasks) >= 2
                  else pd.DataFrame(columns=["label", "count", "pct"]))
-    mt = stats.multiple_testing(candidates, alpha=cfg.alpha, fdr_q=cfg.fdr_q, k_core=cfg.k_core,
-                                tasks=tasks, n_resamples=cfg.n_resamples)
+    mt = stats.multiple_testing(candidates, alpha=cfg.alpha, fdr_q=cfg.fdr_q, tasks=tasks,
+                                n_resamples=cfg.n_resamples)
+    if "window_set_size" in pool.columns:             # Eq. 21 set sizes, |S_W(v)| with v
+        mt["window_sets"] = size_distribution(pool["window_set_size"])
+        mt["window_sets"].update(rule=cfg.window_rule, min_share=cfg.window_min_share)
+        log.info("window sets: %s", mt["window_sets"]["text"])
+    mt["level_correction"] = cfg.level_correction
     preds = predictor_frame(pool)
     token_level = candidates[["task", "token_id", "delta_token"]].rename(columns={"delta_token": "delta"})
-    corr = stats.correlation_table(token_level, preds, PREDICTORS, tasks)
+    corr = correlation_table(token_level, preds, PREDICTORS, tasks)
     for t in tasks:
         c = census[census["benchmark"] == t].iloc[0]
         log.info("%s: %d Strong Pillar, %d Neutral, %d Strong Stumbling (baseline acc %.3f)", t,

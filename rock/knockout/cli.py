@@ -40,7 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "contents and the Table 1 predictors")
     p.add_argument("--tokens-pre", help="pre-OPD token statistics of the same trajectories "
                    "(pre-OPD KL and student entropy for Table 1)")
+    p.add_argument("--model", required=True, help="the post-OPD student (HF dir or hub id): its "
+                   "stop, pad, special and chat-template tokens never enter the pool; its "
+                   "tokenizer decodes the window-set table")
     p.add_argument("--pool-out", required=True, help="screening pool (parquet)")
+    p.add_argument("--sets-out", help="window sets: size and decoded members per candidate (csv); "
+                   "default: window_sets.csv next to --pool-out")
     p.add_argument("--plan-out", required=True, help="plan (json)")
 
     p = sub.add_parser("shard", help="decode one shard of the plan (one model load)")
@@ -69,12 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="config file; its 'knockout' section is used")
     p.add_argument("--n-shards", type=int, help="override knockout.n_shards")
-    p.add_argument("--k-screen", type=int, help="override knockout.k_screen")
     p.add_argument("--n-resamples", type=int, help="override knockout.n_resamples")
 
 
 def _load_config(args) -> kconfig.KnockoutConfig:
-    return kconfig.from_file(args.config, {"n_shards": args.n_shards, "k_screen": args.k_screen,
+    return kconfig.from_file(args.config, {"n_shards": args.n_shards,
                                            "n_resamples": args.n_resamples})
 
 
@@ -146,35 +150,47 @@ def _read_tokens(path: str | None) -> pd.DataFrame | None:
 
 def cmd_pool(args) -> int:
     from rock.knockout import pool as kpool
+    from rock.knockout.specials import load_excluded_ids
 
     cfg = _load_config(args)
     cands = read_table(args.candidates)
-    pool = kpool.screening_pool(cands, cfg.k_screen, source=args.candidates)
+    excluded, tokenizer = load_excluded_ids(args.model)
+    pool = kpool.screening_pool(cands, exclude=excluded, source=args.candidates)
     post, pre = _read_tokens(args.tokens), _read_tokens(args.tokens_pre)
     if "window" in cfg.levels:
-        windows = read_table(args.windows)
-        if "token_ids" not in windows.columns and post is None:
-            raise DataError("the window table has no token_ids column", file=args.windows,
-                            field="token_ids", fix="pass --tokens with the token statistics")
-        core = pool.loc[pool["rank"] <= cfg.k_core, "token_id"]
-        members = pool["token_id"] if cfg.window_members == "pool" else core
-        ws = kpool.window_sets(pool, windows, post, members=members.tolist(),
-                               min_share=cfg.window_min_share)
-        pool = pool.merge(ws, on="token_id", how="left")
+        pool = pool.merge(_window_sets(args, cfg, pool, post), on="token_id", how="left")
     preds = kpool.type_predictors(pool["token_id"], post, pre)
     pool = pool.drop(columns=[c for c in preds.columns if c != "token_id" and c in pool.columns])
     pool = pool.merge(preds, on="token_id", how="left")
     sets, mapping = kpool.build_plan(pool, levels=cfg.levels, n_shards=cfg.n_shards)
     plan = {"version": PLAN_VERSION, "baseline_id": BASELINE_ID, "tasks": cfg.tasks,
             "seeds": cfg.seeds, "n_shards": cfg.n_shards, "config": dataclasses.asdict(cfg),
+            "excluded_token_ids": {str(k): v for k, v in sorted(excluded.items())},
             "sets": sets.to_dict(orient="records"), "mapping": mapping.to_dict(orient="records")}
     write_parquet(pool, args.pool_out)
+    if "window_set" in pool.columns:
+        table = kpool.window_set_table(pool, lambda i: tokenizer.decode([i]))
+        write_csv(table, args.sets_out or Path(args.pool_out).with_name("window_sets.csv"))
     write_json(args.plan_out, json.loads(json.dumps(plan, default=int)))
     log.info("pool: %d candidates; plan: %d suppression sets (%d token, %d window, 1 baseline) over "
              "%d shards; %d tasks x %d runs each", len(pool), len(sets),
              int((sets["kind"] == "token").sum()), int((sets["kind"] == "window").sum()),
              cfg.n_shards, len(cfg.tasks), cfg.n_runs)
     return 0
+
+
+def _window_sets(args, cfg: kconfig.KnockoutConfig, pool: pd.DataFrame, post) -> pd.DataFrame:
+    """S_W(v) of every pool candidate (Eq. 21, :func:`rock.knockout.pool.window_sets`)."""
+    from rock.knockout import pool as kpool
+
+    windows = read_table(args.windows)
+    if cfg.window_rule == "any_occurrence" and "token_ids" not in windows.columns and post is None:
+        raise DataError("the window table has no token_ids column", file=args.windows,
+                        field="token_ids", fix="pass --tokens with the token statistics")
+    core = pool.loc[pool["in_core"], "token_id"]
+    members = pool["token_id"] if cfg.window_members == "pool" else core
+    return kpool.window_sets(pool, windows, post, members=members.tolist(),
+                             min_share=cfg.window_min_share, rule=cfg.window_rule)
 
 
 def cmd_shard(args) -> int:
@@ -240,7 +256,9 @@ def cmd_analyze(args) -> int:
                                           f"problems x {int(sizes.loc[t, 'n_runs'])} runs" for t in tasks)
             + f"; sampling T = {cfg.temperature:g}, top-p = {cfg.top_p:g}; Eq. 22 with epsilon = "
             f"{cfg.epsilon:g}, paired bootstrap over problems ({cfg.n_resamples:,} resamples, "
-            f"alpha = {cfg.alpha:g}); categories use the token- and window-level knockouts.")
+            f"alpha = {cfg.alpha:g}); categories use the token- and window-level knockouts"
+            + ("; each candidate's p-values are Bonferroni-corrected over its distinct perturbations."
+               if cfg.level_correction == "bonferroni" else " (uncorrected minimum p)."))
     write_text(out / "table2.md", figures.table2_markdown(res.census, res.agreement, note))
     write_json(out / "multiple_testing.json", _jsonable(res.multiple_testing))
     write_text(out / "multiple_testing.md", figures.multiple_testing_markdown(res.multiple_testing, tasks))

@@ -15,24 +15,31 @@ from rock.errors import ConfigError
 
 LEVELS = ("token", "window")            # Eq. 20 and Eq. 21
 WINDOW_MEMBERS = ("pool", "core")       # which "Rock Token candidates" join a window set (Eq. 21)
+WINDOW_RULES = ("high_divergence", "any_occurrence")   # which occurrences of u count (rock.knockout.pool)
+CORRECTIONS = ("bonferroni", "none")    # within-candidate correction (rock.knockout.stats)
 
 
 @dataclass
 class KnockoutConfig:
     """Knockout settings. Field defaults are the paper's values where it gives them."""
 
-    k_screen: int = field(default=200, metadata={"help": "screening pool size K_screen [D.3]"})
-    k_core: int = field(default=100, metadata={"help": "stable core K for the robustness check [D.2]"})
     tasks: list[str] = field(default_factory=lambda: ["math500", "ifeval"],
                              metadata={"help": "benchmarks probed [D.3]; first two form Table 2's agreement"})
     levels: list[str] = field(default_factory=lambda: list(LEVELS),
                               metadata={"help": "token (Eq. 20) and/or window (Eq. 21) knockouts"})
     window_members: str = field(default="pool", metadata={
         "help": "'pool': the window set holds the screened candidates found in W(v); "
-                "'core': only the top-k_core rock tokens (plus v)"})
-    window_min_share: float = field(default=0.0, metadata={
-        "help": "a candidate joins v's window set if it occurs in at least this share of v's "
-                "windows; 0 = any window (the union, Eq. 21 read literally)"})
+                "'core': only detection's K rock tokens (plus v)"})
+    window_rule: str = field(default="high_divergence", metadata={
+        "help": "'high_divergence': u counts where it is a high-divergence occurrence itself "
+                "(detection's anchors) inside v's windows; 'any_occurrence': any occurrence of u"})
+    window_min_share: float = field(default=0.25, metadata={
+        "help": "a candidate joins v's window set if it occurs (per window_rule) in at least this "
+                "share of v's high-divergence windows; 0 = any window (the union)"})
+    level_correction: str = field(default="bonferroni", metadata={
+        "help": "p-values of a candidate's token- and window-level knockouts are Bonferroni-"
+                "corrected over its distinct perturbations before Eq. 22 and App. D.2; 'none' = "
+                "the uncorrected minimum (rock.knockout.stats)"})
     n_runs: int = field(default=4, metadata={"help": "repeated sampled runs per problem [D.3]"})
     seed: int = field(default=0, metadata={"help": "run r is decoded with seed + r; baseline same"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature [D.3]"})
@@ -52,7 +59,7 @@ class KnockoutConfig:
         def bad(name, why):
             raise ConfigError(f"knockout.{name}: {why} (got {getattr(self, name)!r})")
 
-        for name in ("k_screen", "k_core", "n_runs", "max_gen_toks", "n_shards", "n_resamples"):
+        for name in ("n_runs", "max_gen_toks", "n_shards", "n_resamples"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 bad(name, "must be an integer >= 1")
         if not self.tasks or len(set(self.tasks)) != len(self.tasks):
@@ -62,6 +69,10 @@ class KnockoutConfig:
             bad("levels", f"must be a non-empty subset of {list(LEVELS)}")
         if self.window_members not in WINDOW_MEMBERS:
             bad("window_members", f"must be one of {list(WINDOW_MEMBERS)}")
+        if self.window_rule not in WINDOW_RULES:
+            bad("window_rule", f"must be one of {list(WINDOW_RULES)}")
+        if self.level_correction not in CORRECTIONS:
+            bad("level_correction", f"must be one of {list(CORRECTIONS)}")
         if not 0.0 <= self.window_min_share <= 1.0:
             bad("window_min_share", "must be in [0, 1]")
         if self.temperature <= 0:

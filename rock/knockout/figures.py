@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rock.knockout import stats  # noqa: E402
+from rock.knockout.correlations import pearson  # noqa: E402
 
 COLORS = {stats.PILLAR: "#c0392b", stats.STUMBLING: "#2471a3", stats.NEUTRAL: "#9e9e9e"}
 TASK_LABELS = {"math500": "MATH-500", "ifeval": "IFEval"}
@@ -69,7 +70,7 @@ def figure6(candidates: pd.DataFrame, predictors: pd.DataFrame, task: str,
     """Figure 6: token-level Delta on ``task`` against each predictor, Pearson r and p annotated.
 
     Strong Pillars are red. r and p are computed over all candidates with a finite predictor
-    (:func:`rock.knockout.stats.pearson`), the same numbers as Table 1.
+    (:func:`rock.knockout.correlations.pearson`), the same numbers as Table 1.
     """
     g = candidates[candidates["task"] == task].merge(predictors, on="token_id", how="left")
     ncol = 3
@@ -80,7 +81,7 @@ def figure6(candidates: pd.DataFrame, predictors: pd.DataFrame, task: str,
         x, y = g[col].to_numpy(float), g["delta_token"].to_numpy(float)
         ax.scatter(x[~pillar], y[~pillar], s=10, color=COLORS[stats.NEUTRAL], alpha=0.8)
         ax.scatter(x[pillar], y[pillar], s=18, color=COLORS[stats.PILLAR], label=stats.PILLAR)
-        r, p = stats.pearson(x, y)
+        r, p = pearson(x, y)
         ax.set_title(f"r = {r:+.3f}, p = {p:.3f}" if np.isfinite(r) else "r undefined (constant)",
                      fontsize=9)
         ax.set_xlabel(label)
@@ -149,5 +150,13 @@ def multiple_testing_markdown(mt: dict, tasks: Sequence[str]) -> str:
     lines.append(f"| combined | | | | | " + " | ".join("" for _ in qs)
                  + f" | {c['sign_negative']}:{c['sign_positive']} | {_fmt(c['sign_p'], '.3g')} | "
                  f"{c['core_negative']}:{c['core_positive']} | {_fmt(c['core_sign_p'], '.3g')} |")
-    return "\n".join(lines) + (f"\n\nSign test: two-sided exact binomial of Pillar (-) vs Stumbling (+) "
-                               f"calls; core = rank <= {mt['k_core']}.\n")
+    text = "\n".join(lines) + (f"\n\nSign test: two-sided exact binomial of Pillar (-) vs Stumbling (+) "
+                               f"calls; core = detection's K rock tokens ({mt['n_core']} in the pool).\n")
+    if mt.get("level_correction") == "bonferroni":
+        text += ("\nCandidate p-value: min(1, L * min(p_token, p_window)), L = the candidate's distinct "
+                 "perturbations (2, or 1 when its window set is {v}); m counts candidates.\n")
+    ws = mt.get("window_sets")
+    if ws:
+        text += (f"\nWindow sets |S_W(v)| (Eq. 21, rule {ws.get('rule')}, share >= "
+                 f"{ws.get('min_share')}): {ws['text']}.\n")
+    return text

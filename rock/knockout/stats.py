@@ -22,14 +22,27 @@ Definitions (each one is what the code computes; the paper's wording is cited):
   that never changes any outcome gets p = 1. All sets of one benchmark share the same resampled
   indices (common random numbers), so a set's p-value depends only on its own d, B and the seed.
 * **Category** (Eq. 22): a candidate is a *Strong Pillar* iff some perturbation (token-level Eq. 20
-  or window-level Eq. 21) has Delta <= -epsilon and its bootstrap p < alpha ("its token-level or
-  window-level perturbation significantly degrades accuracy"); *Strong Stumbling* symmetrically
+  or window-level Eq. 21) has Delta <= -epsilon and its bootstrap p, corrected within the
+  candidate (next item), is < alpha ("its token-level or window-level perturbation significantly
+  degrades accuracy"); *Strong Stumbling* symmetrically
   with Delta >= +epsilon; *Neutral* otherwise. If both directions qualify (token-level hurts,
   window-level helps), the qualifying perturbation with the larger |Delta| decides and the row is
   flagged ``conflict`` (the paper does not cover the case).
-* **Candidate p-value** (App. D.2, multiple testing): the p-value of the perturbation that decides the
-  category (for Neutral candidates the smaller of the two), one test per candidate, family size
-  m = number of screened candidates as in D.2 (alpha / 200).
+* **Within-candidate correction** (App. D.2): a candidate is tested by up to two perturbations
+  (token level, Eq. 20; window level, Eq. 21), and Eq. 22 calls it significant when *either*
+  rejects. Taking the smaller of two p-values uncorrected doubles (nearly) the candidate's Type-I
+  rate, while D.2 counts "200 x 0.05 = 10 rejections expected under the global null", i.e. one
+  level-alpha test per candidate. So each perturbation's p is Bonferroni-corrected over the
+  candidate's L distinct perturbations (``correction='bonferroni'``, the default):
+  ``p_adj = min(1, L * p)``, with L = 2 when the window set differs from {v} and L = 1 when it is
+  {v} itself (then the two policies are one decoded set, one test). Eq. 22's condition (ii) uses
+  ``p_adj < alpha``. ``correction='none'`` is the uncorrected rule (kept reachable, ASSUMED off).
+  Bonferroni over the two policies (rather than one family of 2m tests) keeps D.2's family the
+  m candidates the paper counts (alpha / 200, BH ranks k / 200) while each member is a valid
+  level-alpha test of "neither perturbation changes accuracy".
+* **Candidate p-value** (App. D.2, multiple testing): ``min(1, L * min(p_token, p_window))`` (the
+  Bonferroni p of the candidate's union null); one test per candidate, family size m = number of
+  screened candidates as in D.2 (alpha / 200). ``p_raw_min`` keeps the uncorrected minimum.
 """
 
 from __future__ import annotations
@@ -42,6 +55,8 @@ import pandas as pd
 from scipy import stats as sps
 
 from rock.errors import DataError
+from rock.knockout.config import CORRECTIONS
+from rock.knockout.correlations import correlation_table, pearson  # noqa: F401  (Table 1, re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -219,21 +234,39 @@ def knockout_deltas(table: pd.DataFrame, sets: pd.DataFrame, *, baseline_id: str
 # categories (Eq. 22), census and cross-task agreement (Table 2)
 # --------------------------------------------------------------------------------------------
 
+def perturbation_counts(set_token, set_window) -> np.ndarray:
+    """L per candidate: the number of distinct decoded perturbations (1 when the window set is
+    missing or is the token set {v} itself, else 2); see the module docstring."""
+    st = pd.Series(list(set_token), dtype=object)
+    if set_window is None:
+        return np.ones(len(st), dtype=np.int64)
+    sw = pd.Series(list(set_window), dtype=object)
+    return np.where(sw.isna() | (sw == st), 1, 2)
+
+
 def categorize(delta_token, p_token, delta_window, p_window, *, epsilon: float = 0.01,
-               alpha: float = 0.05) -> pd.DataFrame:
+               alpha: float = 0.05, n_tests=None, correction: str = "bonferroni") -> pd.DataFrame:
     """Strong Pillar / Neutral / Strong Stumbling by Eq. 22 (rule in the module docstring).
 
     All arguments are equal-length arrays (one entry per candidate and benchmark); a missing
-    window-level knockout may be NaN (then only the token level can qualify).
+    window-level knockout may be NaN (then only the token level can qualify). ``n_tests`` is L per
+    candidate (:func:`perturbation_counts`; default: 2 where the window level has a p-value, else
+    1); ``correction`` is ``bonferroni`` (p_adj = min(1, L p)) or ``none`` (raw p, the old rule).
 
     Returns columns ``category``, ``decisive_level`` (``token``/``window``, or the level with the
-    smaller p-value for Neutral), ``delta`` and ``p_value`` of that level, ``conflict``.
+    smaller p-value for Neutral), ``delta`` and ``p_decisive`` (corrected p) of that level,
+    ``p_value`` (candidate p: min(1, L * min p)), ``p_raw_min``, ``n_tests``, ``conflict``.
     """
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
     dt, pt = np.asarray(delta_token, float), np.asarray(p_token, float)
     dw, pw = np.asarray(delta_window, float), np.asarray(p_window, float)
+    L = (np.where(np.isfinite(pw), 2, 1) if n_tests is None
+         else np.asarray(n_tests, dtype=np.int64))
+    factor = L if correction == "bonferroni" else np.ones_like(L)
     levels = np.array(["token", "window"])
     D = np.stack([dt, dw], axis=1)                      # [m, 2]
-    P = np.stack([pt, pw], axis=1)
+    P = np.minimum(1.0, np.stack([pt, pw], axis=1) * factor[:, None])
     sig = np.nan_to_num(P, nan=np.inf) < alpha
     down = sig & (np.nan_to_num(D, nan=0.0) <= -epsilon + EPS_ATOL)
     up = sig & (np.nan_to_num(D, nan=0.0) >= epsilon - EPS_ATOL)
@@ -253,8 +286,11 @@ def categorize(delta_token, p_token, delta_window, p_window, *, epsilon: float =
     if conflict.any():
         log.warning("%d candidate(s) qualify in both directions; the larger |Delta| decides",
                     int(conflict.sum()))
+    raw_min = np.fmin(pt, pw)
     return pd.DataFrame({"category": category, "decisive_level": levels[level],
-                         "delta": D[rows, level], "p_value": P[rows, level], "conflict": conflict})
+                         "delta": D[rows, level], "p_decisive": P[rows, level],
+                         "p_value": np.minimum(1.0, raw_min * factor), "p_raw_min": raw_min,
+                         "n_tests": L, "conflict": conflict})
 
 
 def census(categories: pd.DataFrame, baseline_acc: dict[str, float] | None = None) -> pd.DataFrame:
@@ -331,16 +367,22 @@ def sign_test(n_negative: int, n_positive: int) -> float:
 
 
 def multiple_testing(categories: pd.DataFrame, *, alpha: float, fdr_q: Sequence[float],
-                     k_core: int, tasks: Sequence[str], n_resamples: int | None = None) -> dict:
+                     tasks: Sequence[str], n_resamples: int | None = None) -> dict:
     """App. D.2: Bonferroni, BH, sign tests per task and combined, and the stable-core restriction.
 
     Args:
-        categories: columns ``task, token_id, rank, category, p_value`` (candidate p-value).
-        k_core: the stable core is the candidates with ``rank <= k_core`` (paper: K = 100).
+        categories: columns ``task, token_id, rank, in_core, category, p_value`` (``in_core``:
+            detection's K rock tokens, the stable core of D.2; candidate p-value
+            already corrected within the candidate: :func:`categorize`); optional ``n_tests``
+            (perturbations per candidate, reported as ``n_perturbations``) and ``p_raw_min``.
         tasks: task order of the report.
         n_resamples: bootstrap B, recorded as the p-value resolution (a p of 0 means < 2/B).
     """
-    out: dict = {"alpha": alpha, "fdr_q": list(fdr_q), "k_core": k_core,
+    if "in_core" not in categories.columns:
+        raise DataError("no in_core column (detection's K rock tokens)", field="in_core",
+                        fix="rebuild the pool with 'rock knockout pool' (it reads detection's is_rock)")
+    core_ids = set(categories.loc[categories["in_core"].astype(bool), "token_id"].astype(int))
+    out: dict = {"alpha": alpha, "fdr_q": list(fdr_q), "n_core": len(core_ids),
                  "n_resamples": n_resamples, "per_task": {}}
     neg_all = pos_all = neg_core = pos_core = 0
     for task in tasks:
@@ -350,12 +392,15 @@ def multiple_testing(categories: pd.DataFrame, *, alpha: float, fdr_q: Sequence[
         i_min = int(np.nanargmin(p)) if m and np.isfinite(p).any() else None
         n_neg = int((g["category"] == PILLAR).sum())
         n_pos = int((g["category"] == STUMBLING).sum())
-        core = g[g["rank"] <= k_core]
+        core = g[g["in_core"].astype(bool)]
         c_neg = int((core["category"] == PILLAR).sum())
         c_pos = int((core["category"] == STUMBLING).sum())
         sig = g[g["category"] != NEUTRAL]
         out["per_task"][task] = {
             "m": m,
+            "n_perturbations": (int(g["n_tests"].sum()) if "n_tests" in g else m),
+            "min_p_uncorrected": (float(np.nanmin(g["p_raw_min"])) if "p_raw_min" in g and m
+                                  else float("nan")),
             "min_p": float(p[i_min]) if i_min is not None else float("nan"),
             "min_p_token_id": int(g["token_id"].iloc[i_min]) if i_min is not None else None,
             "bonferroni_threshold": alpha / m if m else float("nan"),
@@ -365,7 +410,7 @@ def multiple_testing(categories: pd.DataFrame, *, alpha: float, fdr_q: Sequence[
             "core_negative": c_neg, "core_positive": c_pos, "core_sign_p": sign_test(c_neg, c_pos),
             "significant": [{"token_id": int(r.token_id), "rank": int(r.rank),
                              "category": r.category, "p_value": float(r.p_value),
-                             "in_core": bool(r.rank <= k_core)} for r in sig.itertuples()],
+                             "in_core": bool(r.in_core)} for r in sig.itertuples()],
         }
         neg_all += n_neg
         pos_all += n_pos
@@ -376,42 +421,3 @@ def multiple_testing(categories: pd.DataFrame, *, alpha: float, fdr_q: Sequence[
                        "core_negative": neg_core, "core_positive": pos_core,
                        "core_sign_p": sign_test(neg_core, pos_core)}
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# correlations with the nine predictors (Table 1, Figure 6)
-# --------------------------------------------------------------------------------------------
-
-def pearson(x, y) -> tuple[float, float]:
-    """Pearson r and two-sided p (``scipy.stats.pearsonr``) over the finite pairs.
-
-    Fewer than 3 finite pairs, or a constant input, has no defined correlation: (NaN, NaN).
-    """
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan"), float("nan")
-    res = sps.pearsonr(x, y)
-    return float(res.statistic), float(res.pvalue)
-
-
-def correlation_table(deltas: pd.DataFrame, predictors: pd.DataFrame,
-                      names: dict[str, str], tasks: Sequence[str]) -> pd.DataFrame:
-    """Table 1: Pearson r and p of the token-level Delta against each predictor, per task.
-
-    Args:
-        deltas: columns ``task, token_id, delta`` (token-level Delta per candidate, Eq. 20).
-        predictors: one row per candidate, column ``token_id`` and one column per predictor.
-        names: predictor column -> label (row order of the table).
-    """
-    rows = []
-    for col, label in names.items():
-        row = {"predictor": label, "column": col}
-        for task in tasks:
-            d = deltas[deltas["task"] == task][["token_id", "delta"]]
-            j = d.merge(predictors[["token_id", col]], on="token_id", how="inner")
-            r, p = pearson(j[col], j["delta"])
-            row[f"{task}_r"], row[f"{task}_p"], row[f"{task}_n"] = r, p, len(j)
-        rows.append(row)
-    return pd.DataFrame(rows)

@@ -599,6 +599,10 @@ for _t, (_neg, _pos, _pv) in _SIGN_KEYS.items():
 _add("knockout.n_pillars_in_core", "knockout/summary.json#combined.core_negative",
      json_value("knockout_summary", "combined.core_negative", "multiple_testing.combined.core_negative"),
      "Strong Pillars within the K=100 core [D.2]")
+for _s in ("median", "p90", "max", "n_singletons"):  # rock.knockout.analysis: window_sets
+    _add(f"knockout.window_set_size.{_s}", f"knockout/summary.json#window_sets.{_s}",
+         json_value("knockout_summary", f"window_sets.{_s}", f"multiple_testing.window_sets.{_s}"),
+         f"window-level knockout sets |S_W(v)| over the pool: {_s} [Eq. 21]")
 
 # ---- freeze training: Figure 5, Sec. 4.3 (rock.freeze.report regime table) ---------------------
 
@@ -660,7 +664,7 @@ for _k in ("models.teacher", "models.student", "models.enable_thinking",
            "stage2.top_p", "stage2.max_new_tokens", "stage2.max_prompt_len", "stage2.n_checkpoints",
            "stage2.rollout_tensor_parallel_size", "stage2.teacher_tensor_parallel_size",
            "data.stage1_slice", "data.stage2_slice", "evaluation.n_runs",
-           "knockout.k_screen", "knockout.k_core", "knockout.epsilon", "knockout.alpha",
+           "knockout.epsilon", "knockout.alpha",
            "knockout.n_resamples", "knockout.fdr_q", "knockout.temperature",
            "detection.top_k", "detection.k_screen", "detection.stability.sizes",
            "evaluation.temperature", "freeze.eval_every"):

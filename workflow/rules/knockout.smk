@@ -12,12 +12,14 @@ rule knockout_pool:
         windows=knockout_detection("windows.parquet"),
         tokens=paths.token_stats(RUN_DIR, "post"),
         tokens_pre=paths.token_stats(RUN_DIR, "pre"),
+        model=knockout_model(),  # its stop/pad/special/chat-template tokens are never screened
     output:
         pool=paths.knockout_pool(RUN_DIR),
         plan=paths.knockout_plan(RUN_DIR),
+        sets=paths.knockout_dir(RUN_DIR) / "window_sets.csv",  # |S_W(v)| and decoded members
     params:
         config_file=CONFIG_FILE,
-        settings=knockout_settings("k_screen", "k_core", "tasks", "levels", "window_members",
+        settings=knockout_settings("tasks", "levels", "window_members", "window_rule",
                                    "window_min_share", "n_runs", "seed", "n_shards"),
     log:
         paths.log_file(RUN_DIR, "knockout_pool"),
@@ -35,8 +37,8 @@ rule knockout_pool:
     shell:
         "rock knockout pool --config {params.config_file}"
         " --candidates {input.candidates} --windows {input.windows}"
-        " --tokens {input.tokens} --tokens-pre {input.tokens_pre}"
-        " --pool-out {output.pool} --plan-out {output.plan}"
+        " --tokens {input.tokens} --tokens-pre {input.tokens_pre} --model {input.model}"
+        " --pool-out {output.pool} --plan-out {output.plan} --sets-out {output.sets}"
         " > {log} 2>&1"
 
 
@@ -113,7 +115,7 @@ rule knockout_analyze:
         config_file=CONFIG_FILE,
         out_dir=lambda wildcards, output: Path(output.figure4).parent,
         settings=knockout_settings("epsilon", "alpha", "n_resamples", "bootstrap_seed", "fdr_q",
-                                   "k_core", "tasks"),
+                                   "tasks", "level_correction"),
     log:
         paths.log_file(RUN_DIR, "knockout_analyze"),
     benchmark:
