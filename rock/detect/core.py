@@ -19,19 +19,15 @@ Two modes produce the same ranking table (one row per observed token type):
     frequency >= 2, the 5 most frequent tokens dropped, score ``freq * mean KL``, ranks 1-100 are the
     rocks and ranks 101-200 the controls. No context filtering.
 
-The detection cut (context mode). Eq. 14 admits a type "if it satisfies both a high aggregate
-burden and sufficient context consistency". Top-K alone (Sec. 2.4) fills K with any type whose
-``R_ctx`` is positive when fewer than K are genuine rocks: one chance context match among the
-persistent occurrences of an isolated high-loss type gives it ``R_ctx > 0``. So a type qualifies
-only when ``CCR(v) >= min_ccr`` (ASSUMED; ``detection.context.min_ccr``). Since
-``R_ctx(v) = R(v) * CCR(v)``, this is Eq. 14's threshold with a per-type ``tau_R = R(v) * min_ccr``.
-Default ``high_loss_share``: ``min_ccr`` = the share of all occurrences with ``l_post >= tau_post``
-(``1 - tau_post`` = 20% with the default quantile); a type must be context-consistently persistent
-at least as often as a random occurrence is merely high-loss after OPD, otherwise it is no
-stubborner than an average token ("sufficient context consistency"); the planted isolated types of
-the tests sit at 8-10% from chance context matches, planted rocks near 100%. A number in [0, 1]
-sets the floor directly (0 restores the old cut, ``R_ctx > 0``). How many types qualify is logged
-and written to ``info.json`` (``n_qualifying``).
+The detection cut (context mode). Eq. 14 keeps a type that "satisfies both a high aggregate burden
+and sufficient context consistency"; top-K alone (Sec. 2.4) would fill K with any ``R_ctx > 0``,
+e.g. an isolated high-loss type with a few chance context matches. A type qualifies only when
+``CCR(v) >= min_ccr`` (ASSUMED, ``detection.context.min_ccr``; Eq. 14 with a per-type
+``tau_R = R(v) * min_ccr``). Default ``high_loss_share``: the share of all occurrences with
+``l_post >= tau_post`` (20% with the default quantile), i.e. v must be persistent and context
+consistent at least as often as a random occurrence is merely high-loss after OPD. Planted isolated
+types reach 8-10% from chance matches (so 5% would not do), planted rocks ~100%. A number sets the
+floor directly (0 = the old cut). ``info.json`` records ``n_qualifying`` (also logged).
 
 The loss is the full-vocabulary reverse KL (Eq. 15, the authors' choice) or the sampled log-ratio
 ``l_t`` (Eq. 2), config ``detection.loss``. Ties in any ranking are broken by token id (ascending).
