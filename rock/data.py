@@ -7,7 +7,10 @@ What it writes (paths from :mod:`rock.paths`, rows validated one by one):
   of ``conversations`` as the prompt, then cut positions [0, 20k) for stage 1 (20k teacher samples)
   and [20k, 30k) for stage 2 ("positions 20k-30k of the same source", App. C). Positions count
   the domain-filtered rows in dataset order; ``id`` is ``prompt-<position>``. ASSUMED: prompts are
-  not deduplicated (the paper and the authors' scripts slice positions).
+  not deduplicated (the paper and the authors' scripts slice positions). OpenThoughts3 repeats
+  questions, so ``prompts_report.json`` beside them counts unique prompts per slice and the
+  stage-1/stage-2 overlap (identical prompt text); App. C's "separate 10k-prompt slice" holds
+  when the overlap is 0, and a warning gives the counts when it is not.
 * ``{run_dir}/data/<benchmark>.jsonl`` in one normalised format per benchmark:
   math500 ``{problem, solution, answer, subject, level, unique_id}``; ifeval ``{key, prompt,
   instruction_id_list, kwargs}`` (lm-eval's IFEval rows); aime24/aime25/hmmt25 ``{id, problem,
@@ -45,7 +48,7 @@ from typing import Any
 from tqdm import tqdm
 
 from rock import paths
-from rock.atomic import write_jsonl
+from rock.atomic import write_json, write_jsonl
 from rock.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,8 @@ BENCHMARK_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
 ID_FIELD = {"math500": "unique_id", "ifeval": "key", "aime24": "id", "aime25": "id", "hmmt25": "id"}
 #: lm-eval IFEval instruction ids look like "group:name" (e.g. "keywords:existence")
 INSTRUCTION_ID = re.compile(r"^[a-z_]+:[a-z0-9_]+$")
+#: the slice report written beside prompts_stage1.jsonl (:func:`slice_report`)
+PROMPTS_REPORT = "prompts_report.json"
 #: speakers that count as the user in a conversation turn ({"from", "value"} or {"role", "content"})
 HUMAN_SPEAKERS = ("human", "user")
 
@@ -259,6 +264,20 @@ def slice_rows(prompts: list[str], start: int, end: int) -> list[dict]:
     return [{"id": f"prompt-{pos}", "prompt": prompts[pos]} for pos in range(start, end)]
 
 
+def slice_report(prompts: list[str], stage1: tuple[int, int], stage2: tuple[int, int]) -> dict:
+    """Unique prompts per slice and the overlap of the two slices (identical prompt text)."""
+    slices = {name: prompts[a:b] for name, (a, b) in (("stage1", stage1), ("stage2", stage2))}
+    unique = {name: set(rows) for name, rows in slices.items()}
+    report = {name: {"positions": list(span), "rows": len(slices[name]), "unique_prompts": len(unique[name]),
+                     "repeated_rows": len(slices[name]) - len(unique[name])}
+              for name, span in (("stage1", stage1), ("stage2", stage2))}
+    shared = unique["stage1"] & unique["stage2"]
+    report["overlap_unique_prompts"] = len(shared)
+    report["stage2_rows_in_stage1"] = sum(p in shared for p in slices["stage2"])
+    report["separate"] = not shared
+    return report
+
+
 # ------------------------------------------------------------------------------------------------
 # Benchmarks (pure)
 # ------------------------------------------------------------------------------------------------
@@ -377,12 +396,19 @@ def make_prompts(cfg: PoolConfig, out: Mapping[int, str | Path]) -> dict[int, Pa
     :func:`rock.paths.prompts`); returns stage -> path."""
     prompts = pool_prompts(iter_rows(cfg.source), cfg, file=cfg.source.label)
     written = {}
+    report = slice_report(prompts, cfg.stage1, cfg.stage2)
     for stage, (start, end) in ((1, cfg.stage1), (2, cfg.stage2)):
         path = Path(out[stage])
         write_jsonl(path, slice_rows(prompts, start, end))
-        log.info("stage %d: %d prompts (positions %d-%d) -> %s", stage, end - start, start, end,
-                 path)
+        log.info("stage %d: %d prompts (positions %d-%d, %d unique) -> %s", stage, end - start, start,
+                 end, report[f"stage{stage}"]["unique_prompts"], path)
         written[stage] = path
+    report_path = Path(out[1]).with_name(PROMPTS_REPORT)
+    write_json(report_path, report)
+    if not report["separate"]:
+        log.warning("stage 2 is not a separate prompt set: %d unique prompts (%d stage-2 rows) also in "
+                    "stage 1 (%s)", report["overlap_unique_prompts"], report["stage2_rows_in_stage1"],
+                    report_path)
     return written
 
 

@@ -322,3 +322,30 @@ def test_cli_bad_row_exits_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{path}:1: field 'answer': missing" in err
     assert not paths.benchmark(tmp_path, "aime25").exists()
+
+
+# --- slice report: unique prompts and stage-1/stage-2 overlap ----------------------------------
+
+def test_slice_report_counts_repeats_and_overlap(tmp_path, caplog):
+    """Pool a b a c | d b d e: stage 1 has 4 rows, 3 unique (a twice); stage 2 has 4 rows, 3 unique
+    (d twice); b is in both slices, once in stage 2, so the slices are not separate."""
+    texts = ["a", "b", "a", "c", "d", "b", "d", "e"]
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{"domain": "math", "conversations": conv(t)} for t in texts])
+    cfg = data.PoolConfig(source=data.Source(jsonl=str(pool)), stage1=(0, 4), stage2=(4, 8))
+    with caplog.at_level("WARNING", logger="rock.data"):
+        data.make_prompts(cfg, {1: tmp_path / "d" / "s1.jsonl", 2: tmp_path / "d" / "s2.jsonl"})
+    report = json.loads((tmp_path / "d" / data.PROMPTS_REPORT).read_text())
+    assert report == {
+        "stage1": {"positions": [0, 4], "rows": 4, "unique_prompts": 3, "repeated_rows": 1},
+        "stage2": {"positions": [4, 8], "rows": 4, "unique_prompts": 3, "repeated_rows": 1},
+        "overlap_unique_prompts": 1, "stage2_rows_in_stage1": 1, "separate": False}
+    assert "1 unique prompts (1 stage-2 rows) also in stage 1" in caplog.text
+    # the repeats are written as they are (positions are sliced, not deduplicated)
+    assert len((tmp_path / "d" / "s1.jsonl").read_text().splitlines()) == 4
+
+
+def test_slice_report_separate_slices():
+    report = data.slice_report(["a", "b", "b", "c", "d", "d"], (0, 3), (3, 6))
+    assert report["stage1"]["unique_prompts"] == 2 and report["stage2"]["unique_prompts"] == 2
+    assert report["overlap_unique_prompts"] == 0 and report["stage2_rows_in_stage1"] == 0
+    assert report["separate"] is True

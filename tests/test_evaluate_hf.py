@@ -220,3 +220,44 @@ def test_chat_boxed_renders_the_chat_template(world, lm):
     prompt = ev.taskset.tasks["math500"].instances[0].args[0]
     assert prompt.startswith("<|im_start|>user\nWhat is $(")
     assert prompt.endswith("within \\boxed{}.<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_generation_config_top_k_does_not_leak_into_sampling(world, tmp_path):
+    """A model whose generation_config.json sets top_k = 1 (sampling = greedy if it leaked in):
+    plain ``generate`` reads it, the hf backend pins top_k = 0 and top_p = 1.0 instead."""
+    import shutil
+
+    from transformers import GenerationConfig
+
+    model = tmp_path / "topk1"
+    shutil.copytree(world[1], model)
+    gc = GenerationConfig.from_pretrained(model)
+    gc.update(do_sample=True, top_k=1, top_p=0.5, temperature=1.0)
+    gc.save_pretrained(model)
+    lm = make_lm(_cfg(), model, record_tokens=True)
+    ids = torch.tensor([lm.tokenizer("Question: What is $(1+2)*3$?\nAnswer:")["input_ids"]])
+    greedy = lm.model.generate(ids, do_sample=False, max_new_tokens=12)
+    for seed in range(3):  # the leak this test guards against: top_k 1 makes sampling greedy
+        torch.manual_seed(seed)
+        assert torch.equal(lm.model.generate(ids, do_sample=True, max_new_tokens=12), greedy)
+    seen = []
+    generate = lm.model.generate
+    lm.model.generate = lambda *a, **k: seen.append(k) or generate(*a, **k)
+    try:
+        base = [r["response"] for r in _evaluator(world, lm).evaluate_once((), seed=0)["math500"]]
+        sampled = [r["response"] for r in _evaluator(world, lm, temperature=1.0).evaluate_once((), seed=0)["math500"]]
+    finally:
+        lm.model.generate = generate
+    assert "top_k" not in seen[0] and (seen[-1]["top_k"], seen[-1]["top_p"]) == (0, 1.0)
+    assert sum(a != b for a, b in zip(base, sampled)) >= len(ROWS) - 1
+
+
+def test_evaluation_top_p_and_top_k_defaults_are_the_authors():
+    """reference/README.md: the authors' lm-eval call sets only temperature 0.6 (top_p 1.0, no top-k)."""
+    kw = EvaluationConfig(temperature=0.6).generation_kwargs()
+    assert kw == {"do_sample": True, "temperature": 0.6, "max_gen_toks": 16384, "top_p": 1.0}
+    assert EvaluationConfig(temperature=0.6, top_k=20).generation_kwargs()["top_k"] == 20
+    with pytest.raises(ConfigError, match="top_k"):
+        EvaluationConfig(top_k=-1)
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())["evaluation"]
+    assert (cfg["temperature"], cfg["top_p"], cfg["top_k"]) == (0.6, 1.0, 0)

@@ -10,7 +10,8 @@ Layout (see config.yaml for every value and why)::
       k_screen: 200                 # knockout screening pool (App. D.3)
       n_controls: 100
       seed: 0
-      context: {...}                # Sec. 2.2: tau_*, radius, representation, similarity, gamma, eta
+      context: {...}                # Sec. 2.2: tau_*, radius, representation, similarity, gamma, eta,
+                                    #   min_ccr (the detection cut, rock.detect.core)
       official: {...}               # the authors' selection
       stability: {sizes, k_grid, n_repeats}
       clusters: {discourse_markers}
@@ -29,6 +30,7 @@ from rock.errors import ConfigError
 _CONTEXT_SPEC_KEYS = {"representation", "similarity", "radius", "gamma", "include_center",
                       "max_per_type", "block_elements", "pack_rows", "max_patterns"}
 _MODE_KEYS = {"min_freq", "drop_top_frequent", "tau_mode", "tau_pre", "tau_post", "eta", "controls"}
+_CONTEXT_ONLY_KEYS = {"min_ccr"}      # the detection cut (rock.detect.core): no CCR in the official mode
 _TOP_KEYS = {"loss", "downstream_mode", "top_k", "tau_r", "k_screen", "n_controls", "seed",
              "hidden_checkpoint", "context", "official", "stability", "clusters", "reference"}
 
@@ -69,7 +71,7 @@ class DetectionSettings:
             raise ConfigError(f"detection: unknown keys {sorted(unknown)}; allowed {sorted(_TOP_KEYS)}")
         ctx = dict(sec.get("context") or {})
         off = dict(sec.get("official") or {})
-        bad = set(ctx) - _CONTEXT_SPEC_KEYS - _MODE_KEYS
+        bad = set(ctx) - _CONTEXT_SPEC_KEYS - _MODE_KEYS - _CONTEXT_ONLY_KEYS
         if bad:
             raise ConfigError(f"detection.context: unknown keys {sorted(bad)}")
         bad = set(off) - _MODE_KEYS
@@ -80,7 +82,7 @@ class DetectionSettings:
         spec = ContextSpec(**{k: v for k, v in ctx.items() if k in _CONTEXT_SPEC_KEYS},
                            seed=int(sec.get("seed", 0)))
         context_cfg = DetectionConfig(mode="context", **common,
-                                      **{k: v for k, v in ctx.items() if k in _MODE_KEYS})
+                                      **{k: v for k, v in ctx.items() if k in _MODE_KEYS | _CONTEXT_ONLY_KEYS})
         official_cfg = DetectionConfig.official(**{**{k: v for k, v in common.items()
                                                       if k not in ("tau_r", "loss")},
                                                    **{k: v for k, v in off.items() if k in _MODE_KEYS}})

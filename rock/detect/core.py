@@ -13,10 +13,21 @@ Two modes produce the same ranking table (one row per observed token type):
     3. ``rho(o)`` over the context windows (Eq. 6-10, :mod:`rock.detect.context`);
     4. ``R(v) = {o in O_PH(v): rho(o) >= eta}`` (Eq. 11), ``CCR(v) = |R(v)| / Freq(v)`` (Eq. 12),
        ``R_ctx(v) = R(v) * CCR(v)`` (Eq. 13);
-    5. rocks: top-K by ``R_ctx`` or ``R_ctx >= tau_R`` (Eq. 14).
+    5. rocks: top-K by ``R_ctx`` or ``R_ctx >= tau_R`` (Eq. 14), among the types that *qualify*
+       (the detection cut below).
 ``official`` (the authors' released selection)
     frequency >= 2, the 5 most frequent tokens dropped, score ``freq * mean KL``, ranks 1-100 are the
     rocks and ranks 101-200 the controls. No context filtering.
+
+The detection cut (context mode). Eq. 14 keeps a type that "satisfies both a high aggregate burden
+and sufficient context consistency"; top-K alone (Sec. 2.4) would fill K with any ``R_ctx > 0``,
+e.g. an isolated high-loss type with a few chance context matches. A type qualifies only when
+``CCR(v) >= min_ccr`` (ASSUMED, ``detection.context.min_ccr``; Eq. 14 with a per-type
+``tau_R = R(v) * min_ccr``). Default ``high_loss_share``: the share of all occurrences with
+``l_post >= tau_post`` (20% with the default quantile), i.e. v must be persistent and context
+consistent at least as often as a random occurrence is merely high-loss after OPD. Planted isolated
+types reach 8-10% from chance matches (so 5% would not do), planted rocks ~100%. A number sets the
+floor directly (0 = the old cut). ``info.json`` records ``n_qualifying`` (also logged).
 
 The loss is the full-vocabulary reverse KL (Eq. 15, the authors' choice) or the sampled log-ratio
 ``l_t`` (Eq. 2), config ``detection.loss``. Ties in any ranking are broken by token id (ascending).
@@ -39,6 +50,8 @@ MODES = ("context", "official")
 LOSSES = {"reverse_kl": "reverse_kl", "log_ratio": "log_ratio"}
 TAU_MODES = ("quantile", "absolute")
 CONTROL_METHODS = ("matched", "ranks")
+#: named floors of the detection cut (module docstring)
+MIN_CCR_RULES = ("high_loss_share",)
 OCCURRENCE_COLUMNS = ("trajectory", "position", "token_id")
 
 #: ranking table columns, in order (both modes; NaN where a mode does not define a column)
@@ -60,6 +73,7 @@ class DetectionConfig:
     tau_pre: float = 0.8              # Eq. 5
     tau_post: float = 0.8             # Eq. 5
     eta: float = 0.05                 # Eq. 11
+    min_ccr: float | str = "high_loss_share"   # detection cut: CCR(v) >= min_ccr (module docstring)
     top_k: int = 100                  # K of Eq. 14 / Sec. 2.4
     tau_r: float | None = None        # Eq. 14 threshold; when set it replaces top_k
     k_screen: int = 200               # knockout screening pool (App. D.3): ranks 1..k_screen
@@ -83,6 +97,11 @@ class DetectionConfig:
                     bad(name, "is a quantile with tau_mode 'quantile': must be in [0, 1]")
         if not 0.0 <= self.eta <= 1.0:
             bad("eta", "must be in [0, 1]")
+        if isinstance(self.min_ccr, str):
+            if self.min_ccr not in MIN_CCR_RULES:
+                bad("min_ccr", f"must be a number in [0, 1] or one of {MIN_CCR_RULES}")
+        elif isinstance(self.min_ccr, bool) or not 0.0 <= self.min_ccr <= 1.0:
+            bad("min_ccr", "must be a number in [0, 1]")
         for name in ("min_freq", "top_k", "k_screen"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 bad(name, "must be an integer >= 1")
@@ -232,6 +251,16 @@ class ContextResult:
     rock_occ: np.ndarray          # bool per O_PH occurrence: in R(v) (Eq. 11)
     tau_pre: float
     tau_post: float
+    min_ccr: float = 0.0          # the detection cut's floor on CCR(v), in [0, 1]
+    n_qualifying: int = 0         # types with R_ctx > 0 and CCR >= min_ccr (before min_freq, top-K)
+
+
+def ccr_floor(loss_post: np.ndarray, tau_post: float, min_ccr: float | str) -> float:
+    """The detection cut's floor on CCR(v) (module docstring): ``min_ccr`` itself, or with
+    ``'high_loss_share'`` the share of all occurrences whose post-OPD loss is ``>= tau_post``."""
+    if min_ccr == "high_loss_share":
+        return float(np.mean(loss_post >= tau_post)) if len(loss_post) else 0.0
+    return float(min_ccr)
 
 
 def context_ranking(occ: Occurrences, cfg: DetectionConfig, spec: ContextSpec, *,
@@ -253,12 +282,19 @@ def context_ranking(occ: Occurrences, cfg: DetectionConfig, spec: ContextSpec, *
     agg["ccr"] = agg["n_rock_occ"] / agg["freq"]                      # Eq. 12
     agg["r_ctx"] = agg["rock_score"] * agg["ccr"]                     # Eq. 13
     agg["dropped_top_frequent"] = _drop_most_frequent(agg, cfg.drop_top_frequent)
-    agg["eligible"] = (agg["freq"] >= cfg.min_freq) & ~agg["dropped_top_frequent"] & (agg["r_ctx"] > 0)
+    floor = ccr_floor(occ.loss_post, tau_post, cfg.min_ccr)
+    positive = agg["r_ctx"].to_numpy() > 0
+    qualifies = positive & (agg["ccr"].to_numpy() >= floor)                # the detection cut
+    agg["eligible"] = (agg["freq"] >= cfg.min_freq) & ~agg["dropped_top_frequent"] & qualifies
     agg["score"] = agg["r_ctx"]
     log.info("context detection: tau_pre=%.4g tau_post=%.4g |O_PH|=%d (%.1f%% of %d) rock occurrences=%d",
              tau_pre, tau_post, len(ph_index), 100 * len(ph_index) / max(1, len(occ)), len(occ),
              int(rock_occ.sum()))
-    return ContextResult(_finish(agg, cfg), ph_index, rho, rock_occ, tau_pre, tau_post)
+    log.info("detection cut: %d of %d types with R_ctx > 0 qualify (CCR >= %.4g, min_ccr=%s); "
+             "%d of them eligible (freq >= %d) for top_k=%d", int(qualifies.sum()), int(positive.sum()),
+             floor, cfg.min_ccr, int(agg["eligible"].sum()), cfg.min_freq, cfg.top_k)
+    return ContextResult(_finish(agg, cfg), ph_index, rho, rock_occ, tau_pre, tau_post,
+                         min_ccr=floor, n_qualifying=int(qualifies.sum()))
 
 
 def _finish(agg: pd.DataFrame, cfg: DetectionConfig) -> pd.DataFrame:
@@ -285,7 +321,7 @@ def _finish(agg: pd.DataFrame, cfg: DetectionConfig) -> pd.DataFrame:
                                           cfg.n_controls else 0, seed=cfg.seed)
         agg["is_control"] = agg["token_id"].isin(ctrl)
     if n_rock < cfg.top_k and cfg.tau_r is None:
-        log.warning("only %d eligible candidates for top_k=%d", n_rock, cfg.top_k)
+        log.warning("only %d eligible candidates for top_k=%d: |R| = %d", n_rock, cfg.top_k, n_rock)
     # ranked rows first (by rank), then the ineligible ones by score and token id
     order = np.lexsort((agg["token_id"].to_numpy(), -score, np.where(rank > 0, rank, 0), rank == 0))
     agg = agg.iloc[order].reset_index(drop=True)
@@ -373,7 +409,8 @@ def detect(occ: Occurrences, cfg: DetectionConfig, spec: ContextSpec | None = No
         anchors = res.ph_index[res.rock_occ]
         rock_occ_index = anchors
         info = {"tau_pre": res.tau_pre, "tau_post": res.tau_post, "n_ph": int(len(res.ph_index)),
-                "n_rock_occ": int(res.rock_occ.sum())}
+                "n_rock_occ": int(res.rock_occ.sum()), "min_ccr": res.min_ccr,
+                "n_qualifying": res.n_qualifying}
     windows = rock_windows(occ, ranking, spec.radius, anchors=anchors)
     rocks = ranking.loc[ranking["is_rock"], "token_id"].to_numpy()
     density = sequence_density(occ, rocks, rock_occ_index)

@@ -9,7 +9,11 @@ global_batch`` optimizer steps per round (1 with the defaults: every step sample
 weights). The ``hf`` rollout engine is the training model itself; the ``vllm`` engine gets the new
 weights pushed before every round (:meth:`rock.distill.sampling.VllmGenerator.push_weights`).
 
-Bad input never stops the run; each case is counted in the step log: empty prompts
+Bad input never stops the run. Prompts that cannot be used (empty, or longer than
+``max_prompt_len`` with ``overlong_prompts: skip``) are dropped before the rollout rounds are
+formed (:func:`usable_prompts`; counts in ``summary.json``), so a skipped prompt never costs an
+optimizer step or a scheduler step: the step count and the learning-rate schedule follow the usable
+prompts. Within a round each case is counted in the step log: empty prompts
 (``n_empty_prompts``), prompts longer than ``max_prompt_len`` (``n_truncated_prompts``; skipped or
 truncated per ``overlong_prompts``), rollouts with no token before the stop token
 (``n_empty_rollouts``; kept when they hold the stop token, whose prediction is still a loss
@@ -37,7 +41,7 @@ from rock.distill.loop import LoopSpec, checkpoint_steps, run_loop
 from rock.distill.sampling import (HfGenerator, VllmGenerator, chat_prompt_ids, derive_seed,
                                    stop_token_ids, teacher_system_choice)
 from rock.distill.trainer import Trainer, TrainSequence, load_causal_lm, make_runtime
-from rock.errors import DataError
+from rock.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,25 @@ def render_prompt_pair(tokenizer, text: str, *, system: str | None, enable_think
             return s_ids, t_ids, True
         excess += len(s_ids) - max_len
     return None
+
+
+def usable_prompts(rows: list[dict], tokenizer, cfg: Stage2Config, *, enable_thinking: bool
+                   ) -> tuple[list[dict], dict]:
+    """The prompt rows a rollout round can use, and how many were dropped: empty prompts, and
+    prompts whose student view (the teacher's system message aside) :func:`render_prompt_pair`
+    skips (longer than ``max_prompt_len`` with ``overlong_prompts: skip``, or too long to cut)."""
+    kept, counts = [], {"n_prompts_read": len(rows), "n_empty_prompts_dropped": 0,
+                        "n_overlong_prompts_dropped": 0}
+    for row in rows:
+        if not row["prompt"].strip():
+            counts["n_empty_prompts_dropped"] += 1
+        elif render_prompt_pair(tokenizer, row["prompt"], system=None, enable_thinking=enable_thinking,
+                                max_len=cfg.max_prompt_len, overlong=cfg.overlong_prompts) is None:
+            counts["n_overlong_prompts_dropped"] += 1
+        else:
+            kept.append(row)
+    counts["n_prompts_used"] = len(kept)
+    return kept, counts
 
 
 class Stage2Batches:
@@ -174,6 +197,20 @@ class Stage2Batches:
         return seqs, counts
 
 
+def _check_planned_steps(cfg: Stage2Config, total: int, prompt_counts: dict) -> None:
+    """A ``max_steps`` that only the dropped prompts would have reached was planned from the slice
+    size (``rock.freeze.plan``): running fewer steps would miss planned checkpoints, so say so."""
+    read = prompt_counts["n_prompts_read"]
+    rounds = -(-read // cfg.rollout_batch)
+    unfiltered = cfg.epochs * rounds * cfg.optimizer_steps_per_round
+    if cfg.max_steps and total < cfg.max_steps <= unfiltered:
+        raise ConfigError(f"stage 2: max_steps={cfg.max_steps} was planned for {read} prompts, but "
+                          f"{read - prompt_counts['n_prompts_used']} are dropped (empty or over "
+                          f"max_prompt_len={cfg.max_prompt_len}), which leaves {total} steps; fix: set "
+                          f"freeze.max_steps / stage2.max_steps to at most {total}, or "
+                          f"stage2.overlong_prompts: truncate")
+
+
 def run_stage2(cfg: Stage2Config, models: ModelsConfig, *, prompts_path: str | os.PathLike,
                student: str, teacher: str, out_dir: str | os.PathLike, weighter=None,
                on_step_end=None) -> dict:
@@ -190,10 +227,17 @@ def run_stage2(cfg: Stage2Config, models: ModelsConfig, *, prompts_path: str | o
 
     rt = make_runtime(cfg.device, models.dtype)
     torch.manual_seed(cfg.seed)
-    rows = read_prompts(prompts_path)
-    if not rows:
-        raise DataError("no prompts", file=str(prompts_path), fix="check the stage-2 prompt slice")
     tok = AutoTokenizer.from_pretrained(student)
+    rows, prompt_counts = usable_prompts(read_prompts(prompts_path), tok, cfg,
+                                         enable_thinking=models.enable_thinking)
+    if not rows:
+        raise DataError(f"no usable prompts ({prompt_counts})", file=str(prompts_path),
+                        fix="check the stage-2 prompt slice and stage2.max_prompt_len")
+    if len(rows) < prompt_counts["n_prompts_read"]:
+        log.warning("stage 2: %d of %d prompts dropped before the rollout rounds (%d empty, %d over "
+                    "max_prompt_len=%d)", prompt_counts["n_prompts_read"] - len(rows),
+                    prompt_counts["n_prompts_read"], prompt_counts["n_empty_prompts_dropped"],
+                    prompt_counts["n_overlong_prompts_dropped"], cfg.max_prompt_len)
     t_tok = AutoTokenizer.from_pretrained(teacher)
     teacher_model = load_causal_lm(teacher, rt, trainable=False)
     s_vocab = AutoConfig.from_pretrained(student).vocab_size
@@ -221,6 +265,7 @@ def run_stage2(cfg: Stage2Config, models: ModelsConfig, *, prompts_path: str | o
 
     batches = Stage2Batches(rows, cfg, models, tok, generator, rt, stops, push_weights=push, vocab=vocab)
     total = batches.total_steps
+    _check_planned_steps(cfg, total, prompt_counts)
 
     def make_trainer(student_model):
         if cfg.rollout_backend == "hf":  # the rollout engine is the training model itself
@@ -236,6 +281,7 @@ def run_stage2(cfg: Stage2Config, models: ModelsConfig, *, prompts_path: str | o
                     save_token_losses=cfg.save_token_losses,
                     summary={"stage": 2, "config": asdict(cfg), "models": asdict(models),
                              "student": student, "teacher": teacher, "n_prompts": len(rows),
+                             **prompt_counts,
                              "shared_vocab": vocab, "world_size": rt.world,
                              "distributed": rt.distributed})
     log.info("stage 2: %d prompts, %d rollout rounds/epoch, %d steps, checkpoints at %s",

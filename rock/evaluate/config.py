@@ -40,7 +40,12 @@ class EvaluationConfig:
     n_runs: int = field(default=5, metadata={"help": "independent sampling runs; Pass@1 = mean over runs [5.2]"})
     seed: int = field(default=0, metadata={"help": "run r samples with seed `seed + r`"})
     temperature: float = field(default=0.6, metadata={"help": "sampling temperature (0 = greedy)"})
-    top_p: float = field(default=0.95, metadata={"help": "nucleus sampling threshold"})
+    top_p: float = field(default=1.0, metadata={
+        "help": "nucleus sampling threshold; 1.0 = off, as the authors' lm-eval call, which sets only "
+                "the temperature (reference/README.md)"})
+    top_k: int = field(default=0, metadata={
+        "help": "top-k filter; 0 = off (the authors' call sets none). The hf backend pins it, so a "
+                "model's generation_config.json (Qwen3-Instruct: top_k 20) never leaks in"})
     max_gen_toks: int = field(default=16384, metadata={"help": "max generated tokens per problem"})
     limit: int | None = field(default=None, metadata={"help": "evaluate only the first N problems (None = all)"})
     batch_size: int = field(default=16, metadata={"help": "hf backend: generation batch size"})
@@ -70,6 +75,8 @@ class EvaluationConfig:
             raise ConfigError(f"evaluation.temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"evaluation.top_p must be in (0, 1], got {self.top_p}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ConfigError(f"evaluation.top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
         if self.max_gen_toks < 1:
             raise ConfigError(f"evaluation.max_gen_toks must be >= 1, got {self.max_gen_toks}")
         if self.limit is not None and self.limit < 1:
@@ -86,12 +93,18 @@ class EvaluationConfig:
         return [self.seed + r for r in range(self.n_runs)]
 
     def generation_kwargs(self) -> dict[str, Any]:
-        """lm-eval ``generation_kwargs`` overrides applied to every task (stop strings stay the YAML's)."""
+        """lm-eval ``generation_kwargs`` overrides applied to every task (stop strings stay the YAML's).
+
+        ``top_k`` travels only when it filters (> 0): vLLM's ``SamplingParams`` default is "off"
+        and older vLLM versions reject 0; the hf backend pins 0 itself (:class:`RockHFLM`).
+        """
         sample = self.temperature > 0
         kw: dict[str, Any] = {"do_sample": sample, "temperature": float(self.temperature),
                               "max_gen_toks": int(self.max_gen_toks)}
         if sample:
             kw["top_p"] = float(self.top_p)
+            if self.top_k > 0:
+                kw["top_k"] = int(self.top_k)
         return kw
 
 

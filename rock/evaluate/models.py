@@ -10,6 +10,9 @@ reloading anything:
   (``scores[:, ids] = -inf`` at every step, before temperature/top-p); the run seed goes to
   ``transformers.set_seed`` (python, numpy, torch) at the start of each ``generate_until`` call, so
   the torch sampler of run r draws from seed r. Outputs depend on ``batch_size`` (batched sampling).
+  When sampling, ``top_k`` and ``top_p`` the task did not set are pinned to "off" (0 and 1.0):
+  ``generate`` would otherwise fill them from the model's ``generation_config.json`` (Qwen3-Instruct:
+  ``top_k`` 20, ``top_p`` 0.8), which the vLLM backend (``SamplingParams`` defaults) never reads.
 - ``vllm`` -> ``rock.evaluate.vllm_lm.RockVLLM`` (``lm_eval.models.vllm_causallms.VLLM``, vLLM
   0.33.0): per-request ``SamplingParams(seed=...)`` (lm-eval's ``--seed`` never reaches the vLLM
   sampler, GPU-NOTES.md section 3) and either ``extra_args`` read by the per-request logits processor
@@ -32,6 +35,9 @@ from lm_eval.models.huggingface import HFLM
 from rock.evaluate.suppression import check_token_ids
 
 log = logging.getLogger(__name__)
+
+#: sampling filters pinned to "off" when a task leaves them unset (module docstring)
+SAMPLING_OFF = {"top_k": 0, "top_p": 1.0}
 
 
 class SuppressionMixin:
@@ -78,6 +84,9 @@ class RockHFLM(SuppressionMixin, HFLM):
     def _model_generate(self, context, max_length, stop, **generation_kwargs):
         if self.suppress_token_ids:
             generation_kwargs["suppress_tokens"] = list(self.suppress_token_ids)
+        if generation_kwargs.get("do_sample"):
+            for key, off in SAMPLING_OFF.items():
+                generation_kwargs.setdefault(key, off)
         out = super()._model_generate(context, max_length, stop, **generation_kwargs)
         if self.record_tokens:
             pad = self.tokenizer.pad_token_id

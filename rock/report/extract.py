@@ -667,7 +667,7 @@ for _k in ("models.teacher", "models.student", "models.enable_thinking",
            "knockout.epsilon", "knockout.alpha",
            "knockout.n_resamples", "knockout.fdr_q", "knockout.temperature",
            "detection.top_k", "detection.k_screen", "detection.stability.sizes",
-           "evaluation.temperature", "freeze.eval_every"):
+           "evaluation.temperature", "evaluation.top_p", "freeze.eval_every"):
     _add(f"config.{_k}", f"config:{_k}", config_value(_k), f"config value {_k} [App. C / Sec. 5]",
          golden=False)
 
