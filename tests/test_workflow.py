@@ -179,13 +179,16 @@ def test_generate_image_versions():
     assert (major, minor) < (5, 21), "vLLM 0.33.0 needs transformers < 5.21"
     assert "math-verify" in pins
     assert "vllm" not in pip_pins(ENVS["train"]) and "vllm" not in pip_pins(ENVS["analysis"])
-    assert pip_pins(ENVS["analysis"])["torch"] == "2.14.0+cpu"
+    # PyPI's wheel in every image (the CPU-only wheel's index is unreachable for the lock check)
+    assert pip_pins(ENVS["analysis"])["torch"] == "2.14.0"
+    assert pins["numpy"] == "2.3.5", "vLLM 0.33.0 needs numpy < 2.4 (through mistral-common)"
 
 
 #: where the images knowingly differ from the CPU environment that CI tests, and why
 CPU_ENV_DEVIATIONS = {
     "torch": "images: 2.14.0 (CUDA build; vLLM 0.33.0 pins it); CPU env: 2.13.0 CPU build",
     "transformers": "vLLM 0.33.0 needs < 5.21; the CPU env has 5.23.0",
+    "numpy": "vLLM 0.33.0 needs < 2.4 (mistral-common); the CPU env has 2.4.6",
 }
 
 
@@ -204,19 +207,36 @@ def test_images_match_cpu_env_except_documented_deviations():
 
 
 @pytest.mark.parametrize("name", sorted(DEFS))
-def test_definition_installs_exactly_its_env_file(name):
+def test_definition_installs_exactly_its_lock(name):
+    """Each image: python/pip from its env file's conda part, then exactly its lock (envs/lock.py)
+    with `pip install --no-deps` (no resolver at build time), checked by `pip check`."""
     text = DEFS[name]
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     assert re.search(rf"^\s+envs/{name}\.yaml /opt/rock/env\.yaml$", code, re.M), \
         f"containers/{name}.def must copy envs/{name}.yaml into the image"
-    assert re.search(r"micromamba create -y -p /opt/rock/env -f /opt/rock/env\.yaml", code)
-    # nothing installed beside the env file: no pip/conda installs, no version pins in the def
-    assert "pip install" not in code and "micromamba install" not in code
-    assert "==" not in code
+    assert re.search(rf"^\s+envs/{name}\.lock\.txt /opt/rock/lock\.txt$", code, re.M), \
+        f"containers/{name}.def must copy envs/{name}.lock.txt into the image"
+    assert "micromamba create -y -p /opt/rock/env -f /opt/rock/env-conda.yaml" in code
+    installs = re.findall(r"pip install[^\n]*", code)
+    assert installs == ["pip install --no-deps --no-cache-dir -r /opt/rock/lock.txt"], installs
+    assert "python -m pip check" in code and "micromamba install" not in code
+    assert "==" not in code  # no version pins in the def
     assert "containers/rock-launcher.sh /usr/local/bin/rock" in code
     assert "export PATH=/opt/rock/env/bin:$PATH" in code
     for image in re.findall(r"^From:\s*(\S+)", code, re.M):
         assert ":" in image and not image.endswith(":latest"), f"unpinned base image {image}"
+
+
+@pytest.mark.parametrize("name", sorted(ENVS))
+def test_definition_cut_keeps_only_python_and_pip(name, tmp_path):
+    """The def's sed cut of the env file (everything from `  - pip:` on) leaves a valid conda env
+    of python and pip only: the pip packages come from the lock alone."""
+    cut = re.search(r"sed '([^']+)' /opt/rock/env\.yaml", DEFS[name]).group(1)
+    src = tmp_path / "env.yaml"
+    src.write_text((REPO / "envs" / f"{name}.yaml").read_text())
+    done = subprocess.run(["sed", cut, str(src)], capture_output=True, text=True, check=True)
+    env = yaml.safe_load(done.stdout)
+    assert [d.split("=")[0] for d in env["dependencies"]] == ["python", "pip"]
 
 
 def test_generate_definition_stores_punkt_tab():
