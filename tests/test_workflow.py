@@ -121,6 +121,19 @@ def test_every_rule_declares_log_env_container_threads_resources(rule):
     assert "> {log} 2>&1" in shell, f"{rule}: the shell must send its output to {{log}}"
 
 
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_every_gpu_job_gets_its_own_devices(rule):
+    """A rule whose config.yaml resources ask for GPUs runs its command behind
+    `rock gpus {resources.gpu} --` (rock.gpu_slots: its own CUDA_VISIBLE_DEVICES on one machine),
+    directly or through the distill launcher (common.smk); CPU rules do not."""
+    _, body = RULES[rule]
+    group = re.search(r'dpath="resources/(\w+)/gpu"', body).group(1)
+    shell = body.split("shell:", 1)[1]
+    wrapped = re.search(r'"rock gpus \{resources\.gpu\} --"\s*" rock \w+', shell) or \
+        "{params.launcher}" in shell and "distill_launcher(" in body
+    assert bool(wrapped) == (PAPER_CONFIG["resources"][group]["gpu"] > 0), rule
+
+
 def test_every_rule_resource_group_is_in_both_configs():
     toy = yaml.safe_load(TOY_CONFIG_FILE.read_text())
     for rule, (_, body) in RULES.items():

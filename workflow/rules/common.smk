@@ -189,11 +189,12 @@ def distill_settings(section):
 
 
 def distill_launcher(section):
-    """`rock` for one process; `torchrun ... -m rock.cli` (FSDP2, one rank per GPU) for several."""
+    """`rock` for one process; `torchrun ... -m rock.cli` (FSDP2, one rank per GPU) for several;
+    both behind `rock gpus N --` (rock.gpu_slots: the job's own CUDA_VISIBLE_DEVICES), as every
+    GPU job's shell."""
     gpus = int(config["resources"][section]["gpu"])
-    if gpus <= 1:
-        return "rock"
-    return f"torchrun --standalone --nproc_per_node {gpus} -m rock.cli"
+    run = "rock" if gpus <= 1 else f"torchrun --standalone --nproc_per_node {gpus} -m rock.cli"
+    return f"rock gpus {gpus} -- {run}"
 
 
 def distill_targets():
