@@ -23,6 +23,7 @@ report: "workflow/report/workflow.rst"  # front page of `snakemake --report`
 include: "workflow/rules/common.smk"
 # One file per stage, in pipeline order (DESIGN.md). ADD HERE: include: "workflow/rules/<stage>.smk"
 include: "workflow/rules/toy.smk"
+include: "workflow/rules/download.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/distill.smk"
 include: "workflow/rules/evaluate.smk"

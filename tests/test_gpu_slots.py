@@ -103,7 +103,7 @@ def test_no_gpu_fails_at_once_with_the_causes(tmp_path, monkeypatch):
 
 def test_slurm_jobs_keep_their_devices_and_zero_gpus_change_nothing(tmp_path):
     env = {"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "0,1"}
-    assert gpu_slots.prepare(2, env, tmp_path) == env              # the scheduler's assignment
+    assert gpu_slots.prepare(2, env, tmp_path) == {**env, "HF_HUB_OFFLINE": "1"}  # the scheduler's devices
     assert not any(tmp_path.iterdir())                              # nothing locked
     with pytest.raises(ConfigError, match=r"SLURM job asks for 4 GPUs but sees 2"):
         gpu_slots.prepare(4, env, tmp_path)
@@ -113,11 +113,15 @@ def test_slurm_jobs_keep_their_devices_and_zero_gpus_change_nothing(tmp_path):
 def test_command_line_passes_the_command_unchanged(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), ROCK_GPU_SLOTS="2", ROCK_GPU_LOCK_DIR=str(tmp_path))
     env.pop("SLURM_JOB_ID", None)
-    done = subprocess.run([sys.executable, "-m", "rock.cli", "gpus", "2", "--", "sh", "-c",
-                           'echo "$CUDA_VISIBLE_DEVICES $*"', "sh", "--config", "x y"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    env.pop("HF_HUB_OFFLINE", None)
+    cmd = [sys.executable, "-m", "rock.cli", "gpus", "2", "--", "sh", "-c",
+           'echo "$CUDA_VISIBLE_DEVICES $HF_HUB_OFFLINE $*"', "sh", "--config", "x y"]
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "0,1 --config x y"
+    assert done.stdout.strip() == "0,1 1 --config x y"   # GPU jobs read HF_HOME offline
+    env["HF_HUB_OFFLINE"] = "0"                          # unless the user opts out
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "0,1 0 --config x y"
 
 
 # ------------------------------------------------------------------------------------------------

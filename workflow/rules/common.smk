@@ -96,9 +96,10 @@ def model_name(role):
 
 
 def model_input(role):
-    """Input list for a job that loads a model: the directory if it is local, else nothing."""
+    """Input list for a job that loads a model: the directory if it is local, else the record of
+    its download into HF_HOME (download_model, a submit-host job: compute nodes may be offline)."""
     ref = MODELS[role]
-    return [ref.name] if ref.is_file_input else []
+    return [ref.name] if ref.is_file_input else [str(paths.model_download(RUN_DIR, role))]
 
 
 # ================================================================================================
