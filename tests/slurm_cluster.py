@@ -1,0 +1,135 @@
+"""A one-node SLURM cluster on localhost for tests (Debian's slurm-wlm 22.05 + munge; see
+/work/shared/SLURM-NOTES.md): `munged`, `slurmctld` and `slurmd` in the foreground as child
+processes of the test, configured by a slurm.conf in a temporary directory (SLURM_CONF), and
+stopped by their PIDs. No accounting daemon: job status comes from squeue (MinJobAge 300 s keeps
+finished jobs visible to `squeue`/`scontrol` for 5 minutes), as the project's SLURM profile asks.
+
+    with LocalSlurm(tmp_path) as cluster:
+        subprocess.run(["sbatch", "--wrap", "hostname"], env=cluster.env)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+PARTITION = "debug"
+REAL_MEMORY_MB = 20000
+DAEMONS = ("munged", "slurmctld", "slurmd")
+
+
+def missing_tools() -> list[str]:
+    return [tool for tool in (*DAEMONS, "sinfo", "sbatch", "squeue", "scontrol")
+            if shutil.which(tool) is None]
+
+
+def slurm_conf(state: Path, host: str, cpus: int) -> str:
+    return "\n".join([
+        "ClusterName=rockci",
+        f"SlurmctldHost={host}(127.0.0.1)",
+        "SlurmUser=root", "SlurmdUser=root",
+        "AuthType=auth/munge", "CryptoType=crypto/munge",
+        "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "MpiDefault=none",
+        "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core_Memory",
+        "ReturnToService=2", "MinJobAge=300",
+        "JobAcctGatherType=jobacct_gather/none", "AccountingStorageType=accounting_storage/none",
+        f"StateSaveLocation={state}/ctld", f"SlurmdSpoolDir={state}/d",
+        f"SlurmctldPidFile={state}/slurmctld.pid", f"SlurmdPidFile={state}/slurmd.pid",
+        f"SlurmctldLogFile={state}/slurmctld.log", f"SlurmdLogFile={state}/slurmd.log",
+        "SlurmctldPort=16817", "SlurmdPort=16818",
+        f"NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} Boards=1 SocketsPerBoard=1 "
+        f"CoresPerSocket={cpus} ThreadsPerCore=1 RealMemory={REAL_MEMORY_MB} State=UNKNOWN",
+        f"PartitionName={PARTITION} Nodes={host} Default=YES MaxTime=INFINITE State=UP",
+        "",
+    ])
+
+
+class LocalSlurm:
+    """Start on enter, stop every daemon it started on exit (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, state: Path, cpus: int | None = None):
+        self.state = Path(state)
+        self.host = socket.gethostname().split(".")[0]
+        self.cpus = cpus or min(os.cpu_count() or 1, 2)
+        self.procs: list[subprocess.Popen] = []
+        self.env = dict(os.environ, SLURM_CONF=str(self.state / "slurm.conf"))
+
+    def __enter__(self) -> "LocalSlurm":
+        for sub in ("ctld", "d", "munge"):
+            (self.state / sub).mkdir(parents=True, exist_ok=True)
+        (self.state / "slurm.conf").write_text(slurm_conf(self.state, self.host, self.cpus))
+        try:
+            self._start_munge()
+            self._start(["slurmctld", "-D", "-i"], "slurmctld.out")
+            self._start(["slurmd", "-D"], "slurmd.out")
+            self.wait_idle()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _start(self, cmd: list[str], log: str) -> None:
+        out = open(self.state / log, "w")
+        self.procs.append(subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT))
+
+    def _start_munge(self) -> None:
+        key = Path("/etc/munge/munge.key")
+        if not key.exists():
+            subprocess.run(["mungekey", "--create", "--keyfile", str(key)], check=True)
+        Path("/run/munge").mkdir(parents=True, exist_ok=True)
+        if Path("/run/munge/munge.socket.2").exists():
+            probe = subprocess.run(["munge", "-n"], capture_output=True)
+            if probe.returncode == 0:
+                return  # a munged already runs on this machine: use it, do not stop it
+        self._start(["munged", "-F", "--force"], "munged.out")
+        for _ in range(50):
+            if subprocess.run(["munge", "-n"], capture_output=True).returncode == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("munged did not start: " + (self.state / "munged.out").read_text())
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            done = subprocess.run(["sinfo", "-h", "-o", "%t"], env=self.env, capture_output=True, text=True)
+            if done.stdout.strip() in ("idle", "mix", "alloc"):
+                return
+            time.sleep(0.5)
+        logs = {p.name: p.read_text()[-2000:] for p in self.state.glob("*.log")}
+        raise RuntimeError(f"the SLURM node did not come up: sinfo {done.stdout!r} {done.stderr!r}; {logs}")
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+    def job(self, job_id: str) -> dict[str, str]:
+        """``scontrol show job`` as key -> value (finished jobs stay MinJobAge seconds)."""
+        done = subprocess.run(["scontrol", "show", "job", "-o", job_id], env=self.env,
+                              capture_output=True, text=True, check=True)
+        fields = {}
+        for item in done.stdout.split():
+            if "=" in item:
+                key, value = item.split("=", 1)
+                fields[key] = value
+        return fields
+
+    def job_ids(self) -> list[str]:
+        done = subprocess.run(["squeue", "-h", "--states=all", "-o", "%i"], env=self.env,
+                              capture_output=True, text=True, check=True)
+        return sorted(done.stdout.split(), key=int)
