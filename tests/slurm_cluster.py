@@ -1,8 +1,11 @@
 """A one-node SLURM cluster on localhost for tests (Debian's slurm-wlm 22.05 + munge; see
 /work/shared/SLURM-NOTES.md): `munged`, `slurmctld` and `slurmd` in the foreground as child
-processes of the test, configured by a slurm.conf in a temporary directory (SLURM_CONF), and
-stopped by their PIDs. No accounting daemon: job status comes from squeue (MinJobAge 300 s keeps
-finished jobs visible to `squeue`/`scontrol` for 5 minutes), as the project's SLURM profile asks.
+processes of the test, configured by /etc/slurm/slurm.conf (written here, removed on exit; a
+machine that has one already is left alone: :func:`missing_tools` names it), and stopped by their
+PIDs. It must be the default path: the jobstep plugin (snakemake-executor-plugin-slurm-jobstep 0.6.1) drops every SLURM_*
+variable, SLURM_CONF included, before its `srun` inside the job. No accounting daemon: job status
+comes from squeue (MinJobAge 300 s keeps finished jobs visible to `squeue`/`scontrol` for 5
+minutes), as the project's SLURM profile asks.
 
     with LocalSlurm(tmp_path) as cluster:
         subprocess.run(["sbatch", "--wrap", "hostname"], env=cluster.env)
@@ -21,11 +24,16 @@ from pathlib import Path
 PARTITION = "debug"
 REAL_MEMORY_MB = 20000
 DAEMONS = ("munged", "slurmctld", "slurmd")
+CONF = Path("/etc/slurm/slurm.conf")
 
 
 def missing_tools() -> list[str]:
-    return [tool for tool in (*DAEMONS, "sinfo", "sbatch", "squeue", "scontrol")
-            if shutil.which(tool) is None]
+    """What keeps this machine from hosting the test cluster (empty: nothing)."""
+    missing = [tool for tool in (*DAEMONS, "sinfo", "sbatch", "squeue", "scontrol")
+               if shutil.which(tool) is None]
+    if CONF.exists():
+        missing.append(f"a free {CONF} (this machine has a SLURM config of its own)")
+    return missing
 
 
 def slurm_conf(state: Path, host: str, cpus: int) -> str:
@@ -57,12 +65,15 @@ class LocalSlurm:
         self.host = socket.gethostname().split(".")[0]
         self.cpus = cpus or min(os.cpu_count() or 1, 2)
         self.procs: list[subprocess.Popen] = []
-        self.env = dict(os.environ, SLURM_CONF=str(self.state / "slurm.conf"))
+        self.env = dict(os.environ, SLURM_CONF=str(CONF))
 
     def __enter__(self) -> "LocalSlurm":
         for sub in ("ctld", "d", "munge"):
             (self.state / sub).mkdir(parents=True, exist_ok=True)
-        (self.state / "slurm.conf").write_text(slurm_conf(self.state, self.host, self.cpus))
+        if CONF.exists():
+            raise RuntimeError(f"{CONF} exists: this machine has a SLURM of its own")
+        CONF.parent.mkdir(parents=True, exist_ok=True)
+        CONF.write_text(slurm_conf(self.state, self.host, self.cpus))
         try:
             self._start_munge()
             self._start(["slurmctld", "-D", "-i"], "slurmctld.out")
@@ -117,6 +128,7 @@ class LocalSlurm:
                 proc.kill()
                 proc.wait()
         self.procs.clear()
+        CONF.unlink(missing_ok=True)
 
     def job(self, job_id: str) -> dict[str, str]:
         """``scontrol show job`` as key -> value (finished jobs stay MinJobAge seconds)."""
