@@ -34,6 +34,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "knockout": ("rock.knockout", "inference-time knockout and its statistics [3, D]"),
     "freeze": ("rock.freeze", "freeze-training regimes and masks [4]"),
     "report": ("rock.report", "expected tables, claim check and report [all]"),
+    "launch": ("rock.launch", "torchrun a training stage on one node or, through srun, on several"),
     "gpus": ("rock.gpu_slots", "run a command on GPUs of its own (CUDA_VISIBLE_DEVICES, file locks)"),
 }
 

@@ -405,11 +405,15 @@ def planned_jobs(output: str) -> list[tuple[str, dict[str, str], str]]:
     return jobs
 
 
+#: the FSDP2 training jobs (rock launch: torchrun on one node or srun + torchrun on several)
+TRAINING = ("stage1", "stage2", "freeze_train")
+
+
 def test_slurm_profile_dry_run_plans_every_stage_with_its_resources(monkeypatch):
     """`snakemake --profile workflow/profiles/slurm -n` with config.yaml: every rule of the paper
     scale is planned, each job asks for config.yaml's gpu/mem_mb/runtime of its resource group, GPU
     jobs go to the GPU partition with a gpu_model, CPU jobs to the CPU partition, and multi-GPU
-    training starts one torchrun process per GPU."""
+    training goes through `rock launch` (one torchrun rank per GPU)."""
     profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
     assert profile["executor"] == "slurm" and "--nv" in profile["apptainer-args"]
     # the traps of a real cluster (issue 15): sacct-less clusters hang the plugin's default status
@@ -442,15 +446,16 @@ def test_slurm_profile_dry_run_plans_every_stage_with_its_resources(monkeypatch)
             assert rule in profile["set-resources"], f"{rule}: no set-resources entry in the SLURM profile"
         else:
             assert res["slurm_partition"] == "CHANGE_ME_CPU_PARTITION" and "gpu_model" not in res, (rule, res)
-        if "torchrun" in shell:
-            assert f"--nproc_per_node {want['gpu']}" in shell, (rule, shell)
-        if want["gpu"]:  # every GPU job gets its own devices and reads the model cache offline
+        if rule in TRAINING:  # rock launch: torchrun, one rank per GPU, after the batch check
+            batch = PAPER_CONFIG["stage1" if rule == "stage1" else "stage2"]["global_batch"]
+            assert shell.startswith(f"rock launch --gpus-per-node {want['gpu']} --global-batch {batch} -- "), shell
+        elif want["gpu"]:  # every GPU job gets its own devices and reads the model cache offline
             assert shell.startswith(f"rock gpus {want['gpu']} -- "), (rule, shell)
     # hub models are downloaded once, on the submit host, before the jobs that load them
     assert sum(r == "download_model" for r, _, _ in jobs) == 2
     assert re.search(r"^localrules:\s*\n\s+download_model,", (RULES_DIR / "download.smk").read_text(), re.M)
-    for rule in ("stage1", "stage2", "freeze_train"):  # multi-GPU training: one process per GPU
-        assert any(r == rule and "torchrun" in s for r, _, s in jobs), rule
+    for rule in TRAINING:  # multi-GPU training: one process per GPU (rock/launch.py)
+        assert any(r == rule and "rock launch" in s for r, _, s in jobs), rule
 
 
 # ------------------------------------------------------------------------------------------------

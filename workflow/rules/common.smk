@@ -190,12 +190,14 @@ def distill_settings(section):
 
 
 def distill_launcher(section):
-    """`rock` for one process; `torchrun ... -m rock.cli` (FSDP2, one rank per GPU) for several;
-    both behind `rock gpus N --` (rock.gpu_slots: the job's own CUDA_VISIBLE_DEVICES), as every
-    GPU job's shell."""
+    """`rock launch` (rock/launch.py) for a training job of resource group ``section``: `rock` for
+    one GPU, `torchrun --standalone` (FSDP2, one rank per GPU) for several on one node, one torchrun
+    per node through srun for a multi-node SLURM allocation; on the job's own devices (rock gpus).
+    It first checks that the global batch of the stage (freeze training: stage 2's) splits evenly
+    over the ranks."""
     gpus = int(config["resources"][section]["gpu"])
-    run = "rock" if gpus <= 1 else f"torchrun --standalone --nproc_per_node {gpus} -m rock.cli"
-    return f"rock gpus {gpus} -- {run}"
+    batch = config["stage1" if section == "stage1" else "stage2"]["global_batch"]
+    return f"rock launch --gpus-per-node {gpus} --global-batch {batch} --"
 
 
 def distill_targets():
