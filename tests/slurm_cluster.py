@@ -2,8 +2,8 @@
 /work/shared/SLURM-NOTES.md): `munged`, `slurmctld` and `slurmd` in the foreground as child
 processes of the test, configured by /etc/slurm/slurm.conf (written here, removed on exit; a
 machine that has one already is left alone: :func:`missing_tools` names it), and stopped by their
-PIDs. It must be the default path: the jobstep plugin (snakemake-executor-plugin-slurm-jobstep 0.6.1) drops every SLURM_*
-variable, SLURM_CONF included, before its `srun` inside the job. No accounting daemon: job status
+PIDs. It must be the default path: the jobstep plugin (snakemake-executor-plugin-slurm-jobstep
+0.6.1) drops every SLURM_* variable, SLURM_CONF included, before its `srun` inside the job. No accounting daemon: job status
 comes from squeue (MinJobAge 300 s keeps finished jobs visible to `squeue`/`scontrol` for 5
 minutes), as the project's SLURM profile asks.
 

@@ -58,8 +58,7 @@ def ci_profile(directory: Path, configfile: Path) -> Path:
     profile = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
     del profile["software-deployment-method"], profile["apptainer-args"]
     profile["default-resources"]["slurm_partition"] = PARTITION
-    del profile["default-resources"]["slurm_account"]
-    profile["slurm-no-account"] = True
+    del profile["default-resources"]["slurm_account"]  # no accounts on this cluster
     for entry in profile["set-resources"].values():
         entry["slurm_partition"] = PARTITION
         entry.pop("gpu_model", None)  # the toy asks for no GPU; this node has none
