@@ -3,7 +3,7 @@
 # workflow/rules/<stage>.smk, their logic in rock/<stage>.py, input functions and targets in
 # workflow/rules/common.smk.
 #
-#   paper scale : snakemake --cores all --sdm apptainer            (config.yaml)
+#   paper scale : snakemake --profile workflow/profiles/local-gpu  (config.yaml, one GPU machine)
 #   SLURM       : snakemake --profile workflow/profiles/slurm
 #   toy (CPU)   : snakemake --profile workflow/profiles/toy        (tests/config_toy/config.yaml)
 #

@@ -36,7 +36,17 @@ def missing_tools() -> list[str]:
     return missing
 
 
-def slurm_conf(state: Path, host: str, cpus: int) -> str:
+def node_names(host: str, nodes: int) -> list[str]:
+    """One node: this host's name; several: n1..nN, each a slurmd of its own on this host."""
+    return [host] if nodes == 1 else [f"n{i}" for i in range(1, nodes + 1)]
+
+
+def slurm_conf(state: Path, host: str, cpus: int, nodes: int = 1) -> str:
+    """slurm.conf of ``nodes`` nodes of ``cpus`` CPUs (several nodes: one slurmd each, own port)."""
+    names = node_names(host, nodes)
+    node_lines = [f"NodeName={name} NodeHostname={host} NodeAddr=127.0.0.1 Port={17001 + i} "
+                  f"CPUs={cpus} Boards=1 SocketsPerBoard=1 CoresPerSocket={cpus} ThreadsPerCore=1 "
+                  f"RealMemory={REAL_MEMORY_MB // nodes} State=UNKNOWN" for i, name in enumerate(names)]
     return "\n".join([
         "ClusterName=rockci",
         f"SlurmctldHost={host}(127.0.0.1)",
@@ -46,13 +56,12 @@ def slurm_conf(state: Path, host: str, cpus: int) -> str:
         "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core_Memory",
         "ReturnToService=2", "MinJobAge=300",
         "JobAcctGatherType=jobacct_gather/none", "AccountingStorageType=accounting_storage/none",
-        f"StateSaveLocation={state}/ctld", f"SlurmdSpoolDir={state}/d",
-        f"SlurmctldPidFile={state}/slurmctld.pid", f"SlurmdPidFile={state}/slurmd.pid",
-        f"SlurmctldLogFile={state}/slurmctld.log", f"SlurmdLogFile={state}/slurmd.log",
-        "SlurmctldPort=16817", "SlurmdPort=16818",
-        f"NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} Boards=1 SocketsPerBoard=1 "
-        f"CoresPerSocket={cpus} ThreadsPerCore=1 RealMemory={REAL_MEMORY_MB} State=UNKNOWN",
-        f"PartitionName={PARTITION} Nodes={host} Default=YES MaxTime=INFINITE State=UP",
+        f"StateSaveLocation={state}/ctld", f"SlurmdSpoolDir={state}/d-%n",
+        f"SlurmctldPidFile={state}/slurmctld.pid", f"SlurmdPidFile={state}/slurmd-%n.pid",
+        f"SlurmctldLogFile={state}/slurmctld.log", f"SlurmdLogFile={state}/slurmd-%n.log",
+        "SlurmctldPort=16817",
+        *node_lines,
+        f"PartitionName={PARTITION} Nodes={','.join(names)} Default=YES MaxTime=INFINITE State=UP",
         "",
     ])
 
@@ -60,24 +69,25 @@ def slurm_conf(state: Path, host: str, cpus: int) -> str:
 class LocalSlurm:
     """Start on enter, stop every daemon it started on exit (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, state: Path, cpus: int | None = None):
+    def __init__(self, state: Path, cpus: int | None = None, nodes: int = 1):
         self.state = Path(state)
         self.host = socket.gethostname().split(".")[0]
-        self.cpus = cpus or min(os.cpu_count() or 1, 2)
+        self.nodes = nodes
+        self.cpus = cpus or max(1, min(os.cpu_count() or 1, 2) // nodes)
         self.procs: list[subprocess.Popen] = []
         self.env = dict(os.environ, SLURM_CONF=str(CONF))
 
     def __enter__(self) -> "LocalSlurm":
-        for sub in ("ctld", "d", "munge"):
-            (self.state / sub).mkdir(parents=True, exist_ok=True)
+        (self.state / "ctld").mkdir(parents=True, exist_ok=True)
         if CONF.exists():
             raise RuntimeError(f"{CONF} exists: this machine has a SLURM of its own")
         CONF.parent.mkdir(parents=True, exist_ok=True)
-        CONF.write_text(slurm_conf(self.state, self.host, self.cpus))
+        CONF.write_text(slurm_conf(self.state, self.host, self.cpus, self.nodes))
         try:
             self._start_munge()
             self._start(["slurmctld", "-D", "-i"], "slurmctld.out")
-            self._start(["slurmd", "-D"], "slurmd.out")
+            for name in node_names(self.host, self.nodes):
+                self._start(["slurmd", "-D", "-N", name], f"slurmd-{name}.out")
             self.wait_idle()
         except BaseException:
             self.stop()
@@ -110,8 +120,10 @@ class LocalSlurm:
     def wait_idle(self, timeout: float = 60.0) -> None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            done = subprocess.run(["sinfo", "-h", "-o", "%t"], env=self.env, capture_output=True, text=True)
-            if done.stdout.strip() in ("idle", "mix", "alloc"):
+            done = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], env=self.env, capture_output=True,
+                                  text=True)
+            states = done.stdout.split()
+            if len(states) == self.nodes and set(states) <= {"idle", "mix", "alloc"}:
                 return
             time.sleep(0.5)
         logs = {p.name: p.read_text()[-2000:] for p in self.state.glob("*.log")}

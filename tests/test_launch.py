@@ -17,6 +17,12 @@ REPO = Path(__file__).resolve().parent.parent
 ARGS = ["distill", "stage1", "--config", "config.yaml"]
 
 
+@pytest.fixture(autouse=True)
+def names_are_addresses(monkeypatch):
+    """No SLURM here: the rendezvous host is the node's name (node_address is tested below)."""
+    monkeypatch.setattr(launch, "node_address", lambda name: name)
+
+
 def slurm_env(nodes: int, nodelist: str, job_id: str = "4242") -> dict:
     return {"SLURM_JOB_ID": job_id, "SLURM_JOB_NUM_NODES": str(nodes), "SLURM_JOB_NODELIST": nodelist}
 
@@ -72,3 +78,15 @@ def test_cli_dry_run_prints_the_command():
                           "--global-batch", "4", "--", *ARGS], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "cannot be split evenly over 16 ranks" in bad.stderr
+
+
+def test_rendezvous_host_is_the_nodes_slurm_address(tmp_path, monkeypatch):
+    """scontrol's NodeAddr (what SLURM itself reaches the node at), else the name."""
+    monkeypatch.undo()
+    fake = tmp_path / "scontrol"
+    fake.write_text("#!/bin/sh\necho \"NodeName=$4 Arch=x86_64 NodeAddr=10.1.2.3 NodeHostName=$4\"\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert launch.node_address("gpu01") == "10.1.2.3"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    assert launch.node_address("gpu01") == "gpu01"

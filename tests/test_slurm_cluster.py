@@ -4,8 +4,9 @@ the first jobs of a shrunken toy workflow (toy world -> data -> teacher samples)
 workflow/profiles/slurm with containers switched off, the override the profile documents (delete
 `software-deployment-method` and `apptainer-args`) and its placeholders filled. Asserted from
 `scontrol show job`: every job got the partition, CPUs, memory and time limit its config asks,
-one node each, and the outputs landed. .ci/run installs slurm-wlm and munge; elsewhere the test is
-skipped, saying why. About 2 minutes on 2 cores.
+one node each, and the outputs landed. A second cluster of two slurmd nodes runs `rock launch
+--probe` across both (srun + torchrun c10d, gloo). .ci/run installs slurm-wlm and munge; elsewhere
+the tests are skipped, saying why. About 2.5 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -109,3 +110,32 @@ def test_toy_jobs_run_through_the_slurm_profile_with_their_resources(cluster, tm
         hours, minutes = divmod(want["runtime"], 60)
         assert job["TimeLimit"] == f"{hours:02d}:{minutes:02d}:00", (rule, job["TimeLimit"])
         assert job["NumNodes"] == "1", (rule, job["NumNodes"])
+
+
+def test_two_nodes_join_one_torchrun_job_through_rock_launch(tmp_path):
+    """Two slurmd nodes on this machine (n1, n2): `rock launch --probe` inside a 2-node allocation
+    starts one torchrun per node through srun, they meet at the c10d rendezvous on n1 (its
+    NodeAddr) and the 2 gloo ranks all-reduce 1 + 1 = 2: the multi-node path of stage 1/2 and
+    freeze training, on CPU."""
+    import time
+
+    with LocalSlurm(tmp_path / "slurm", nodes=2) as two:
+        out = tmp_path / "probe.out"
+        env = dict(two.env, PYTHONPATH=str(REPO),
+                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+        submit = subprocess.run(
+            ["sbatch", "--parsable", "--nodes", "2", "--ntasks", "2", "--ntasks-per-node", "1",
+             "-c", "1", "--mem", "2000", "-t", "10", "-o", str(out), "-D", str(REPO), "--wrap",
+             f"{sys.executable} -m rock.cli launch --gpus-per-node 1 --probe"],
+            env=env, capture_output=True, text=True, check=True)
+        job_id = submit.stdout.strip()
+        end = time.monotonic() + 300
+        while two.job(job_id)["JobState"] in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING"):
+            assert time.monotonic() < end, "the 2-node job did not finish in 5 minutes"
+            time.sleep(1)
+        job = two.job(job_id)
+        log = out.read_text()
+    assert job["JobState"] == "COMPLETED" and job["NumNodes"] == "2", (job, log[-3000:])
+    ranks = sorted(line.split(" on ")[0] for line in log.splitlines() if line.startswith("rank "))
+    assert ranks == ["rank 0/2", "rank 1/2"], log[-3000:]
+    assert log.count("all_reduce 2") == 2, log[-3000:]
