@@ -517,3 +517,17 @@ def test_make_toy_unlocks_only_a_stale_lock(tmp_path):
         running.wait()
     assert f"Snakemake runs here (pid {running.pid})" in busy.stdout, busy.stdout
     assert calls.read_text().count("--unlock") == 1
+
+
+@pytest.mark.parametrize("rst", sorted((REPO / "workflow" / "report").glob("*.rst")), ids=lambda p: p.name)
+def test_report_captions_are_valid_restructuredtext(rst):
+    """`snakemake --report` renders these captions with docutils: an unescaped |Delta| is an
+    "Undefined substitution" error in the report log."""
+    import io
+
+    import docutils.core
+
+    errors = io.StringIO()
+    docutils.core.publish_string(rst.read_text(), writer="html",
+                                 settings_overrides={"warning_stream": errors, "report_level": 2})
+    assert errors.getvalue() == "", errors.getvalue()
