@@ -14,7 +14,8 @@ goes through this command (workflow/rules/*.smk), which
 
 Under SLURM (``SLURM_JOB_ID`` set) the scheduler has already given the job its own devices in
 ``CUDA_VISIBLE_DEVICES``, numbered from 0 on many clusters: nothing is locked, the command runs as
-it is (after checking that the job sees N devices). ``N = 0`` runs the command unchanged.
+it is (after checking that the job sees N devices). A cluster that sets no CUDA_VISIBLE_DEVICES
+(GPUs not managed as gres, whole nodes) gets the one-machine behaviour above. ``N = 0`` runs the command unchanged.
 GPU jobs run with ``HF_HUB_OFFLINE=1`` (unless set): compute nodes are often offline, and the models
 are in HF_HOME already (rock/download.py, a submit-host job).
 A job asking for GPUs on a machine that shows none fails at once, naming the likely causes
@@ -117,8 +118,8 @@ def prepare(n: int, env, lock_dir: Path | None = None) -> dict:
         return env
     # models come from HF_HOME, filled on the submit host (rock download); HF_HUB_OFFLINE=0 opts out
     env.setdefault("HF_HUB_OFFLINE", "1")
-    if env.get("SLURM_JOB_ID"):
-        visible = [d for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    if env.get("SLURM_JOB_ID") and env.get("CUDA_VISIBLE_DEVICES") is not None:
+        visible = [d for d in env["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
         if len(visible) < n:
             raise ConfigError(f"the SLURM job asks for {n} GPUs but sees {len(visible)} "
                               f"(CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES', '')!r}): "

@@ -108,6 +108,9 @@ def test_slurm_jobs_keep_their_devices_and_zero_gpus_change_nothing(tmp_path):
     with pytest.raises(ConfigError, match=r"SLURM job asks for 4 GPUs but sees 2"):
         gpu_slots.prepare(4, env, tmp_path)
     assert gpu_slots.prepare(0, {"A": "1"}, tmp_path) == {"A": "1"}
+    # a cluster whose SLURM does not manage GPUs (no CUDA_VISIBLE_DEVICES): the machine's pool
+    unmanaged = gpu_slots.prepare(1, {"SLURM_JOB_ID": "8", "ROCK_GPU_SLOTS": "2"}, tmp_path)
+    assert unmanaged["CUDA_VISIBLE_DEVICES"] == "0"
 
 
 def test_command_line_passes_the_command_unchanged(tmp_path):
