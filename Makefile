@@ -12,7 +12,7 @@ STAMP := $(VENV)/.rock-setup
 # jobs and tests find `snakemake`, `rock` and `pytest` in the venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup toy test test-fast lint dry-run containers clean-toy help
+.PHONY: setup toy unlock-stale test test-fast lint dry-run containers clean-toy help
 
 help:
 	@sed -n '3,5p' Makefile
@@ -32,9 +32,23 @@ $(STAMP): envs/cpu-requirements.txt pyproject.toml
 	$(VENV)/bin/python -m pip install -e . --no-deps
 	touch $@
 
-toy: setup
+toy: setup unlock-stale
 	snakemake --profile workflow/profiles/toy
 	rock report timings --run-dir results/toy
+
+# A killed run leaves .snakemake/locks behind and the next run stops at Snakemake's LockException.
+# Unlock only when no Snakemake process runs in this directory (argv[0] or `-m` module snakemake,
+# working directory here); otherwise say so and leave the lock to that run.
+unlock-stale:
+	@if ls .snakemake/locks/* >/dev/null 2>&1; then \
+	  busy=; for p in /proc/[0-9]*; do \
+	    [ "$$(readlink $$p/cwd 2>/dev/null)" = "$(CURDIR)" ] || continue; \
+	    tr '\0' '\n' < $$p/cmdline 2>/dev/null | grep -qx 'snakemake\|.*/snakemake' && busy="$$busy $${p#/proc/}"; \
+	  done; \
+	  if [ -n "$$busy" ]; then echo "Snakemake runs here (pid$$busy): its lock stays"; \
+	  else echo "stale Snakemake lock (no Snakemake runs here): snakemake --unlock"; \
+	    snakemake --profile workflow/profiles/toy --unlock; fi; \
+	fi
 
 # Every test, including those marked toyrun: two whole toy workflow runs from scratch (one of them
 # killed in the middle of each long stage and restarted) compared table by table

@@ -3,7 +3,7 @@
 # workflow/rules/<stage>.smk, their logic in rock/<stage>.py, input functions and targets in
 # workflow/rules/common.smk.
 #
-#   paper scale : snakemake --cores all --sdm apptainer            (config.yaml)
+#   paper scale : snakemake --profile workflow/profiles/local-gpu  (config.yaml, one GPU machine)
 #   SLURM       : snakemake --profile workflow/profiles/slurm
 #   toy (CPU)   : snakemake --profile workflow/profiles/toy        (tests/config_toy/config.yaml)
 #
@@ -23,6 +23,7 @@ report: "workflow/report/workflow.rst"  # front page of `snakemake --report`
 include: "workflow/rules/common.smk"
 # One file per stage, in pipeline order (DESIGN.md). ADD HERE: include: "workflow/rules/<stage>.smk"
 include: "workflow/rules/toy.smk"
+include: "workflow/rules/download.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/distill.smk"
 include: "workflow/rules/evaluate.smk"

@@ -24,6 +24,7 @@ import sys
 # stage name -> (module, one-line help). Order follows the paper's pipeline (DESIGN.md).
 STAGES: dict[str, tuple[str, str]] = {
     "toy": ("rock.toy", "build the embedded toy world (tokenizer, teacher, student, datasets)"),
+    "download": ("rock.download", "hub models into HF_HOME on the submit host (offline compute nodes)"),
     "data": ("rock.data", "slice the prompt pool and materialize benchmarks as jsonl [5.1, C]"),
     "distill": ("rock.distill", "teacher sampling, stage-1 off-policy KD, stage-2 on-policy KD [5.1, C]"),
     "evaluate": ("rock.evaluate", "lm-eval evaluation with token suppression and Pass@1 [5.2, D.3]"),
@@ -33,6 +34,8 @@ STAGES: dict[str, tuple[str, str]] = {
     "knockout": ("rock.knockout", "inference-time knockout and its statistics [3, D]"),
     "freeze": ("rock.freeze", "freeze-training regimes and masks [4]"),
     "report": ("rock.report", "expected tables, claim check and report [all]"),
+    "launch": ("rock.launch", "torchrun a training stage on one node or, through srun, on several"),
+    "gpus": ("rock.gpu_slots", "run a command on GPUs of its own (CUDA_VISIBLE_DEVICES, file locks)"),
 }
 
 

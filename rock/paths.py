@@ -60,6 +60,12 @@ def world_info(run_dir: str | Path) -> Path:
     return world_dir(run_dir) / "world.json"
 
 
+def model_download(run_dir: str | Path, role: str) -> Path:
+    """Record of a hub model downloaded into HF_HOME on the submit host (rock download): GPU jobs
+    that load the model wait for it and then read the cache offline."""
+    return Path(run_dir) / "models" / f"{role}.json"
+
+
 def prompts(run_dir: str | Path, stage: int) -> Path:
     return Path(run_dir) / "data" / f"prompts_stage{stage}.jsonl"
 

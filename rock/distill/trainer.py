@@ -83,14 +83,19 @@ def make_runtime(device: str = "auto", dtype: str = "bfloat16", env=None) -> Run
     variables torchrun always sets (LOCAL_RANK and MASTER_ADDR).
     """
     env = os.environ if env is None else env
+    if device == "cuda" and not torch.cuda.is_available():
+        # checked before torchrun's branch too: no silent CPU (gloo) fallback of a paper-scale run
+        from rock.gpu_slots import GPU_FIX
+
+        raise ConfigError(f"device 'cuda' requested but torch {torch.__version__} (CUDA "
+                          f"{torch.version.cuda}) sees no GPU (CUDA_VISIBLE_DEVICES="
+                          f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}): {GPU_FIX}; or set device: cpu")
     if "LOCAL_RANK" in env and "MASTER_ADDR" in env:
         from rock.distill import fsdp
 
         rank, world, dev = fsdp.init_distributed()
         cdtype = getattr(torch, dtype) if dev.type == "cuda" else torch.float32
         return Runtime(dev, cdtype, rank, world, distributed=True)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but no GPU is visible; use device: auto or cpu")
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
         return Runtime(torch.device("cuda"), getattr(torch, dtype))

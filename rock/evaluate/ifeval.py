@@ -13,8 +13,8 @@ Policy:
 - :func:`check_rows` refuses, with a clear error, to score rows whose instructions need punkt_tab
   when the data is absent, instead of scoring them as failures. The toy world's IFEval rows
   (``rock toy``) use only instructions outside :data:`PUNKT_INSTRUCTIONS`, so the toy run scores
-  real lm-eval IFEval offline. At paper scale the evaluation container downloads punkt_tab at build
-  time (``python -m nltk.downloader -d /usr/local/share/nltk_data punkt_tab``).
+  real lm-eval IFEval offline. At paper scale the generate image downloads punkt_tab at build time
+  into /opt/nltk_data and sets ``NLTK_DATA=/opt/nltk_data`` (containers/generate.def).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ PUNKT_INSTRUCTIONS = frozenset({
     "length_constraints:number_sentences",   # instructions_util.count_sentences (punkt)
     "change_case:capital_word_frequency",    # nltk.word_tokenize (punkt_tab)
 })
-PUNKT_FIX = ("download it once with `python -m nltk.downloader -d /usr/local/share/nltk_data punkt_tab` "
-             "(the evaluation container does this at build time) or point NLTK_DATA at a copy")
+PUNKT_FIX = ("download it once with `python -m nltk.downloader -d /opt/nltk_data punkt_tab` and set "
+             "NLTK_DATA=/opt/nltk_data (the generate image does both at build time), or point NLTK_DATA "
+             "at a copy")
 
 
 def punkt_available() -> bool:

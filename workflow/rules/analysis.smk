@@ -33,7 +33,8 @@ rule stats_decode:
         mem_mb=lookup(dpath="resources/stats_decode/mem_mb", within=config),
         runtime=lookup(dpath="resources/stats_decode/runtime", within=config),
     shell:
-        "rock stats decode --config {params.config_file} --benchmark {input.benchmark}"
+        "rock gpus {resources.gpu} --"
+        " rock stats decode --config {params.config_file} --benchmark {input.benchmark}"
         " --threads {threads} > {log} 2>&1"
 
 
@@ -61,7 +62,8 @@ rule stats_score:
         mem_mb=lookup(dpath="resources/stats_score/mem_mb", within=config),
         runtime=lookup(dpath="resources/stats_score/runtime", within=config),
     shell:
-        "rock stats score --config {params.config_file} --checkpoint {wildcards.st_ckpt}"
+        "rock gpus {resources.gpu} --"
+        " rock stats score --config {params.config_file} --checkpoint {wildcards.st_ckpt}"
         " --threads {threads} > {log} 2>&1"
 
 
@@ -88,7 +90,8 @@ rule stats_hidden:
         mem_mb=lookup(dpath="resources/stats_score/mem_mb", within=config),
         runtime=lookup(dpath="resources/stats_score/runtime", within=config),
     shell:
-        "rock stats hidden --config {params.config_file} --checkpoint {wildcards.st_ckpt}"
+        "rock gpus {resources.gpu} --"
+        " rock stats hidden --config {params.config_file} --checkpoint {wildcards.st_ckpt}"
         " --threads {threads} > {log} 2>&1"
 
 
@@ -257,7 +260,8 @@ rule geometry_gradients:
         mem_mb=lookup(dpath="resources/geometry_gradients/mem_mb", within=config),
         runtime=lookup(dpath="resources/geometry_gradients/runtime", within=config),
     shell:
-        "rock geometry gradients --config {params.config_file} --threads {threads} > {log} 2>&1"
+        "rock gpus {resources.gpu} --"
+        " rock geometry gradients --config {params.config_file} --threads {threads} > {log} 2>&1"
 
 
 rule geometry_analyze:

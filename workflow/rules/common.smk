@@ -96,9 +96,10 @@ def model_name(role):
 
 
 def model_input(role):
-    """Input list for a job that loads a model: the directory if it is local, else nothing."""
+    """Input list for a job that loads a model: the directory if it is local, else the record of
+    its download into HF_HOME (download_model, a submit-host job: compute nodes may be offline)."""
     ref = MODELS[role]
-    return [ref.name] if ref.is_file_input else []
+    return [ref.name] if ref.is_file_input else [str(paths.model_download(RUN_DIR, role))]
 
 
 # ================================================================================================
@@ -189,11 +190,14 @@ def distill_settings(section):
 
 
 def distill_launcher(section):
-    """`rock` for one process; `torchrun ... -m rock.cli` (FSDP2, one rank per GPU) for several."""
+    """`rock launch` (rock/launch.py) for a training job of resource group ``section``: `rock` for
+    one GPU, `torchrun --standalone` (FSDP2, one rank per GPU) for several on one node, one torchrun
+    per node through srun for a multi-node SLURM allocation; on the job's own devices (rock gpus).
+    It first checks that the global batch of the stage (freeze training: stage 2's) splits evenly
+    over the ranks."""
     gpus = int(config["resources"][section]["gpu"])
-    if gpus <= 1:
-        return "rock"
-    return f"torchrun --standalone --nproc_per_node {gpus} -m rock.cli"
+    batch = config["stage1" if section == "stage1" else "stage2"]["global_batch"]
+    return f"rock launch --gpus-per-node {gpus} --global-batch {batch} --"
 
 
 def distill_targets():

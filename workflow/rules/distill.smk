@@ -31,7 +31,8 @@ rule teacher_samples:
         mem_mb=lookup(dpath="resources/teacher_samples/mem_mb", within=config),
         runtime=lookup(dpath="resources/teacher_samples/runtime", within=config),
     shell:
-        "rock distill teacher-samples --config {params.config_file} --threads {threads}"
+        "rock gpus {resources.gpu} --"
+        " rock distill teacher-samples --config {params.config_file} --threads {threads}"
         " --teacher {params.teacher:q}"
         " --prompts {input.prompts} --out {output.samples} --summary {output.summary}"
         " > {log} 2>&1"

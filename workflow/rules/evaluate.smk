@@ -35,7 +35,8 @@ rule evaluate:
         mem_mb=lookup(dpath="resources/evaluation/mem_mb", within=config),
         runtime=lookup(dpath="resources/evaluation/runtime", within=config),
     shell:
-        "rock evaluate --config {params.config_file} --model {params.model:q}"
+        "rock gpus {resources.gpu} --"
+        " rock evaluate --config {params.config_file} --model {params.model:q}"
         " --model-name {wildcards.eval_model} {params.benchmarks} --threads {threads}"
         " --table {params.table:q} --summary {params.summary:q}"
         " > {log} 2>&1"

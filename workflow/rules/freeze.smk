@@ -73,7 +73,8 @@ rule freeze_evaluate_start:
         mem_mb=lookup(dpath="resources/freeze_evaluate/mem_mb", within=config),
         runtime=lookup(dpath="resources/freeze_evaluate/runtime", within=config),
     shell:
-        "rock evaluate --config {params.config_file} --model {input.model:q}"
+        "rock gpus {resources.gpu} --"
+        " rock evaluate --config {params.config_file} --model {input.model:q}"
         " --model-name {params.model_name} {params.options}"
         " --threads {threads} --table {output.table:q} --summary {output.summary:q}"
         " > {log} 2>&1"
@@ -108,7 +109,8 @@ if config["freeze"]["eval_job"] == "checkpoint":
             mem_mb=lookup(dpath="resources/freeze_evaluate/mem_mb", within=config),
             runtime=lookup(dpath="resources/freeze_evaluate/runtime", within=config),
         shell:
-            "rock evaluate --config {params.config_file} --model {input.model:q}"
+            "rock gpus {resources.gpu} --"
+            " rock evaluate --config {params.config_file} --model {input.model:q}"
             " --model-name {wildcards.fz_regime}_step{wildcards.fz_step} {params.options}"
             " --threads {threads} --table {output.table:q} --summary {output.summary:q}"
             " > {log} 2>&1"
@@ -141,7 +143,8 @@ else:
             mem_mb=lookup(dpath="resources/freeze_evaluate/mem_mb", within=config),
             runtime=lookup(dpath="resources/freeze_evaluate/runtime", within=config),
         shell:
-            "rock evaluate --config {params.config_file} {params.models} {params.options}"
+            "rock gpus {resources.gpu} --"
+            " rock evaluate --config {params.config_file} {params.models} {params.options}"
             " --threads {threads} > {log} 2>&1"
 
 

@@ -67,7 +67,8 @@ rule knockout_shard:
         mem_mb=lookup(dpath="resources/knockout_shard/mem_mb", within=config),
         runtime=lookup(dpath="resources/knockout_shard/runtime", within=config),
     shell:
-        "rock knockout shard --config {params.config_file} --plan {input.plan}"
+        "rock gpus {resources.gpu} --"
+        " rock knockout shard --config {params.config_file} --plan {input.plan}"
         " --shard {wildcards.ko_shard} --model {input.model} --benchmark-files {input.benchmarks}"
         " --threads {threads} --out {output}"
         " > {log} 2>&1"
