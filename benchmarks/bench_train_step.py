@@ -27,6 +27,7 @@ bf16 datasheet; about 790 was measured for a large bf16 matrix product on the H2
     python benchmarks/bench_train_step.py --size 0.6b            # GPU: 1k and 4k responses
     python benchmarks/bench_train_step.py --size 0.6b --cases 1024:2 --breakdown
     python benchmarks/bench_train_step.py --size 4b --cases 1024:2
+    python benchmarks/bench_train_step.py --size 0.6b --compile    # also rock with compile_layers
 
 Targets (issue 17), for the 0.6B/1.7B shapes on a GPU: speed >= 1.2x naive, peak memory <= 0.6x
 naive, MFU >= 25 %. At ``--size tiny`` on CPU the same ratios are reported (not the GPU case).
@@ -195,7 +196,7 @@ def run_side(side: str, student, teacher, seqs, micro: int, runtime, vocab: int,
 
     cfg = Stage2Config(global_batch=len(seqs), n_rollouts=1, micro_batch=micro, lr=1e-6,
                        warmup_ratio=0.0, gradient_checkpointing=args.checkpointing,
-                       chunk_size=args.chunk_size)
+                       chunk_size=args.chunk_size, compile_layers=side == "rock_compiled")
     trainer = Trainer(student, teacher, cfg, runtime, total_steps=1000, vocab=vocab, pad_id=0)
     if side == "naive":
         opt = trainer.optimizer                 # the same AdamW settings as the Trainer's
@@ -204,6 +205,9 @@ def run_side(side: str, student, teacher, seqs, micro: int, runtime, vocab: int,
     else:
         out = measure(lambda: trainer.step(seqs).loss, runtime.device, args.warmup, args.steps)
     trainer.optimizer.zero_grad(set_to_none=True)
+    if side == "rock_compiled":  # the next case's naive side runs the plain modules again
+        for m in (*student.modules(), *teacher.modules()):
+            m._compiled_call_impl = None
     del trainer
     _reset_peak(runtime.device)
     return out
@@ -241,8 +245,17 @@ def run_case(student, teacher, n_s: int, n_t: int, response: int, micro: int, ru
     tokens = sum(len(s.student_ids) for s in seqs)
     flops = ((6 + 2 * args.checkpointing) * n_s + 2 * n_t) * tokens
     row = {"response": response, "micro_batch": micro, "tokens": tokens, "step_tflop": flops / 1e12}
-    for side in ("naive", "rock"):
-        r = run_side(side, student, teacher, seqs, micro, runtime, size["vocab"], args)
+    for side in ("naive", "rock") + (("rock_compiled",) if args.compile else ()):
+        try:
+            r = run_side(side, student, teacher, seqs, micro, runtime, size["vocab"], args)
+        except Exception as err:  # noqa: BLE001  (an optional variant must not lose the others)
+            if side != "rock_compiled":
+                raise
+            print(f"rock_compiled failed: {type(err).__name__}: {str(err)[:2000]}", flush=True)
+            for m in (*student.modules(), *teacher.modules()):
+                m._compiled_call_impl = None
+            student.zero_grad(set_to_none=True)
+            continue
         r["tflops"] = flops / r["seconds"] / 1e12
         r["mfu_pct"] = 100 * r["tflops"] / args.peak_tflops
         row[side] = r
@@ -259,7 +272,9 @@ def report(rows: list[dict], args, device) -> None:
     print(f"| response x micro | side | step (s) | peak ({unit}) | TFLOP/s | MFU % | loss |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
-        for side in ("rock", "naive"):
+        for side in ("rock", "rock_compiled", "naive"):
+            if side not in row:
+                continue
             r = row[side]
             print(f"| {row['response']} x {row['micro_batch']} | {side} | {r['seconds']:.3f} | "
                   f"{r['peak_bytes'] / scale:.2f} | {r['tflops']:.1f} | {r['mfu_pct']:.1f} | "
@@ -286,6 +301,17 @@ def report(rows: list[dict], args, device) -> None:
         if device.type == "cuda":  # a CPU process's RSS moves by allocator noise at tiny shapes
             emit(f"{key}_peak_memory", mem, TARGET_MEMORY, direction="<=", unit="x", note=note)
             emit(f"{key}_mfu", o["mfu_pct"], TARGET_MFU, unit="%", note=note)
+        if "rock_compiled" in row:
+            c = row["rock_compiled"]
+            cnote = note + "; compile_layers: true (torch.compile per decoder block)"
+            print(f"ratio (speed naive/rock compiled, {tag}): {n['seconds'] / c['seconds']:.2f}x   "
+                  f"(target >= {TARGET_SPEED}x); peak memory {c['peak_bytes'] / max(n['peak_bytes'], 1):.3f}x "
+                  f"of naive; MFU {c['mfu_pct']:.1f} %")
+            emit(f"{key}_compiled_speed", n["seconds"] / c["seconds"], TARGET_SPEED, unit="x", note=cnote)
+            if device.type == "cuda":
+                emit(f"{key}_compiled_peak_memory", c["peak_bytes"] / max(n["peak_bytes"], 1),
+                     TARGET_MEMORY, direction="<=", unit="x", note=cnote)
+                emit(f"{key}_compiled_mfu", c["mfu_pct"], TARGET_MFU, unit="%", note=cnote)
 
 
 def main(argv=None) -> int:
@@ -299,6 +325,8 @@ def main(argv=None) -> int:
     p.add_argument("--chunk-size", type=int, default=0, help="loss chunk (positions); 0 = library default")
     p.add_argument("--no-checkpointing", dest="checkpointing", action="store_false")
     p.add_argument("--breakdown", action="store_true", help="also time teacher and student alone")
+    p.add_argument("--compile", action="store_true",
+                   help="also time Trainer.step with compile_layers (GPU; the warm-up step compiles)")
     p.add_argument("--peak-tflops", type=float, default=989.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)

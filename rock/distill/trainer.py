@@ -131,6 +131,22 @@ def load_causal_lm(path: str, runtime: Runtime, *, trainable: bool, gradient_che
     return model
 
 
+def compile_layers(model) -> int:
+    """``torch.compile`` each decoder block (``model._no_split_modules``) in place; how many.
+
+    Blocks of one class share their compiled code (parameters are graph inputs); Dynamo's cache
+    is raised so that train/no-grad modes and a few sequence lengths of two models all fit.
+    """
+    import torch._dynamo
+
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    blocks = set(getattr(model, "_no_split_modules", None) or [])
+    found = [m for m in model.modules() if type(m).__name__ in blocks]
+    for m in found:
+        m.compile()
+    return len(found)
+
+
 @dataclass
 class TrainSequence:
     """One training example: both model views of one (prompt, response) pair."""
@@ -261,6 +277,9 @@ class Trainer:
         self.vocab, self.pad_id, self.weighter = vocab, pad_id, weighter
         self.spec = LossSpec(cfg.loss, kd_ratio=cfg.kd_ratio, temperature=cfg.kd_temperature,
                              chunk_size=cfg.chunk_size or None)
+        if cfg.compile_layers and runtime.device.type == "cuda":
+            n = compile_layers(student) + compile_layers(teacher)
+            log.info("torch.compile on %d decoder blocks of student and teacher", n)
         params = [p for p in student.parameters() if p.requires_grad]
         # one fused kernel for the whole update on a single GPU (same maths as the default)
         fused = True if runtime.device.type == "cuda" and not runtime.distributed else None
