@@ -230,9 +230,11 @@ def _reference_grads(student, teacher, seqs, vocab):
     return float(total.detach()), {n: p.grad.clone() for n, p in ref.named_parameters()}
 
 
-def test_optimised_step_loss_and_every_gradient_match_the_naive_reference_step(tiny_pair, loaded):
+@pytest.mark.parametrize("fused", [False, True])
+def test_optimised_step_loss_and_every_gradient_match_the_naive_reference_step(tiny_pair, loaded, fused):
     """Trainer.accumulate (kept-logit rows, chunked loss, padded length-sorted micro-batches, sums
-    left on the device) against the naive full-logit step, on every parameter of the student."""
+    left on the device; with ``fused`` the lm_heads folded into the loss, the GPU default) against
+    the naive full-logit step, on every parameter of the student."""
     tok, teacher = loaded
     prompt = chat_prompt_ids(tok, "Compute (2+3)*4.")
     responses = [[30, 31, 32, 33, 2], [34, 2], [35, 36, 2], [37, 38, 39, 2]]
@@ -241,7 +243,9 @@ def test_optimised_step_loss_and_every_gradient_match_the_naive_reference_step(t
     student = _student(tiny_pair)
     cfg = Stage2Config(global_batch=4, n_rollouts=1, micro_batch=2, lr=1e-3, gradient_checkpointing=False,
                        chunk_size=3)
-    tr = Trainer(student, teacher, cfg, CPU, total_steps=1, vocab=298, pad_id=tok.pad_token_id)
+    tr = Trainer(student, teacher, cfg, CPU, total_steps=1, vocab=298, pad_id=tok.pad_token_id,
+                 fused_lm_head=fused)
+    assert tr.fused_lm_head is fused
     sums, rows = tr.accumulate(seqs, None, denominator=14.0, keep_token_rows=True)  # 5+2+3+4 tokens
     ref_loss, ref_grads = _reference_grads(_student(tiny_pair), teacher, seqs, 298)
     assert sums[0].item() == pytest.approx(ref_loss, rel=1e-6)

@@ -295,6 +295,13 @@ def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | No
         of per-row fp32 tensors shaped like ``targets``: ``kd`` and ``ce`` (0 where not computed),
         and ``loss = (1 - kd_ratio) * ce + kd_ratio * kd`` (unweighted).
     """
+    w, denom = row_weights(mask, weights, normalization, denominator)
+    per_row, kd, ce = token_losses(student_logits, teacher_logits, targets, spec, active=w != 0)
+    return normalise(per_row, kd, ce, w, denom, spec)
+
+
+def row_weights(mask, weights, normalization: str, denominator=None):
+    """``(w, denom)``: per-row weights ``weights * mask`` (fp32) and the normaliser (module docstring)."""
     if normalization not in NORMALIZATIONS:
         raise ConfigError(f"loss_normalization '{normalization}' unknown; use one of {NORMALIZATIONS}")
     m = mask.to(torch.float32)
@@ -304,7 +311,11 @@ def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | No
     denom = float(denominator)
     if denom <= 0:  # nothing to learn from (all masked or all frozen): loss 0, gradient 0, no NaN
         denom = 1.0
-    per_row, kd, ce = token_losses(student_logits, teacher_logits, targets, spec, active=w != 0)
+    return w, denom
+
+
+def normalise(per_row, kd, ce, w, denom: float, spec: LossSpec):
+    """The scalar loss ``sum(w * per_row) / denom`` and the per-token dict of :func:`distill_loss`."""
     total = (per_row.double() * w.to(per_row.device).double()).sum() / denom
     return total.to(torch.float32), {"kd": kd, "ce": ce,
                                      "loss": spec.kd_ratio * kd + (1.0 - spec.kd_ratio) * ce}

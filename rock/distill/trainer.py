@@ -213,6 +213,26 @@ def keep_logits(model, rows: Sequence[Sequence[int]], keep: int, pad_id: int, vo
     return truncate_vocab(out.logits, vocab)
 
 
+def keep_hidden(model, rows: Sequence[Sequence[int]], keep: int, pad_id: int,
+                runtime: Runtime) -> torch.Tensor:
+    """Final hidden states ``[B, keep, H]`` (the lm_head's input) of the rows of :func:`keep_logits`."""
+    ids, attn, pos = left_pad(rows, pad_id, runtime.device)
+    with runtime.autocast():
+        out = model.base_model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False)
+    return out.last_hidden_state[:, -keep:]
+
+
+def plain_lm_head(model):
+    """The lm_head weight when logits are exactly ``hidden @ W.T`` (no bias, scale or softcap),
+    else None (then the loss needs the model's own logits)."""
+    head = model.get_output_embeddings()
+    cfg = model.config
+    if not isinstance(head, torch.nn.Linear) or head.bias is not None or \
+            getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None):
+        return None
+    return head.weight
+
+
 def response_logits(model, rows: Sequence[Sequence[int]], keep: int, pad_id: int, vocab: int,
                     runtime: Runtime) -> torch.Tensor:
     """Logits ``[B, keep - 1, vocab]`` of the last ``keep - 1`` predicting positions.
@@ -272,8 +292,15 @@ class Trainer:
     """Optimizer, schedule and the KD update of one global batch (module docstring)."""
 
     def __init__(self, student, teacher, cfg: TrainConfig, runtime: Runtime, *, total_steps: int,
-                 vocab: int, pad_id: int, weighter: Weighter | None = None):
+                 vocab: int, pad_id: int, weighter: Weighter | None = None,
+                 fused_lm_head: bool | None = None):
         self.student, self.teacher, self.cfg, self.runtime = student, teacher, cfg, runtime
+        # lm_heads folded into the loss (rock.distill.fused): on by default on one GPU; the CPU
+        # path keeps the model's logits (exact, tested); FSDP2 shards the lm_head with the root
+        if fused_lm_head is None:
+            fused_lm_head = runtime.device.type == "cuda" and not runtime.distributed
+        self.fused_lm_head = bool(fused_lm_head) and plain_lm_head(student) is not None and \
+            plain_lm_head(teacher) is not None
         self.vocab, self.pad_id, self.weighter = vocab, pad_id, weighter
         self.spec = LossSpec(cfg.loss, kd_ratio=cfg.kd_ratio, temperature=cfg.kd_temperature,
                              chunk_size=cfg.chunk_size or None)
@@ -403,6 +430,8 @@ class Trainer:
         """Loss of one micro-batch over :func:`keep_logits` rows (the last row is masked)."""
         rt = self.runtime
         keep = max(s.n_response for s in batch) + 1
+        if self.fused_lm_head:
+            return self._fused_micro_loss(batch, w_b, denominator, keep, dummy=dummy)
         t_logits = None
         if self.spec.kd_ratio > 0:
             with torch.no_grad():
@@ -410,17 +439,36 @@ class Trainer:
                                        self.pad_id, self.vocab, rt)
         s_logits = keep_logits(self.student, [s.student_ids for s in batch], keep, self.pad_id,
                                self.vocab, rt)
-        targets, mask = response_targets(batch, keep, self.pad_id, rt.device)
+        targets, mask, wmat = self._targets_and_weights(batch, w_b, keep, dummy)
+        loss, per = distill_loss(s_logits, t_logits, targets, mask, self.spec, weights=wmat,
+                                 normalization=self.cfg.loss_normalization, denominator=denominator)
+        return loss, per, mask, wmat
+
+    def _targets_and_weights(self, batch, w_b, keep: int, dummy: bool):
+        targets, mask = response_targets(batch, keep, self.pad_id, self.runtime.device)
         if w_b is None:
             wmat = mask
         else:
-            wmat = torch.zeros((len(batch), keep), dtype=torch.float32, device=rt.device)
+            wmat = torch.zeros((len(batch), keep), dtype=torch.float32, device=self.runtime.device)
             for j, s in enumerate(batch):
-                wmat[j, keep - 1 - s.n_response:keep - 1] = w_b[j].to(rt.device)
-        if dummy:
-            mask = torch.zeros_like(mask)
-        loss, per = distill_loss(s_logits, t_logits, targets, mask, self.spec, weights=wmat,
-                                 normalization=self.cfg.loss_normalization, denominator=denominator)
+                wmat[j, keep - 1 - s.n_response:keep - 1] = w_b[j].to(self.runtime.device)
+        return targets, (torch.zeros_like(mask) if dummy else mask), wmat
+
+    def _fused_micro_loss(self, batch, w_b, denominator: float, keep: int, *, dummy: bool):
+        """:meth:`_micro_loss` from hidden states, the lm_heads folded into the loss."""
+        from rock.distill.fused import fused_distill_loss
+
+        rt, v = self.runtime, self.vocab
+        h_t = w_t = None
+        if self.spec.kd_ratio > 0:
+            with torch.no_grad():
+                h_t = keep_hidden(self.teacher, [s.teacher_ids for s in batch], keep, self.pad_id, rt)
+            w_t = plain_lm_head(self.teacher)[:v]
+        h_s = keep_hidden(self.student, [s.student_ids for s in batch], keep, self.pad_id, rt)
+        targets, mask, wmat = self._targets_and_weights(batch, w_b, keep, dummy)
+        loss, per = fused_distill_loss(h_s, plain_lm_head(self.student)[:v], h_t, w_t, targets, mask,
+                                       self.spec, weights=wmat, normalization=self.cfg.loss_normalization,
+                                       denominator=denominator, dtype=rt.dtype)
         return loss, per, mask, wmat
 
     def _clip(self) -> float:
