@@ -205,9 +205,6 @@ def run_side(side: str, student, teacher, seqs, micro: int, runtime, vocab: int,
     else:
         out = measure(lambda: trainer.step(seqs).loss, runtime.device, args.warmup, args.steps)
     trainer.optimizer.zero_grad(set_to_none=True)
-    if side == "rock_compiled":  # the next case's naive side runs the plain modules again
-        for m in (*student.modules(), *teacher.modules()):
-            m._compiled_call_impl = None
     del trainer
     _reset_peak(runtime.device)
     return out

@@ -262,6 +262,39 @@ def test_optimised_step_loss_and_every_gradient_match_the_naive_reference_step(t
     assert len(rows["kd"]) == 14 and all(k > 0 for k in rows["kd"]) and set(rows["weight"]) == {1.0}
 
 
+def test_compiled_blocks_run_only_inside_the_trainers_passes(tiny_pair, loaded):
+    """compile_layers: the compiled calls serve step/score and are switched off afterwards, so
+    generation with the same student runs the plain modules (a counting stand-in for the compiled
+    call, as torch.compile itself is GPU-only here)."""
+    from rock.distill.trainer import blocks_compiled, compile_blocks
+
+    tok, teacher = loaded
+    student = _student(tiny_pair)
+    pairs = compile_blocks(student)
+    n_layers = student.config.num_hidden_layers
+    assert len(pairs) == n_layers and all(type(m).__name__ == "Qwen3DecoderLayer" for m, _ in pairs)
+    calls = []
+
+    def counting(m):
+        def call(*a, **k):
+            calls.append(m)
+            return m._call_impl(*a, **k)
+        return call
+
+    prompt = chat_prompt_ids(tok, "Compute (1+1)*2.")
+    seqs = [TrainSequence("a", prompt + [40, 41, 2], prompt + [40, 41, 2], 3)]
+    tr = Trainer(student, teacher, Stage2Config(global_batch=1, n_rollouts=1, gradient_checkpointing=False),
+                 CPU, total_steps=1, vocab=298, pad_id=tok.pad_token_id)
+    tr._compiled = [(m, counting(m)) for m, _ in pairs]
+    tr.step(seqs)
+    assert len(calls) == n_layers                    # one student forward through the stand-ins
+    with blocks_compiled(tr._compiled):
+        assert all(m._compiled_call_impl is not None for m, _ in pairs)
+    assert all(m._compiled_call_impl is None for m, _ in pairs)
+    student(input_ids=torch.tensor([prompt]))
+    assert len(calls) == n_layers                    # plain modules outside the trainer
+
+
 def test_score_batched_by_micro_batch_equals_one_sequence_at_a_time(tiny_pair, loaded):
     tok, teacher = loaded
     prompt = chat_prompt_ids(tok, "Compute (2+3)*4.")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -131,20 +131,32 @@ def load_causal_lm(path: str, runtime: Runtime, *, trainable: bool, gradient_che
     return model
 
 
-def compile_layers(model) -> int:
-    """``torch.compile`` each decoder block (``model._no_split_modules``) in place; how many.
+def compile_blocks(model) -> list:
+    """``(block, compiled call)`` for each decoder block (``model._no_split_modules``).
 
-    Blocks of one class share their compiled code (parameters are graph inputs); Dynamo's cache
-    is raised so that train/no-grad modes and a few sequence lengths of two models all fit.
+    What ``nn.Module.compile`` builds, kept aside: :class:`Trainer` switches the compiled calls on
+    only inside its own forward/backward passes, so generation with the same models (HF
+    rollouts, KV cache, one-token shapes) runs the plain modules. Blocks of one class share
+    their compiled code (parameters are graph inputs); Dynamo's cache is raised so that
+    train/no-grad modes and a few sequence lengths of two models fit.
     """
     import torch._dynamo
 
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     blocks = set(getattr(model, "_no_split_modules", None) or [])
-    found = [m for m in model.modules() if type(m).__name__ in blocks]
-    for m in found:
-        m.compile()
-    return len(found)
+    return [(m, torch.compile(m._call_impl)) for m in model.modules() if type(m).__name__ in blocks]
+
+
+@contextmanager
+def blocks_compiled(pairs: list):
+    """Within the block, the blocks of :func:`compile_blocks` run their compiled calls."""
+    for m, fn in pairs:
+        m._compiled_call_impl = fn
+    try:
+        yield
+    finally:
+        for m, _ in pairs:
+            m._compiled_call_impl = None
 
 
 @dataclass
@@ -304,9 +316,10 @@ class Trainer:
         self.vocab, self.pad_id, self.weighter = vocab, pad_id, weighter
         self.spec = LossSpec(cfg.loss, kd_ratio=cfg.kd_ratio, temperature=cfg.kd_temperature,
                              chunk_size=cfg.chunk_size or None)
+        self._compiled = []
         if cfg.compile_layers and runtime.device.type == "cuda":
-            n = compile_layers(student) + compile_layers(teacher)
-            log.info("torch.compile on %d decoder blocks of student and teacher", n)
+            self._compiled = compile_blocks(student) + compile_blocks(teacher)
+            log.info("torch.compile on %d decoder blocks of student and teacher", len(self._compiled))
         params = [p for p in student.parameters() if p.requires_grad]
         # one fused kernel for the whole update on a single GPU (same maths as the default)
         fused = True if runtime.device.type == "cuda" and not runtime.distributed else None
@@ -349,6 +362,12 @@ class Trainer:
         """
         width = max(len(s.student_ids) for s in seqs)
         out = torch.zeros((len(seqs), width), dtype=torch.float32, device=self.runtime.device)
+        with blocks_compiled(self._compiled):
+            self._score_into(out, seqs)
+        return {"reverse_kl_tokens": out}
+
+    def _score_into(self, out: torch.Tensor, seqs: Sequence[TrainSequence]) -> None:
+        width = out.shape[1]
         for idx in self._micro_batches(seqs):
             batch = [seqs[i] for i in idx]
             keep = max(s.n_response for s in batch) + 1
@@ -361,7 +380,6 @@ class Trainer:
                                   chunk_size=self.spec.chunk_size)["reverse_kl"]
             for j, (i, s) in enumerate(zip(idx, batch)):
                 out[i, width - s.n_response:] = st[j, keep - 1 - s.n_response:keep - 1]
-        return {"reverse_kl_tokens": out}
 
     # --- one optimizer step ------------------------------------------------------------------
     def step(self, seqs: Sequence[TrainSequence], *, keep_token_rows: bool = False) -> StepResult:
@@ -381,7 +399,8 @@ class Trainer:
             w_sum, n_frozen = float(n_tok), 0
         g_tok, g_w = rt.all_sum([n_tok, w_sum])
         denominator = g_w if cfg.loss_normalization == "weight_mean" else g_tok
-        sums, records = self.accumulate(seqs, weights, denominator, keep_token_rows)
+        with blocks_compiled(self._compiled):
+            sums, records = self.accumulate(seqs, weights, denominator, keep_token_rows)
         grad_norm = self._clip()
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
