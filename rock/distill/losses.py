@@ -22,7 +22,8 @@ Normalisation (``normalization``), over all loss positions of one optimizer step
     remaining tokens are renormalised, so freezing also scales up every other token's gradient.
 
 Memory. Nothing of shape ``[positions x vocab]`` in fp32 is ever materialised beyond one chunk of
-``chunk_size`` positions (default: :data:`CHUNK_ELEMENTS` // vocab). The loss is a custom autograd
+``chunk_size`` positions (default: :data:`CHUNK_ELEMENTS` // vocab on CPU, :data:`CUDA_CHUNK_ELEMENTS`
+// vocab on a GPU, where tiny chunks are launch-bound). The loss is a custom autograd
 function that computes the gradient with respect to the student logits chunk by chunk during the
 forward pass (as Liger-Kernel's fused losses do) and keeps it in the logits' own dtype; backward
 only scales it. Peak extra memory is therefore one gradient-sized buffer in the logits dtype plus
@@ -58,10 +59,10 @@ NORMALIZATIONS = ("token_mean", "weight_mean")
 #: they are freed, which is one more reason for keeping them well below it on CPU.)
 CHUNK_ELEMENTS = 2**22
 #: default fp32 elements per chunk on a GPU (16M elements = 64 MiB per temporary; 110 positions at
-#: V = 151,936). ASSUMED from benchmarks/bench_kl.py --device cuda (issue 17): a GPU is launch-bound
-#: at 27 positions per chunk (1.6x the naive time) and near the naive time from ~100 positions on,
-#: while the returned [positions x vocab] gradient plus three such temporaries stays under 1/8 of
-#: the naive peak at 4,096 positions. The CPU default (exact, tested) is unchanged.
+#: V = 151,936). ASSUMED from benchmarks/bench_kl.py --device cuda (issue 17, one H200): at 27
+#: positions per chunk a GPU is launch-bound (1.6x the naive time); at 110, without a host sync per
+#: chunk, 1.03x the naive time at 0.116x its peak (the returned [positions x vocab] gradient plus
+#: three such temporaries, 4,096 positions); 512 positions cost 0.20x. The CPU default is unchanged.
 CUDA_CHUNK_ELEMENTS = 2**24
 
 

@@ -19,6 +19,13 @@ optionally with a dict of counts for the step log (e.g. ``rock.freeze.masks.rock
 
 Precision: CPU runs are fp32. On GPU the student keeps fp32 master weights and runs under bf16
 autocast (or FSDP2 mixed precision), the teacher is loaded in bf16 (Appendix C: bf16).
+
+GPU speed (issue 17, ``benchmarks/bench_train_step.py``): no host sync inside the micro-batch loop
+(sums stay on the device; inputs are copied without blocking); on one GPU the lm_heads are folded
+into the loss (:mod:`rock.distill.fused`: no ``[positions x vocab]`` logits, teacher or student);
+no logits for prompt positions; fused AdamW; with ``compile_layers`` each decoder block runs
+``torch.compile``'d inside the trainer's passes. The forward helpers live in
+:mod:`rock.distill.forward`.
 """
 
 from __future__ import annotations
@@ -26,14 +33,17 @@ from __future__ import annotations
 import logging
 import math
 import os
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
 
 from rock.distill.config import TrainConfig
-from rock.distill.losses import LossSpec, distill_loss, token_statistics, truncate_vocab
+from rock.distill.forward import (blocks_compiled, compile_blocks, keep_hidden,  # noqa: F401
+                                  keep_logits, left_pad, plain_lm_head, response_logits,
+                                  response_mask_right, response_targets, to_device)
+from rock.distill.losses import LossSpec, distill_loss, token_statistics
 from rock.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -131,34 +141,6 @@ def load_causal_lm(path: str, runtime: Runtime, *, trainable: bool, gradient_che
     return model
 
 
-def compile_blocks(model) -> list:
-    """``(block, compiled call)`` for each decoder block (``model._no_split_modules``).
-
-    What ``nn.Module.compile`` builds, kept aside: :class:`Trainer` switches the compiled calls on
-    only inside its own forward/backward passes, so generation with the same models (HF
-    rollouts, KV cache, one-token shapes) runs the plain modules. Blocks of one class share
-    their compiled code (parameters are graph inputs); Dynamo's cache is raised so that
-    train/no-grad modes and a few sequence lengths of two models fit.
-    """
-    import torch._dynamo
-
-    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-    blocks = set(getattr(model, "_no_split_modules", None) or [])
-    return [(m, torch.compile(m._call_impl)) for m in model.modules() if type(m).__name__ in blocks]
-
-
-@contextmanager
-def blocks_compiled(pairs: list):
-    """Within the block, the blocks of :func:`compile_blocks` run their compiled calls."""
-    for m, fn in pairs:
-        m._compiled_call_impl = fn
-    try:
-        yield
-    finally:
-        for m, _ in pairs:
-            m._compiled_call_impl = None
-
-
 @dataclass
 class TrainSequence:
     """One training example: both model views of one (prompt, response) pair."""
@@ -177,93 +159,6 @@ class TrainSequence:
     @property
     def response(self) -> list[int]:
         return self.student_ids[-self.n_response:]
-
-
-def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, ...]:
-    """``(ids, attention_mask, position_ids)`` ``[B, L]``, left padded; positions count real tokens.
-
-    Built on the CPU and moved in one non-blocking copy (a blocking host-to-GPU copy waits for
-    every kernel queued before it: a host sync per micro-batch).
-    """
-    width = max(len(r) for r in rows)
-    both = torch.zeros((2, len(rows), width), dtype=torch.long)
-    both[0].fill_(pad_id)
-    for i, r in enumerate(rows):
-        if r:
-            both[0, i, width - len(r):] = torch.as_tensor(list(r), dtype=torch.long)
-            both[1, i, width - len(r):] = 1
-    ids, attn = to_device(both, device)
-    pos = (attn.cumsum(-1) - 1).clamp_min(0)
-    return ids, attn, pos
-
-
-def to_device(t: torch.Tensor, device) -> torch.Tensor:
-    """``t`` on ``device`` without a host sync (pageable host memory is staged at once)."""
-    return t.to(device, non_blocking=torch.device(device).type == "cuda")
-
-
-def response_mask_right(lengths: Sequence[int], width: int, device) -> torch.Tensor:
-    """``[B, width]`` float mask that is 1 on the last ``lengths[b]`` columns."""
-    cols = torch.arange(width)[None, :]
-    n = torch.as_tensor(list(lengths))[:, None]
-    return to_device((cols >= width - n).to(torch.float32), device)
-
-
-def keep_logits(model, rows: Sequence[Sequence[int]], keep: int, pad_id: int, vocab: int,
-                runtime: Runtime) -> torch.Tensor:
-    """Logits ``[B, keep, vocab]`` of the last ``keep`` positions (contiguous, no copy).
-
-    With left padding, row j predicts column ``L - keep + 1 + j`` of the ids: rows ``0..keep-2``
-    predict the last ``keep - 1`` tokens of every sequence and the last row predicts past the end
-    (callers mask it). Only these rows go through the lm_head (``logits_to_keep``), so no logits
-    are computed for prompt positions.
-    """
-    ids, attn, pos = left_pad(rows, pad_id, runtime.device)
-    with runtime.autocast():
-        out = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=keep,
-                    use_cache=False)
-    return truncate_vocab(out.logits, vocab)
-
-
-def keep_hidden(model, rows: Sequence[Sequence[int]], keep: int, pad_id: int,
-                runtime: Runtime) -> torch.Tensor:
-    """Final hidden states ``[B, keep, H]`` (the lm_head's input) of the rows of :func:`keep_logits`."""
-    ids, attn, pos = left_pad(rows, pad_id, runtime.device)
-    with runtime.autocast():
-        out = model.base_model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False)
-    return out.last_hidden_state[:, -keep:]
-
-
-def plain_lm_head(model):
-    """The lm_head weight when logits are exactly ``hidden @ W.T`` (no bias, scale or softcap),
-    else None (then the loss needs the model's own logits)."""
-    head = model.get_output_embeddings()
-    cfg = model.config
-    if not isinstance(head, torch.nn.Linear) or head.bias is not None or \
-            getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None):
-        return None
-    return head.weight
-
-
-def response_logits(model, rows: Sequence[Sequence[int]], keep: int, pad_id: int, vocab: int,
-                    runtime: Runtime) -> torch.Tensor:
-    """Logits ``[B, keep - 1, vocab]`` of the last ``keep - 1`` predicting positions.
-
-    With left padding, row j of the result predicts column ``L - keep + 1 + j`` of the ids, i.e. the
-    last ``keep - 1`` tokens of every sequence (the response when ``keep = R_max + 1``).
-    """
-    return keep_logits(model, rows, keep, pad_id, vocab, runtime)[:, :-1]
-
-
-def response_targets(batch: Sequence["TrainSequence"], width: int, pad_id: int, device):
-    """``(targets, mask)`` ``[B, width]`` for :func:`keep_logits` rows (``width = keep``): the
-    response of length n fills columns ``width - 1 - n .. width - 2``; the last column is masked."""
-    targets = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    for j, s in enumerate(batch):
-        targets[j, width - 1 - s.n_response:width - 1] = torch.as_tensor(s.response, dtype=torch.long)
-    mask = response_mask_right([s.n_response + 1 for s in batch], width, "cpu")
-    mask[:, -1] = 0.0
-    return to_device(targets, device), to_device(mask, device)
 
 
 @dataclass
