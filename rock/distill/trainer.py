@@ -42,7 +42,7 @@ import torch
 from rock.distill.config import TrainConfig
 from rock.distill.forward import (blocks_compiled, compile_blocks, keep_hidden,  # noqa: F401
                                   keep_logits, left_pad, plain_lm_head, response_logits,
-                                  response_mask_right, response_targets, to_device)
+                                  response_mask_right, response_targets)
 from rock.distill.losses import LossSpec, distill_loss, token_statistics
 from rock.errors import ConfigError, ModelError
 
@@ -207,7 +207,7 @@ class Trainer:
         if fused_lm_head is None:
             fused_lm_head = runtime.device.type == "cuda" and not runtime.distributed
         self.fused_lm_head = bool(fused_lm_head) and plain_lm_head(student) is not None and \
-            plain_lm_head(teacher) is not None
+            (teacher is None or plain_lm_head(teacher) is not None)
         self.vocab, self.pad_id, self.weighter = vocab, pad_id, weighter
         self.spec = LossSpec(cfg.loss, kd_ratio=cfg.kd_ratio, temperature=cfg.kd_temperature,
                              chunk_size=cfg.chunk_size or None)
