@@ -213,7 +213,8 @@ class Trainer:
                              chunk_size=cfg.chunk_size or None)
         self._compiled = []
         if cfg.compile_layers and runtime.device.type == "cuda":
-            self._compiled = compile_blocks(student) + compile_blocks(teacher)
+            self._compiled = [pair for m in (student, teacher) if m is not None
+                              for pair in compile_blocks(m)]
             log.info("torch.compile on %d decoder blocks of student and teacher", len(self._compiled))
         params = [p for p in student.parameters() if p.requires_grad]
         # one fused kernel for the whole update on a single GPU (same maths as the default)
