@@ -240,15 +240,19 @@ def main(argv=None) -> int:
     p.add_argument("--trl-python", help="python of a venv with trl installed; omit to run rock only")
     p.add_argument("--side", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    from protocol import emit, skip
+
     if args.side:
         res = side_rock(args) if args.side == "rock" else side_trl(args, args.side)
         print("RESULT " + json.dumps(res))
         return 0
     for f in (args.student, args.teacher, args.prompts):
         if not Path(f).exists():
-            print(f"missing {f}: build the toy world and data first (snakemake --profile workflow/profiles/toy "
-                  "data_prompts), or pass --student/--teacher/--prompts", file=sys.stderr)
-            return 2
+            msg = (f"missing {f}: build the toy world and data first (snakemake --profile "
+                   "workflow/profiles/toy data_prompts), or pass --student/--teacher/--prompts")
+            print(msg, file=sys.stderr)
+            skip("opd_step_rock_vs_trl", msg)
+            return 0
     sides = [("rock", sys.executable)]
     if args.trl_python:
         sides += [("gkd", args.trl_python), ("distill", args.trl_python)]
@@ -285,8 +289,12 @@ def main(argv=None) -> int:
         tpc[name] = tok_ / (sum(s["cpu"] for s in st) / n)
         print(f"| {name:<8} | {tok_:>11.1f} | {sec:>7.2f} | {gen:>10.2f} | {train:>7.2f} | {tps[name]:>8.1f} | "
               f"{tpc[name]:>12.1f} | {loss:>11.4f} | {per_tok:>15.4f} |")
+    if not args.trl_python:
+        skip("opd_step_rock_vs_trl", "no --trl-python (a venv with trl): rock side timed only")
     for name in ("gkd", "distill"):
         if name in tps and "rock" in tps:
+            emit(f"opd_step_tokens_per_cpu_s_vs_trl_{name}", tpc["rock"] / tpc[name], 1.2, unit="x",
+                 note=f"rock / TRL {name}, tokens per CPU second")
             print(f"rock / {name}: tokens/s ratio {tps['rock'] / tps[name]:.2f}, per CPU second "
                   f"{tpc['rock'] / tpc[name]:.2f} (target >= 1.2; CPU time is less sensitive to other "
                   "processes on a shared host)")

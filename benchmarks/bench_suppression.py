@@ -162,6 +162,11 @@ def main() -> None:
     print(f"\nratio, {n} sets, wall-clock: {cli_per * n / ours_total:.1f}x   CPU time: "
           f"{cli_cpu_per * n / ours_cpu:.1f}x   (target >= 10x)")
     print(f"ratio, marginal cost of one more set (wall): {cli_per / per_set:.1f}x")
+    from protocol import emit
+
+    note = f"{n} sets ({len(cli_times)} lm_eval runs timed), {args.limit} problems, {what}"
+    emit("suppression_sets_vs_cli_runs_wall", cli_per * n / ours_total, 10, unit="x", note=note)
+    emit("suppression_sets_vs_cli_runs_cpu", cli_cpu_per * n / ours_cpu, 10, unit="x", note=note)
 
 
 if __name__ == "__main__":

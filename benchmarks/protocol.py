@@ -11,6 +11,9 @@ that ``benchmarks/run_all.py`` can print one summary table::
 Each result is ``{name, measured, target, ratio, passed, direction, unit, note}``; ``ratio`` is
 ``measured / target`` for ``>=`` targets and ``target / measured`` for ``<=`` targets, so a ratio
 of at least 1 always means the target is met. Several calls append to the same file.
+
+A script that cannot measure here (e.g. the comparison side is not installed) says so with
+``skip(name, reason)``: the summary shows the reason and the run does not count as failed.
 """
 
 from __future__ import annotations
@@ -42,6 +45,18 @@ def result(name: str, measured: float, target: float, *, direction: str = ">=", 
 def emit(name: str, measured: float, target: float, **kw) -> dict:
     """Append a result to the file named by ``$ROCK_BENCH_RESULT`` (no-op when it is unset)."""
     rec = result(name, measured, target, **kw)
+    _append(rec)
+    return rec
+
+
+def skip(name: str, reason: str) -> dict:
+    """Record that ``name`` was not measured, and why (no-op when ``$ROCK_BENCH_RESULT`` is unset)."""
+    rec = {"name": name, "skipped": reason}
+    _append(rec)
+    return rec
+
+
+def _append(rec: dict) -> None:
     path = os.environ.get(ENV)
     if path:
         p = Path(path)
@@ -50,4 +65,3 @@ def emit(name: str, measured: float, target: float, **kw) -> dict:
         tmp = p.with_name(p.name + ".tmp")
         tmp.write_text(json.dumps(old + [rec], indent=2))
         os.replace(tmp, p)
-    return rec

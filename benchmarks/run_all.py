@@ -5,6 +5,7 @@ against their targets.
     python benchmarks/run_all.py --only bench_kl      # some of them (name with or without .py)
     python benchmarks/run_all.py --list               # what exists
     python benchmarks/run_all.py --json results/benchmarks.json   # also keep the table as JSON
+    python benchmarks/run_all.py --tiny               # each script's small mode (seconds to a minute)
 
 Each script runs in its own process (so one crash or memory blow-up cannot take the others down)
 with ``ROCK_BENCH_RESULT`` pointing at a file where it writes its results by the protocol of
@@ -12,8 +13,9 @@ with ``ROCK_BENCH_RESULT`` pointing at a file where it writes its results by the
 still summarised: the runner reads its printed ``ratio ...: 12.3x ... (target >= 10x)`` lines.
 Benchmarks run one at a time, as the machine's cores are shared.
 
-Exit status: 0 when every result meets its target, 1 when one misses it, crashes or reports
-nothing, 2 on a usage error (e.g. an unknown benchmark name).
+Exit status: 0 when every result meets its target (or is skipped, with a reason, through
+``protocol.skip``), 1 when one misses it, crashes or reports nothing, 2 on a usage error (e.g. an
+unknown benchmark name).
 """
 
 from __future__ import annotations
@@ -39,6 +41,14 @@ _PRINTED = re.compile(r"^\s*ratio\b(?P<label>[^:]*):\s*(?P<measured>[\d.]+(?:e[-
                       r".*?target\s*(?P<dir>>=|<=|at least|at most)\s*(?P<target>[\d.]+(?:e[-+]?\d+)?)",
                       re.I | re.M)
 DEFAULT_TIMEOUT_S = 3600
+#: --tiny: the arguments of each script's small mode (a script not named here runs unchanged)
+TINY_ARGS = {
+    "bench_kl": ["--positions", "256", "--vocab", "8192", "--repeats", "1"],
+    "bench_detect": ["--quick"],
+    "bench_train_step": ["--size", "tiny", "--steps", "2"],
+    "bench_suppression": ["--sets", "2", "--cli-runs", "1", "--limit", "2", "--max-gen-toks", "4"],
+    "bench_opd_step": ["--steps", "1", "--max-new-tokens", "16"],
+}
 
 
 def discover(directory: Path = HERE) -> list[Path]:
@@ -57,6 +67,10 @@ def parse_printed(output: str, bench: str) -> list[dict]:
                     "ratio": ratio, "passed": ratio >= 1.0, "direction": direction, "unit": "x",
                     "note": "parsed from printed output"})
     return out
+
+
+def is_skip(rec: dict) -> bool:
+    return "skipped" in rec and "measured" not in rec
 
 
 def run_one(script: Path, timeout: int, extra_args: list[str]) -> dict:
@@ -79,7 +93,7 @@ def run_one(script: Path, timeout: int, extra_args: list[str]) -> dict:
             try:
                 data = json.loads(result_file.read_text())
                 results = data if isinstance(data, list) else [data]
-                bad = [r for r in results if not all(k in r for k in REQUIRED)]
+                bad = [r for r in results if not is_skip(r) and not all(k in r for k in REQUIRED)]
                 if bad:
                     error = f"result without {', '.join(REQUIRED)}: {bad[0]}"
             except ValueError as err:
@@ -105,6 +119,11 @@ def table(runs: list[dict]) -> str:
                          f"{'no':>4} {r['seconds']:>7.1f}")
             continue
         for i, res in enumerate(r["results"]):
+            if is_skip(res):
+                secs = f"{r['seconds']:>7.1f}" if i == 0 else " " * 7
+                lines.append(f"{r['bench'] if i == 0 else '':<28} {str(res['name'])[:44]:<44} "
+                             f"SKIPPED: {res['skipped']}   {secs}")
+                continue
             target = f"{res.get('direction', '>=')}{res['target']:g}"
             ok = "yes" if res["passed"] and not r["error"] else "no"
             secs = f"{r['seconds']:>7.1f}" if i == 0 else " " * 7
@@ -124,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", type=Path, default=HERE, help="directory of the bench_*.py scripts")
     p.add_argument("--arg", action="append", default=[], metavar="ARG",
                    help="extra argument passed to every benchmark (repeatable)")
+    p.add_argument("--tiny", action="store_true",
+                   help="run each script in its small mode (TINY_ARGS), e.g. for CI")
     args = p.parse_args(argv)
     scripts = discover(args.dir)
     if args.list:
@@ -147,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     for s in scripts:
         sys.stdout.write(f"running {s.name} ...\n")
         sys.stdout.flush()
-        r = run_one(s, args.timeout, args.arg)
+        r = run_one(s, args.timeout, (TINY_ARGS.get(s.stem, []) if args.tiny else []) + args.arg)
         if r["error"]:
             sys.stdout.write(f"  {s.name}: {r['error']}\n  last output:\n"
                              + "\n".join("    " + ln for ln in r["tail"].splitlines()) + "\n")
@@ -158,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = args.json.with_name(args.json.name + ".tmp")
         tmp.write_text(json.dumps(runs, indent=2, default=str))
         os.replace(tmp, args.json)
-    failed = [r for r in runs if r["error"] or not all(x["passed"] for x in r["results"])]
+    failed = [r for r in runs if r["error"] or not all(x["passed"] for x in r["results"] if not is_skip(x))]
     return 1 if failed else 0
 
 

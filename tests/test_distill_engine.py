@@ -213,6 +213,106 @@ def test_step_matches_float64_reference_and_micro_batching(tiny_pair, loaded):
     torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)
 
 
+def _reference_grads(student, teacher, seqs, vocab):
+    """Naive reference step: each sequence alone (no padding), full float64 logits, the KD loss
+    under autograd (rock.distill.losses.naive_loss_reference), normalised by all response tokens."""
+    ref = student.double()
+    total, n_tok = 0.0, sum(s.n_response for s in seqs)
+    for s in seqs:
+        k = s.n_response + 1
+        ls = ref(input_ids=torch.tensor([s.student_ids])).logits[0, -k:-1, :vocab]
+        with torch.no_grad():
+            lt = teacher.double()(input_ids=torch.tensor([s.teacher_ids])).logits[0, -k:-1, :vocab]
+        y = torch.tensor(s.response)
+        total = total + naive_loss_reference(ls, lt, y, torch.ones(len(y)), LossSpec()) * len(y) / n_tok
+    teacher.float()
+    total.backward()
+    return float(total.detach()), {n: p.grad.clone() for n, p in ref.named_parameters()}
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_optimised_step_loss_and_every_gradient_match_the_naive_reference_step(tiny_pair, loaded, fused):
+    """Trainer.accumulate (kept-logit rows, chunked loss, padded length-sorted micro-batches, sums
+    left on the device; with ``fused`` the lm_heads folded into the loss, the GPU default) against
+    the naive full-logit step, on every parameter of the student."""
+    tok, teacher = loaded
+    prompt = chat_prompt_ids(tok, "Compute (2+3)*4.")
+    responses = [[30, 31, 32, 33, 2], [34, 2], [35, 36, 2], [37, 38, 39, 2]]
+    seqs = [TrainSequence(str(i), prompt[i:] + r, chat_prompt_ids(tok, "Compute (2+3)*4.", system="s") + r,
+                          len(r)) for i, r in enumerate(responses)]
+    student = _student(tiny_pair)
+    cfg = Stage2Config(global_batch=4, n_rollouts=1, micro_batch=2, lr=1e-3, gradient_checkpointing=False,
+                       chunk_size=3)
+    tr = Trainer(student, teacher, cfg, CPU, total_steps=1, vocab=298, pad_id=tok.pad_token_id,
+                 fused_lm_head=fused)
+    assert tr.fused_lm_head is fused
+    sums, rows = tr.accumulate(seqs, None, denominator=14.0, keep_token_rows=True)  # 5+2+3+4 tokens
+    ref_loss, ref_grads = _reference_grads(_student(tiny_pair), teacher, seqs, 298)
+    assert sums[0].item() == pytest.approx(ref_loss, rel=1e-6)
+    assert sums[1].item() / 14 == pytest.approx(ref_loss, rel=1e-6)        # kd_ratio 1: loss = mean KD
+    grads = dict(student.named_parameters())
+    assert set(grads) == set(ref_grads)
+    for name, g in ref_grads.items():
+        got = grads[name].grad
+        assert got is not None, name
+        err = float((got.double() - g).norm() / g.norm().clamp_min(1e-30))
+        assert err < 1e-5, (name, err)
+    # the per-token rows come back in sequence order with their own response tokens
+    assert rows["token_id"] == [t for s in sorted(seqs, key=lambda s: len(s.student_ids)) for t in s.response]
+    assert len(rows["kd"]) == 14 and all(k > 0 for k in rows["kd"]) and set(rows["weight"]) == {1.0}
+
+
+def test_compiled_blocks_run_only_inside_the_trainers_passes(tiny_pair, loaded):
+    """compile_layers: the compiled calls serve step/score and are switched off afterwards, so
+    generation with the same student runs the plain modules (a counting stand-in for the compiled
+    call, as torch.compile itself is GPU-only here)."""
+    from rock.distill.trainer import blocks_compiled, compile_blocks
+
+    tok, teacher = loaded
+    student = _student(tiny_pair)
+    pairs = compile_blocks(student)
+    n_layers = student.config.num_hidden_layers
+    assert len(pairs) == n_layers and all(type(m).__name__ == "Qwen3DecoderLayer" for m, _ in pairs)
+    calls = []
+
+    def counting(m):
+        def call(*a, **k):
+            calls.append(m)
+            return m._call_impl(*a, **k)
+        return call
+
+    prompt = chat_prompt_ids(tok, "Compute (1+1)*2.")
+    seqs = [TrainSequence("a", prompt + [40, 41, 2], prompt + [40, 41, 2], 3)]
+    tr = Trainer(student, teacher, Stage2Config(global_batch=1, n_rollouts=1, gradient_checkpointing=False),
+                 CPU, total_steps=1, vocab=298, pad_id=tok.pad_token_id)
+    tr._compiled = [(m, counting(m)) for m, _ in pairs]
+    tr.step(seqs)
+    assert len(calls) == n_layers                    # one student forward through the stand-ins
+    with blocks_compiled(tr._compiled):
+        assert all(m._compiled_call_impl is not None for m, _ in pairs)
+    assert all(m._compiled_call_impl is None for m, _ in pairs)
+    student(input_ids=torch.tensor([prompt]))
+    assert len(calls) == n_layers                    # plain modules outside the trainer
+
+
+def test_score_batched_by_micro_batch_equals_one_sequence_at_a_time(tiny_pair, loaded):
+    tok, teacher = loaded
+    prompt = chat_prompt_ids(tok, "Compute (2+3)*4.")
+    seqs = [TrainSequence(str(i), prompt[2 * i:] + r, prompt + r, len(r))
+            for i, r in enumerate([[30, 31, 2], [34, 35, 36, 37, 2], [38, 2]])]
+    student = _student(tiny_pair)
+    tr = Trainer(student, teacher, Stage2Config(global_batch=3, n_rollouts=1, micro_batch=3), CPU,
+                 total_steps=1, vocab=298, pad_id=tok.pad_token_id)
+    got = tr.score(seqs)["reverse_kl_tokens"]
+    width = max(len(s.student_ids) for s in seqs)
+    assert got.shape == (3, width)
+    for i, s in enumerate(seqs):
+        one = tr.score([s])["reverse_kl_tokens"][0]
+        n = s.n_response
+        torch.testing.assert_close(got[i, -n:], one[-n:], atol=1e-5, rtol=1e-4)
+        assert (got[i, :-n] == 0).all() and (got[i, -n:] > 0).all()
+
+
 def test_weighter_zero_weights_freeze_everything_and_are_counted(tiny_pair, loaded):
     tok, teacher = loaded
     student = _student(tiny_pair)

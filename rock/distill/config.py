@@ -103,6 +103,10 @@ class TrainConfig:
     max_steps: int = 0
     """stop after this many optimizer steps; 0 = the full epochs (toy runs use it)"""
     gradient_checkpointing: bool = True
+    compile_layers: bool = False
+    """GPU only: ``torch.compile`` each decoder block of student and teacher (fuses the norms,
+    rotary and activation kernels; the first steps pay the compile). ASSUMED off: issue 17,
+    measured in benchmarks/bench_train_step.py --compile"""
     loss_normalization: str = "token_mean"
     """token_mean: sum(w*loss)/sum(mask) over the global batch (KDFlow; Eq. 19 read literally);
     weight_mean: sum(w*loss)/sum(w*mask) (the authors' freeze code). See rock.distill.losses"""

@@ -22,7 +22,8 @@ Normalisation (``normalization``), over all loss positions of one optimizer step
     remaining tokens are renormalised, so freezing also scales up every other token's gradient.
 
 Memory. Nothing of shape ``[positions x vocab]`` in fp32 is ever materialised beyond one chunk of
-``chunk_size`` positions (default: :data:`CHUNK_ELEMENTS` // vocab). The loss is a custom autograd
+``chunk_size`` positions (default: :data:`CHUNK_ELEMENTS` // vocab on CPU, :data:`CUDA_CHUNK_ELEMENTS`
+// vocab on a GPU, where tiny chunks are launch-bound). The loss is a custom autograd
 function that computes the gradient with respect to the student logits chunk by chunk during the
 forward pass (as Liger-Kernel's fused losses do) and keeps it in the logits' own dtype; backward
 only scales it. Peak extra memory is therefore one gradient-sized buffer in the logits dtype plus
@@ -57,6 +58,12 @@ NORMALIZATIONS = ("token_mean", "weight_mean")
 #: per 4k positions. (Temporaries just under glibc's 32 MiB mmap ceiling stay in the heap after
 #: they are freed, which is one more reason for keeping them well below it on CPU.)
 CHUNK_ELEMENTS = 2**22
+#: default fp32 elements per chunk on a GPU (16M elements = 64 MiB per temporary; 110 positions at
+#: V = 151,936). ASSUMED from benchmarks/bench_kl.py --device cuda (issue 17, one H200): at 27
+#: positions per chunk a GPU is launch-bound (1.6x the naive time); at 110, without a host sync per
+#: chunk, 1.03x the naive time at 0.116x its peak (the returned [positions x vocab] gradient plus
+#: three such temporaries, 4,096 positions); 512 positions cost 0.20x. The CPU default is unchanged.
+CUDA_CHUNK_ELEMENTS = 2**24
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,7 @@ class LossSpec:
     divergence: str = "reverse_kl"
     kd_ratio: float = 1.0
     temperature: float = 1.0
-    chunk_size: int | None = None  # positions per chunk; None -> CHUNK_ELEMENTS // vocab
+    chunk_size: int | None = None  # positions per chunk; None -> chunk_rows(vocab, device=...)
 
     def __post_init__(self):
         if self.divergence not in DIVERGENCES:
@@ -79,9 +86,17 @@ class LossSpec:
             raise ConfigError(f"chunk_size {self.chunk_size} must be >= 1")
 
 
-def chunk_rows(vocab: int, chunk_size: int | None = None) -> int:
-    """Positions per chunk for a vocabulary of ``vocab`` entries."""
-    return int(chunk_size) if chunk_size else max(1, CHUNK_ELEMENTS // max(1, vocab))
+def chunk_rows(vocab: int, chunk_size: int | None = None, device=None) -> int:
+    """Positions per chunk for a vocabulary of ``vocab`` entries on ``device`` (None = CPU).
+
+    An explicit ``chunk_size`` wins; else :data:`CHUNK_ELEMENTS` // vocab on CPU and
+    :data:`CUDA_CHUNK_ELEMENTS` // vocab on a GPU (larger chunks: small ones are launch-bound).
+    """
+    if chunk_size:
+        return int(chunk_size)
+    elements = CUDA_CHUNK_ELEMENTS if device is not None and torch.device(device).type == "cuda" \
+        else CHUNK_ELEMENTS
+    return max(1, elements // max(1, vocab))
 
 
 def shift_for_targets(logits: torch.Tensor, input_ids: torch.Tensor):
@@ -151,6 +166,33 @@ def _ce_chunk(s: torch.Tensor, targets: torch.Tensor, with_grad: bool):
     return value, grad
 
 
+def _chunk_into(s, t, targets, active, kd_out, ce_out, grad_out, kd_ratio, use_ce, divergence,
+                temperature):
+    """One chunk of :class:`_ChunkedTokenLoss`: KD and CE values into ``kd_out``/``ce_out`` and, if
+    ``grad_out`` is given, ``active * d loss / d s`` into it (in its dtype). ``kd_ratio`` 0 = no KD.
+    """
+    with_grad = grad_out is not None
+    g = None
+    if kd_ratio > 0:
+        kd_out[:], g_kd = _divergence_chunk(s, t, divergence, temperature, with_grad)
+        g = g_kd
+    if use_ce:
+        ce_out[:], g_ce = _ce_chunk(s, targets, with_grad)
+        if with_grad:
+            if g is not None:
+                g.mul_(kd_ratio)
+            g_ce.mul_(1.0 - kd_ratio)
+            g = g_ce if g is None else g.add_(g_ce)
+            kd_ratio = 1.0                     # both terms already scaled
+    if with_grad:
+        # (g * kd_ratio) * active in one pass, written in grad_out's dtype: kd_ratio * active is
+        # exactly kd_ratio or 0, so this equals the two multiplications and the copy it replaces
+        factor = active.to(torch.float32)
+        if kd_ratio != 1.0:
+            factor = factor * kd_ratio
+        torch.mul(g, factor[:, None], out=grad_out)
+
+
 class _ChunkedTokenLoss(torch.autograd.Function):
     """Per-row ``(1 - r) * CE_i + r * KD_i`` with d/d student logits built chunk by chunk in forward.
 
@@ -168,26 +210,19 @@ class _ChunkedTokenLoss(torch.autograd.Function):
         ce = torch.zeros(n, dtype=torch.float32, device=student.device)
         grad = torch.empty_like(student) if need_grad else None
         use_kd, use_ce = kd_ratio > 0 and teacher is not None, kd_ratio < 1
+        # on CPU an all-inactive chunk is skipped; on a GPU that test is a host sync per chunk, so
+        # every chunk is computed and inactive rows are zeroed by the row factor (same values)
+        skip_inactive = student.device.type == "cpu"
         with torch.no_grad():
             for a in range(0, n, rows):
                 b = min(n, a + rows)
-                if not bool(active[a:b].any()):
+                if skip_inactive and not bool(active[a:b].any()):
                     if need_grad:
                         grad[a:b].zero_()
                     continue
-                g = None
-                if use_kd:
-                    kd[a:b], g_kd = _divergence_chunk(student[a:b], teacher[a:b], divergence,
-                                                      temperature, need_grad)
-                    g = g_kd.mul_(kd_ratio) if need_grad else None
-                if use_ce:
-                    ce[a:b], g_ce = _ce_chunk(student[a:b], targets[a:b], need_grad)
-                    if need_grad:
-                        g_ce.mul_(1.0 - kd_ratio)
-                        g = g_ce if g is None else g.add_(g_ce)
-                if need_grad:
-                    g.mul_(active[a:b, None].to(g.dtype))
-                    grad[a:b].copy_(g)
+                _chunk_into(student[a:b], None if teacher is None else teacher[a:b], targets[a:b],
+                            active[a:b], kd[a:b], ce[a:b], grad[a:b] if need_grad else None,
+                            kd_ratio if use_kd else 0.0, use_ce, divergence, temperature)
             act = active.to(torch.float32)
             kd.mul_(act)
             ce.mul_(act)
@@ -235,7 +270,7 @@ def token_losses(student_logits: torch.Tensor, teacher_logits: torch.Tensor | No
            else active.reshape(-1).to(device=s.device, dtype=torch.bool))
     per_row, kd, ce = _ChunkedTokenLoss.apply(
         s, t, targets.reshape(-1).to(s.device), act, float(spec.kd_ratio), spec.divergence,
-        float(spec.temperature), chunk_rows(vocab, spec.chunk_size))
+        float(spec.temperature), chunk_rows(vocab, spec.chunk_size, s.device))
     return per_row.reshape(shape), kd.reshape(shape), ce.reshape(shape)
 
 
@@ -261,6 +296,13 @@ def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | No
         of per-row fp32 tensors shaped like ``targets``: ``kd`` and ``ce`` (0 where not computed),
         and ``loss = (1 - kd_ratio) * ce + kd_ratio * kd`` (unweighted).
     """
+    w, denom = row_weights(mask, weights, normalization, denominator)
+    per_row, kd, ce = token_losses(student_logits, teacher_logits, targets, spec, active=w != 0)
+    return normalise(per_row, kd, ce, w, denom, spec)
+
+
+def row_weights(mask, weights, normalization: str, denominator=None):
+    """``(w, denom)``: per-row weights ``weights * mask`` (fp32) and the normaliser (module docstring)."""
     if normalization not in NORMALIZATIONS:
         raise ConfigError(f"loss_normalization '{normalization}' unknown; use one of {NORMALIZATIONS}")
     m = mask.to(torch.float32)
@@ -270,7 +312,11 @@ def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | No
     denom = float(denominator)
     if denom <= 0:  # nothing to learn from (all masked or all frozen): loss 0, gradient 0, no NaN
         denom = 1.0
-    per_row, kd, ce = token_losses(student_logits, teacher_logits, targets, spec, active=w != 0)
+    return w, denom
+
+
+def normalise(per_row, kd, ce, w, denom: float, spec: LossSpec):
+    """The scalar loss ``sum(w * per_row) / denom`` and the per-token dict of :func:`distill_loss`."""
     total = (per_row.double() * w.to(per_row.device).double()).sum() / denom
     return total.to(torch.float32), {"kd": kd, "ce": ce,
                                      "loss": spec.kd_ratio * kd + (1.0 - spec.kd_ratio) * ce}
@@ -313,7 +359,7 @@ def token_statistics(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     names = ("reverse_kl", "log_ratio", "student_entropy", "teacher_entropy",
              "student_logprob", "teacher_logprob")
     out = {k: torch.empty(n, dtype=torch.float32, device=s.device) for k in names}
-    rows = chunk_rows(vocab, chunk_size)
+    rows = chunk_rows(vocab, chunk_size, s.device)
     for a in range(0, n, rows):
         b = min(n, a + rows)
         # at most ls, ps, lt, pt and _rowdot's product as fp32 [n, V] chunk buffers
