@@ -283,3 +283,40 @@ def test_golden_update_moves_default_bands_keeps_tuned_ones_and_drops_vanished_r
     rows, stats = golden.merge([dict(r) for r in existing], current, update=False)
     assert stats == {"kept": 2, "updated": 0, "added": 1, "missing_now": 1, "dropped": 0}
     assert [r["value"] for r in rows[:3]] == ["0.01", "0.01", "0.3"]
+
+
+def test_golden_disagreement_fails_only_on_the_recorded_numerical_platform(run, tmp_path, monkeypatch):
+    """Golden numbers are a same-platform check (rock.report.platform): recorded here -> a
+    disagreement fails; recorded on another CPU -> listed with a warning, exit 0; strict env -> fails."""
+    from rock.report import platform
+
+    monkeypatch.delenv(platform.STRICT_ENV, raising=False)
+    gold_dir = tmp_path / "toy"
+    gold_dir.mkdir()
+    gold = gold_dir / "golden.csv"
+    pd.DataFrame([["T001", "geometry.median_cos.rock", "0.5", "abs_tol:0.004", "", ""]],
+                 columns=["id", "metric", "value", "band", "artifact", "note"]).to_csv(gold, index=False)
+    out = tmp_path / "check" / "claims_check.csv"
+    args = ["report", "check", "--run-dir", str(run), "--out", str(out), "--scale", "toy",
+            "--expected", str(gold_dir)]
+    here = platform.current()
+    assert rock_main(args) == 1                                   # no platform.json: strict
+    platform.write(gold_dir, here)
+    assert platform.recorded_for([gold_dir]) == here
+    assert rock_main(args) == 1                                   # same platform: a regression
+    platform.write(gold_dir, {**here, "cpu_vendor": "AuthenticAMD", "cpu_capability": "AVX2"})
+    assert rock_main(args) == 0                                   # another platform: reported only
+    assert pd.read_csv(out, dtype=str).set_index("id").loc["T001", "status"] == "disagrees"
+    monkeypatch.setenv(platform.STRICT_ENV, "1")
+    assert rock_main(args) == 1
+    gates, diff = platform.golden_gates({**here, "torch": "0.0"}, here, env={})
+    assert not gates and diff == [f"torch: '0.0' != {here['torch']!r}"]
+
+
+def test_golden_recording_writes_the_platform(run, tmp_path):
+    from rock.report import platform
+
+    out = tmp_path / "g" / "golden.csv"
+    assert rock_main(["report", "golden", "--from", str(run), "--out", str(out)]) == 0
+    assert platform.read(out.parent) == platform.current()
+    assert "numerical platform" in (out.parent / "README.md").read_text()

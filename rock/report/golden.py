@@ -174,6 +174,9 @@ def record(ctx: Context, out: str | Path, *, update: bool = False, command: str 
                      "artifact": r.artifact, "note": r.note} for r in load_table(out)]
     rows, stats = merge(existing, collect(ctx), update=update)
     write_golden(out, rows)
+    from rock.report import platform
+
+    platform.write(out.parent, platform.current())
     log.info("golden table %s: %s", out, ", ".join(f"{v} {k}" for k, v in stats.items()))
     write_readme(out.parent / "README.md", rows, stats, command=command, provenance=provenance or {},
                  run_dir=ctx.run_dir)
@@ -215,6 +218,10 @@ def write_readme(path: Path, rows: list[dict], stats: dict, *, command: str, pro
         f"- python {provenance.get('versions', {}).get('python', '?')}, torch "
         f"{provenance.get('versions', {}).get('torch', '?')}",
         f"- this recording: " + ", ".join(f"{v} {k}" for k, v in stats.items()),
+        "- numerical platform: `platform.json` (CPU vendor and model, ATen CPU capability, torch);",
+        "  `rock report check` fails on a golden disagreement only on that platform (or with",
+        "  `ROCK_GOLDEN_STRICT=1`): float32 CPU training differs between CPU vendors and",
+        "  instruction sets (`rock/report/platform.py`)",
         "",
         "## Rows by source",
         "",
