@@ -34,7 +34,8 @@ def test_teacher_and_student_on_every_benchmark(config, run_dir, model_ref):
                for m in ("teacher", "student") for b in paths.BENCHMARKS]
     out = _dry_run(targets, config)
     assert re.search(r"^evaluate\s+2$", out, re.M), out[-2000:]
-    cmds = [line for line in out.splitlines() if line.startswith("Shell command: rock evaluate")]
+    cmds = [line for line in out.splitlines()
+            if line.startswith("Shell command:") and "rock evaluate " in line]   # GPU jobs: rock gpus N -- ...
     assert len(cmds) == 2
     teacher = next(c for c in cmds if "--model-name teacher " in c)
     assert f"--model {model_ref} " in teacher
