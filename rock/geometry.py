@@ -339,11 +339,9 @@ class GeometryConfig:
 
     @staticmethod
     def from_dict(data: dict | None) -> "GeometryConfig":
-        data = dict(data or {})
-        unknown = set(data) - set(GeometryConfig.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"geometry: unknown keys {sorted(unknown)}")
-        return GeometryConfig(**data)
+        from rock.config import from_dict
+
+        return from_dict(GeometryConfig, data, "geometry")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -354,22 +352,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rock.detect.cli import load_config
+    from rock.config import load_config
     from rock.stats import StatsConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
     config = load_config(args.config)
-    run_dir = args.run_dir or config.get("run_dir")
-    gcfg = GeometryConfig.from_dict(config.get("geometry"))
-    mode = gcfg.detection_mode or (config.get("detection") or {}).get("downstream_mode", "context")
+    run_dir = args.run_dir or config["run_dir"]
+    gcfg = GeometryConfig.from_dict(config["geometry"])
+    mode = gcfg.detection_mode or config["detection"]["downstream_mode"]
     spec = GroupSpec(**gcfg.groups)
     post = pd.read_parquet(_need(paths.token_stats(run_dir, gcfg.checkpoint)))
     rocks = json.loads(_need(paths.detection_file(run_dir, mode, "rocks.json")).read_text())["rocks"]
     types = type_kl(post)
     groups = define_groups(types, rocks, spec)
     if args.action == "gradients":
-        return _gradients(config, run_dir, gcfg, StatsConfig.from_dict(config.get("stats")), post, types, groups)
+        return _gradients(config, run_dir, gcfg, StatsConfig.from_dict(config["stats"]), post, types, groups)
     return _analyze(run_dir, gcfg, groups, mode)
 
 

@@ -48,6 +48,7 @@ import torch
 
 from rock import paths
 from rock.atomic import atomic_path, write_jsonl
+from rock.config import from_dict
 from rock.errors import ConfigError, DataError, ModelError
 
 log = logging.getLogger(__name__)
@@ -118,12 +119,7 @@ class StatsConfig:
 
     @staticmethod
     def from_dict(data: dict | None) -> "StatsConfig":
-        data = dict(data or {})
-        known = set(StatsConfig.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"stats: unknown keys {sorted(unknown)}; allowed {sorted(known)}")
-        return StatsConfig(**data)
+        return from_dict(StatsConfig, data, "stats")
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,7 +156,7 @@ def resolve_checkpoint(spec: str, run_dir, models: dict) -> str:
                 paths.stage_dir(run_dir, 2))), fix="run rock distill stage2 with n_checkpoints >= 1")
         return str(kept[0] if spec == "stage2_first" else kept[-1])
     if re.fullmatch(r"step_\d+", spec):
-        return str(paths.stage2_checkpoint(run_dir, int(spec[5:])))
+        return str(paths.train_checkpoint(paths.stage_dir(run_dir, 2), int(spec[5:])))
     return spec
 
 
@@ -355,13 +351,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args):
-    from rock.detect.cli import load_config
+    from rock.config import load_config
 
     config = load_config(args.config)
-    run_dir = args.run_dir or config.get("run_dir")
-    if not run_dir:
-        raise ConfigError(f"{args.config}: run_dir missing")
-    return config, run_dir, StatsConfig.from_dict(config.get("stats")), dict(config.get("models") or {})
+    return config, args.run_dir or config["run_dir"], StatsConfig.from_dict(config["stats"]), dict(config["models"])
 
 
 def load_models(student_path: str, teacher_path: str, models: dict, cfg: StatsConfig):

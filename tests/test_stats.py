@@ -134,7 +134,7 @@ def test_resolve_checkpoint(tmp_path):
     assert resolve_checkpoint("stage2_last", run, models).endswith("step_100")
     assert resolve_checkpoint("stage1", run, models) == str(paths.stage_model(run, 1))
     assert resolve_checkpoint("student", run, models) == "hub/s"
-    assert resolve_checkpoint("step_30", run, models) == str(paths.stage2_checkpoint(run, 30))
+    assert resolve_checkpoint("step_30", run, models) == str(paths.train_checkpoint(paths.stage_dir(run, 2), 30))
     assert resolve_checkpoint("Qwen/Qwen3-4B", run, models) == "Qwen/Qwen3-4B"
     with pytest.raises(DataError, match="no kept stage-2"):
         resolve_checkpoint("stage2_last", tmp_path / "empty", models)
@@ -143,7 +143,7 @@ def test_resolve_checkpoint(tmp_path):
 def test_config_checks():
     with pytest.raises(ConfigError, match="decode_checkpoint"):
         StatsConfig(decode_checkpoint="nope")
-    with pytest.raises(ConfigError, match="unknown keys"):
+    with pytest.raises(ConfigError, match="unknown key"):
         StatsConfig.from_dict({"n_problem": 3})
     with pytest.raises(ConfigError, match="dataset"):
         StatsConfig(dataset="gsm8k")

@@ -60,7 +60,7 @@ def run(tiny_pair, tmp_path_factory):
     shutil.copytree(tiny_pair["student"], paths.stage_model(run_dir, 1))
     _perturbed_copy(tiny_pair["student"], paths.stage_model(run_dir, 2), 0.02, seed=1)
     for step, scale in ((2, 0.01), (4, 0.02)):
-        _perturbed_copy(tiny_pair["student"], paths.stage2_checkpoint(run_dir, step), scale, seed=step)
+        _perturbed_copy(tiny_pair["student"], paths.train_checkpoint(paths.stage_dir(run_dir, 2), step), scale, seed=step)
     bench = paths.benchmark(run_dir, "math500")
     bench.parent.mkdir(parents=True, exist_ok=True)
     with open(bench, "w") as fh:

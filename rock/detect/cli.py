@@ -44,20 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="BLAS threads (default: OMP_NUM_THREADS, which Snakemake sets to the job's threads)")
 
 
-def load_config(path: str | Path) -> dict:
-    """The whole YAML config as a dict (CLI edge only)."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found (fix: pass --config with an existing file)")
-    with open(path) as fh:
-        cfg = yaml.safe_load(fh) or {}
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return cfg
-
-
 def _read_table(path: Path, what: str) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{what} not found", file=str(path), fix="run rock stats score first")
@@ -97,14 +83,13 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rock.config import load_config
     from rock.detect.config import DetectionSettings
 
     if args.threads:
         _limit_blas_threads(args.threads)
     config = load_config(args.config)
-    run_dir = args.run_dir or config.get("run_dir")
-    if not run_dir:
-        raise ConfigError(f"{args.config}: run_dir missing (fix: add run_dir or pass --run-dir)")
+    run_dir = args.run_dir or config["run_dir"]
     settings = DetectionSettings.from_dict(config.get("detection"))
     mode = args.mode or settings.downstream_mode
     if args.action == "select":
@@ -114,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "figure":
         return _figure(run_dir, settings, mode)
     if args.action == "clusters":
-        return _clusters(run_dir, settings, mode, args.tokenizer or (config.get("models") or {}).get("student"))
+        return _clusters(run_dir, settings, mode, args.tokenizer or config["models"]["student"])
     return _compare(run_dir, settings, config)
 
 

@@ -84,35 +84,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                metavar=type(default).__name__.upper())
 
 
-def load_config(path: str | Path) -> dict:
-    import yaml
-
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML ({err})") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return data
-
-
 def configs_from(args: argparse.Namespace, data: dict):
-    """``(run_dir, models, stage_cfg)`` from the YAML mapping plus command-line overrides."""
-    from rock.distill.config import ModelsConfig, from_dict
+    """``(run_dir, models, stage_cfg)`` from the validated config plus command-line overrides."""
+    from rock.config import from_dict
+    from rock.distill.config import ModelsConfig
 
     section, cls = _config_classes()[args.command]
-    models = from_dict(ModelsConfig, data.get("models"), "models")
+    models = from_dict(ModelsConfig, data["models"], "models")
     overrides = {k[len("override_"):]: v for k, v in vars(args).items()
                  if k.startswith("override_") and v is not None}
-    raw = dict(data.get(section) or {})
-    raw.update(overrides)
-    extra = {"seed": int(data.get("seed", 0))} if "seed" in {f.name for f in dataclasses.fields(cls)} else {}
-    cfg = from_dict(cls, raw, section, **extra)
-    run_dir = Path(args.run_dir or data.get("run_dir") or "results/paper")
-    return run_dir, models, cfg
+    extra = {"seed": int(data["seed"])} if "seed" in {f.name for f in dataclasses.fields(cls)} else {}
+    cfg = from_dict(cls, {**data[section], **overrides}, section, **extra)
+    return Path(args.run_dir or data["run_dir"]), models, cfg
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,13 +106,15 @@ def run(args: argparse.Namespace) -> int:
 
         # under torchrun the job's threads are shared by the ranks of this node
         torch.set_num_threads(max(1, args.threads // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    from rock.config import load_config
+
     data = load_config(args.config)
     run_dir, models, cfg = configs_from(args, data)
     teacher = args.teacher or models.teacher
     if not teacher:
         raise ConfigError(f"{args.config}: models.teacher is empty; give a hub id or model directory")
     if args.command == "teacher-samples":
-        return _teacher_samples(args, cfg, models, run_dir, teacher, seed=int(data.get("seed", 0)))
+        return _teacher_samples(args, cfg, models, run_dir, teacher, seed=int(data["seed"]))
     if args.command == "stage1":
         from rock.distill.stage1 import run_stage1
 

@@ -143,7 +143,8 @@ def train_regime(config: dict, fcfg: FreezeConfig, regime: Regime, *, run_dir, s
     ``rank``: this process's data-parallel rank (torchrun's ``RANK``; 0 without torchrun).
     ``on_step_end``: passed to the engine (tests use it to interrupt a run).
     """
-    from rock.distill.config import ModelsConfig, Stage2Config, from_dict
+    from rock.config import from_dict
+    from rock.distill.config import ModelsConfig, Stage2Config
     from rock.distill.sampling import read_prompts
     from rock.distill.stage2 import run_stage2
 
@@ -161,7 +162,7 @@ def train_regime(config: dict, fcfg: FreezeConfig, regime: Regime, *, run_dir, s
             f"freeze.max_steps to at most {engine_total}")
     s2 = dataclasses.replace(s2, max_steps=total, n_checkpoints=n_checkpoints(total, fcfg.eval_every),
                              loss_normalization=fcfg.loss_normalization)
-    mode = (config.get("detection") or {}).get("downstream_mode", "context")
+    mode = config["detection"]["downstream_mode"]
     rock_ids, det_radius, freq = load_rock_set(run_dir, mode)
     radius = fcfg.window_radius if fcfg.window_radius is not None else det_radius
     if radius is None:

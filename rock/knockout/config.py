@@ -7,7 +7,6 @@ never reads the config file. Paper values are cited; the others are marked ASSUM
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,13 +83,11 @@ class KnockoutConfig:
 
 
 def from_dict(section: dict, *, source: str = "config") -> KnockoutConfig:
-    """Build the config from the ``knockout`` section; unknown keys are errors."""
-    names = {f.name for f in dataclasses.fields(KnockoutConfig)}
-    unknown = sorted(set(section) - names)
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) knockout.{unknown[0]} (known: {sorted(names)})")
+    """Build the config from the ``knockout`` section (keys and types checked by the schema)."""
+    from rock.config import from_dict as build
+
     try:
-        return KnockoutConfig(**section)
+        return build(KnockoutConfig, section, "knockout")
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
 

@@ -34,7 +34,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from rock.errors import ConfigError, DataError
+from rock.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -83,20 +83,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_config(path: Path | None) -> dict | None:
-    """Parse the YAML config at the CLI edge (library code gets the dict)."""
-    if path is None:
-        return None
-    import yaml
+    """The validated config (:func:`rock.config.load_config`), or None without ``--config``."""
+    from rock.config import load_config
 
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found (fix: pass an existing --config FILE)")
-    try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of sections")
-    return cfg
+    return None if path is None else load_config(path)
 
 
 def run_scale(run_dir: Path, config: dict | None, explicit: str | None) -> str:

@@ -45,25 +45,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_settings(config_file: str | Path, overrides: list[str] = ()) -> dict:
-    """Read what the toy build needs from ``config_file``: run_dir, seed, system prompts and the
-    parsed :class:`~rock.toy.config.ToyConfig` (with ``KEY=VALUE`` overrides of ``toy:`` keys)."""
+    """Read what the toy build needs from the validated ``config_file``: run_dir, seed, system
+    prompts and the parsed :class:`~rock.toy.config.ToyConfig` (with ``KEY=VALUE`` overrides of
+    ``toy:`` keys)."""
     import yaml
 
+    from rock.config import load_config
     from rock.toy.config import ToyConfig
 
     path = Path(config_file)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError as err:
-        raise ConfigError(f"{path}: no such config file (fix: pass --config FILE)") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    for key in ("run_dir", "seed"):
-        if key not in data:
-            raise ConfigError(f"{path}: missing top-level key '{key}'")
-    prompts = (data.get("models") or {}).get("teacher_system_prompts", [])
-    if not isinstance(prompts, list) or not all(isinstance(p, str) and p for p in prompts):
-        raise ConfigError(f"{path}: models.teacher_system_prompts must be a list of non-empty strings")
+    data = load_config(path)
+    prompts = data["models"]["teacher_system_prompts"]
     section = dict(data.get("toy") or {})
     for item in overrides:
         key, sep, value = item.partition("=")
