@@ -15,10 +15,12 @@ rule stats_decode:
     output:
         paths.trajectories(RUN_DIR),
     params:
-        config_file=CONFIG_FILE,
-        settings=stats_settings("dataset", "problem_field", "id_field", "n_problems", "shuffle_seed",
-                                "instruction_suffix", "max_new_tokens", "decode_backend",
-                                "decode_checkpoint", "checkpoints", "seed"),
+        config_file=rock_config_file,
+        settings=job_settings("stats.dataset", "stats.problem_field", "stats.id_field",
+                              "stats.n_problems", "stats.shuffle_seed", "stats.instruction_suffix",
+                              "stats.max_new_tokens", "stats.decode_backend",
+                              "stats.decode_checkpoint", "stats.checkpoints", "stats.seed",
+                              "models"),
     log:
         paths.log_file(RUN_DIR, "stats_decode"),
     benchmark:
@@ -29,9 +31,7 @@ rule stats_decode:
         lookup(dpath="containers/generate", within=config)
     threads: lookup(dpath="resources/stats_decode/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/stats_decode/gpu", within=config),
-        mem_mb=lookup(dpath="resources/stats_decode/mem_mb", within=config),
-        runtime=lookup(dpath="resources/stats_decode/runtime", within=config),
+        **job_resources("stats_decode"),
     shell:
         "rock stats decode --config {params.config_file} --benchmark {input.benchmark}"
         " --threads {threads} > {log} 2>&1"
@@ -45,8 +45,8 @@ rule stats_score:
     output:
         paths.token_stats(RUN_DIR, "{st_ckpt}"),
     params:
-        config_file=CONFIG_FILE,
-        settings=stats_settings("checkpoints", "chunk_size", "device"),
+        config_file=rock_config_file,
+        settings=job_settings("stats.checkpoints", "stats.chunk_size", "stats.device", "models"),
     log:
         paths.log_file(RUN_DIR, "stats_score", "{st_ckpt}"),
     benchmark:
@@ -57,9 +57,7 @@ rule stats_score:
         lookup(dpath="containers/train", within=config)
     threads: lookup(dpath="resources/stats_score/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/stats_score/gpu", within=config),
-        mem_mb=lookup(dpath="resources/stats_score/mem_mb", within=config),
-        runtime=lookup(dpath="resources/stats_score/runtime", within=config),
+        **job_resources("stats_score"),
     shell:
         "rock stats score --config {params.config_file} --checkpoint {wildcards.st_ckpt}"
         " --threads {threads} > {log} 2>&1"
@@ -72,8 +70,9 @@ rule stats_hidden:
     output:
         paths.hidden_states(RUN_DIR, "{st_ckpt}"),
     params:
-        config_file=CONFIG_FILE,
-        settings=stats_settings("checkpoints", "hidden_dim", "seed", "device"),
+        config_file=rock_config_file,
+        settings=job_settings("stats.checkpoints", "stats.hidden_dim", "stats.seed", "stats.device",
+                              "models"),
     log:
         paths.log_file(RUN_DIR, "stats_hidden", "{st_ckpt}"),
     benchmark:
@@ -84,9 +83,7 @@ rule stats_hidden:
         lookup(dpath="containers/train", within=config)
     threads: lookup(dpath="resources/stats_score/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/stats_score/gpu", within=config),
-        mem_mb=lookup(dpath="resources/stats_score/mem_mb", within=config),
-        runtime=lookup(dpath="resources/stats_score/runtime", within=config),
+        **job_resources("stats_score"),
     shell:
         "rock stats hidden --config {params.config_file} --checkpoint {wildcards.st_ckpt}"
         " --threads {threads} > {log} 2>&1"
@@ -99,8 +96,8 @@ rule detect_select:
         **{name.replace(".", "_"): paths.detection_file(RUN_DIR, "{det_mode}", name)
            for name in paths.DETECTION_SELECT},
     params:
-        config_file=CONFIG_FILE,
-        settings=lookup(dpath="detection", within=config),
+        config_file=rock_config_file,
+        settings=job_settings("detection"),
     log:
         paths.log_file(RUN_DIR, "detect_select", "{det_mode}"),
     benchmark:
@@ -111,9 +108,7 @@ rule detect_select:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/detect/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/detect/gpu", within=config),
-        mem_mb=lookup(dpath="resources/detect/mem_mb", within=config),
-        runtime=lookup(dpath="resources/detect/runtime", within=config),
+        **job_resources("detect"),
     shell:
         "rock detect select --config {params.config_file} --mode {wildcards.det_mode}"
         " --threads {threads} > {log} 2>&1"
@@ -127,8 +122,8 @@ rule detect_stability:
         sweep=paths.detection_file(RUN_DIR, "{det_mode}", "stability.csv"),
         summary=paths.detection_file(RUN_DIR, "{det_mode}", "stability_summary.csv"),
     params:
-        config_file=CONFIG_FILE,
-        settings=lookup(dpath="detection", within=config),
+        config_file=rock_config_file,
+        settings=job_settings("detection"),
     log:
         paths.log_file(RUN_DIR, "detect_stability", "{det_mode}"),
     benchmark:
@@ -139,9 +134,7 @@ rule detect_stability:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/detect_stability/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/detect_stability/gpu", within=config),
-        mem_mb=lookup(dpath="resources/detect_stability/mem_mb", within=config),
-        runtime=lookup(dpath="resources/detect_stability/runtime", within=config),
+        **job_resources("detect_stability"),
     shell:
         "rock detect stability --config {params.config_file} --mode {wildcards.det_mode}"
         " --threads {threads} > {log} 2>&1"
@@ -155,8 +148,8 @@ rule detect_clusters:
         **{name.replace(".", "_"): paths.detection_file(RUN_DIR, "{det_mode}", name)
            for name in paths.DETECTION_CLUSTERS},
     params:
-        config_file=CONFIG_FILE,
-        settings=lookup(dpath="detection/clusters", within=config),
+        config_file=rock_config_file,
+        settings=job_settings("detection.clusters"),
     log:
         paths.log_file(RUN_DIR, "detect_clusters", "{det_mode}"),
     benchmark:
@@ -167,9 +160,7 @@ rule detect_clusters:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/analysis/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/analysis/gpu", within=config),
-        mem_mb=lookup(dpath="resources/analysis/mem_mb", within=config),
-        runtime=lookup(dpath="resources/analysis/runtime", within=config),
+        **job_resources("analysis"),
     shell:
         "rock detect clusters --config {params.config_file} --mode {wildcards.det_mode}"
         " > {log} 2>&1"
@@ -186,7 +177,7 @@ rule detect_figure2:
                    category="Detection"),
         pdf=paths.figure2(RUN_DIR, "{det_mode}", "pdf"),
     params:
-        config_file=CONFIG_FILE,
+        config_file=rock_config_file,
     log:
         paths.log_file(RUN_DIR, "detect_figure2", "{det_mode}"),
     benchmark:
@@ -197,9 +188,7 @@ rule detect_figure2:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/analysis/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/analysis/gpu", within=config),
-        mem_mb=lookup(dpath="resources/analysis/mem_mb", within=config),
-        runtime=lookup(dpath="resources/analysis/runtime", within=config),
+        **job_resources("analysis"),
     shell:
         "rock detect figure --config {params.config_file} --mode {wildcards.det_mode} > {log} 2>&1"
 
@@ -211,8 +200,8 @@ rule detect_compare:
     output:
         paths.detection_comparison(RUN_DIR),
     params:
-        config_file=CONFIG_FILE,
-        settings=lookup(dpath="detection/reference", within=config),
+        config_file=rock_config_file,
+        settings=job_settings("scale", "detection.reference"),
     log:
         paths.log_file(RUN_DIR, "detect_compare"),
     benchmark:
@@ -223,9 +212,7 @@ rule detect_compare:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/analysis/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/analysis/gpu", within=config),
-        mem_mb=lookup(dpath="resources/analysis/mem_mb", within=config),
-        runtime=lookup(dpath="resources/analysis/runtime", within=config),
+        **job_resources("analysis"),
     shell:
         "rock detect compare --config {params.config_file} > {log} 2>&1"
 
@@ -241,8 +228,8 @@ rule geometry_gradients:
         per_type=paths.geometry_file(RUN_DIR, "per_type.csv"),
         info=paths.geometry_file(RUN_DIR, "gradients.json"),
     params:
-        config_file=CONFIG_FILE,
-        settings=lookup(dpath="geometry", within=config),
+        config_file=rock_config_file,
+        settings=job_settings("geometry"),
     log:
         paths.log_file(RUN_DIR, "geometry_gradients"),
     benchmark:
@@ -253,9 +240,7 @@ rule geometry_gradients:
         lookup(dpath="containers/train", within=config)
     threads: lookup(dpath="resources/geometry_gradients/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/geometry_gradients/gpu", within=config),
-        mem_mb=lookup(dpath="resources/geometry_gradients/mem_mb", within=config),
-        runtime=lookup(dpath="resources/geometry_gradients/runtime", within=config),
+        **job_resources("geometry_gradients"),
     shell:
         "rock geometry gradients --config {params.config_file} --threads {threads} > {log} 2>&1"
 
@@ -274,8 +259,8 @@ rule geometry_analyze:
         png=report(paths.figure3(RUN_DIR, "png"), caption="../report/figure3.rst", category="Geometry"),
         pdf=paths.figure3(RUN_DIR, "pdf"),
     params:
-        config_file=CONFIG_FILE,
-        settings=lookup(dpath="geometry", within=config),
+        config_file=rock_config_file,
+        settings=job_settings("geometry"),
     log:
         paths.log_file(RUN_DIR, "geometry_analyze"),
     benchmark:
@@ -286,8 +271,6 @@ rule geometry_analyze:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/analysis/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/analysis/gpu", within=config),
-        mem_mb=lookup(dpath="resources/analysis/mem_mb", within=config),
-        runtime=lookup(dpath="resources/analysis/runtime", within=config),
+        **job_resources("analysis"),
     shell:
         "rock geometry analyze --config {params.config_file} > {log} 2>&1"
