@@ -2,9 +2,10 @@
 
 Every row of ``results/expected/paper/claims.csv`` and ``results/expected/toy/golden.csv`` names a
 ``metric``. :data:`REGISTRY` maps each key to a :class:`Metric`: which artifact it is read from and
-which reader of :mod:`rock.report.readers` reads it. Generic keys ``json:<relpath>#<dotted.key>``
-read any JSON under the run directory; the golden table of the toy run uses them for the numbers
-of ``world/world.json`` and the stage summaries.
+which reader of :mod:`rock.report.readers` (or :func:`derived`, a function of other metrics)
+reads it. Generic keys ``json:<relpath>#<dotted.key>`` read any JSON under the run directory; the
+golden table of the toy run uses them for the numbers of ``world/world.json`` and the stage
+summaries.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from rock import paths
 from rock.report.readers import (ARTIFACTS, FIGURES, GEOMETRY_GROUPS, KNOCKOUT_BENCHMARKS,
                                  TABLE1_PREDICTORS, Context, Measured, Metric, NotRun, _p, config_value,
-                                 constant, cross_task, csv_table, derived, dig, find_artifact,
+                                 constant, cross_task, csv_table, dig, find_artifact,
                                  json_path, json_value, jsonl_rows, norm, table1_cell, table2_cell)
 
 
@@ -25,6 +26,18 @@ from rock.report.readers import (ARTIFACTS, FIGURES, GEOMETRY_GROUPS, KNOCKOUT_B
 # ============================================================================================
 
 REGISTRY: dict[str, Metric] = {}
+
+
+def derived(fn: Callable[..., Any], *inputs: str, what: str = "") -> Callable[[Context], Measured]:
+    """A function of other registered metrics (each input resolved through :data:`REGISTRY`)."""
+    def read(ctx: Context) -> Measured:
+        vals = [REGISTRY[k].read(ctx) for k in inputs]
+        try:
+            v = fn(*[float(m.value) for m in vals])
+        except (ZeroDivisionError, ValueError, TypeError) as err:
+            raise NotRun(f"cannot derive {what or 'value'}: {err}") from None
+        return Measured(v, f"{what} from " + ", ".join(m.artifact for m in vals))
+    return read
 
 
 def _add(key: str, artifact: str, read, help: str = "", *, golden: bool = True,

@@ -11,7 +11,6 @@ which metric key uses which reader):
 * :func:`cross_task`   one cell of Table 2's cross-task agreement line
 * :func:`jsonl_rows`   rows of a jsonl file
 * :func:`config_value` a value of the run's config (paper hyperparameters, App. C)
-* :func:`derived`      a function of other metrics (a ratio, a difference)
 * :func:`constant`     a fixed statement of this reproduction
 
 Readers are tolerant by design: a missing file, key or column raises :class:`NotRun` with the
@@ -361,18 +360,6 @@ def config_value(dotted: str) -> Callable[[Context], Measured]:
             v = ",".join(str(x) for x in v)
         where = f"{ctx.config_path.name if ctx.config_path else 'config'}:{dotted}"
         return Measured(_scalar(v, where), where)
-    return read
-
-
-def derived(fn: Callable[..., Any], *inputs: str, what: str = "") -> Callable[[Context], Measured]:
-    """A function of other registered metrics (each input resolved through :data:`REGISTRY`)."""
-    def read(ctx: Context) -> Measured:
-        vals = [REGISTRY[k].read(ctx) for k in inputs]
-        try:
-            v = fn(*[float(m.value) for m in vals])
-        except (ZeroDivisionError, ValueError, TypeError) as err:
-            raise NotRun(f"cannot derive {what or 'value'}: {err}") from None
-        return Measured(v, f"{what} from " + ", ".join(m.artifact for m in vals))
     return read
 
 
