@@ -4,7 +4,7 @@
 # (context = Sec. 2.2, official = the authors' selection): ranking, windows W(v), density; the
 # cutoff sweep (App. E); clusters (App. B); Figure 2 -> comparison with the authors' ids ->
 # gradient geometry (one streaming pass over the models) and its statistics, Figure 3.
-# Input functions and targets: workflow/rules/common.smk; logic: rock/stats.py, rock/detect/,
+# Input functions and targets: workflow/rules/common.smk; logic: rock/stats/, rock/detect/,
 # rock/geometry.py.
 
 
