@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="score/hidden: checkpoint name of stats.checkpoints (pre, post, ...)")
     parser.add_argument("--run-dir", default=None, help="override the config's run_dir")
     parser.add_argument("--benchmark", default=None, help="decode: detection-set jsonl (default: data stage file)")
+    parser.add_argument("--trajectories", default=None,
+                        help="score/hidden: trajectories jsonl (default: rock.paths.trajectories)")
+    parser.add_argument("--out", default=None, help="output file (default: the rock.paths artifact)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
@@ -52,14 +55,15 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint not in cfg.checkpoints:
         raise ConfigError(f"--checkpoint {args.checkpoint}: not in stats.checkpoints {sorted(cfg.checkpoints)}")
     student_path = resolve_checkpoint(cfg.checkpoints[args.checkpoint], run_dir, models)
-    trajectories = read_trajectories(paths.trajectories(run_dir))
+    trajectories = read_trajectories(args.trajectories or paths.trajectories(run_dir))
     if args.action == "hidden":
         from rock.distill.trainer import load_causal_lm, make_runtime
 
         runtime = make_runtime(cfg.device, models["dtype"], env={})
         student = load_causal_lm(student_path, runtime, trainable=False)
         hidden = hidden_states(student, trajectories, dim=cfg.hidden_dim, seed=cfg.seed, device=runtime.device)
-        with atomic_path(paths.hidden_states(run_dir, args.checkpoint)) as tmp, open(tmp, "wb") as fh:
+        out = args.out or paths.hidden_states(run_dir, args.checkpoint)
+        with atomic_path(out) as tmp, open(tmp, "wb") as fh:
             np.save(fh, hidden)
         log.info("%s: hidden states %s", args.checkpoint, hidden.shape)
         return 0
@@ -71,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
              student_path, teacher_path)
     table = score(student, teacher, trajectories, checkpoint=args.checkpoint, vocab=vocab,
                   chunk_size=cfg.chunk_size, device=runtime.device)
-    with atomic_path(paths.token_stats(run_dir, args.checkpoint)) as tmp:
+    with atomic_path(args.out or paths.token_stats(run_dir, args.checkpoint)) as tmp:
         table.to_parquet(tmp, index=False)
     log.info("%s: %d token rows, mean reverse KL %.4f, mean l_t %.4f", args.checkpoint, len(table),
              table["reverse_kl"].mean(), table["log_ratio"].mean())
@@ -97,7 +101,7 @@ def _decode(args, config, run_dir, cfg: StatsConfig, models: dict) -> int:
     out = decode(prompts, generator, cfg, tokenizer)
     for r in out:
         r["decoded_with"] = f"{cfg.decode_checkpoint}:{model_path}"
-    write_jsonl(paths.trajectories(run_dir), out)
+    write_jsonl(args.out or paths.trajectories(run_dir), out)
     n_tok = sum(len(r["response_ids"]) for r in out)
     trunc = sum(r["finish_reason"] == "length" for r in out)
     log.info("decoded %d trajectories (%d tokens, %d hit max_new_tokens=%d) with %s", len(out), n_tok, trunc,

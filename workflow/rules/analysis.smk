@@ -33,7 +33,7 @@ rule stats_decode:
     resources:
         **job_resources("stats_decode"),
     shell:
-        "rock stats decode --config {params.config_file} --benchmark {input.benchmark}"
+        "rock stats decode --config {params.config_file} --benchmark {input.benchmark} --out {output}"
         " --threads {threads} > {log} 2>&1"
 
 
@@ -60,6 +60,7 @@ rule stats_score:
         **job_resources("stats_score"),
     shell:
         "rock stats score --config {params.config_file} --checkpoint {wildcards.st_ckpt}"
+        " --trajectories {input.trajectories} --out {output}"
         " --threads {threads} > {log} 2>&1"
 
 
@@ -86,6 +87,7 @@ rule stats_hidden:
         **job_resources("stats_score"),
     shell:
         "rock stats hidden --config {params.config_file} --checkpoint {wildcards.st_ckpt}"
+        " --trajectories {input.trajectories} --out {output}"
         " --threads {threads} > {log} 2>&1"
 
 
