@@ -383,7 +383,7 @@ def _gradients(config, run_dir, gcfg: GeometryConfig, scfg, post, types, groups)
     from rock.stats import iter_scored_chunks, load_models, read_trajectories, resolve_checkpoint
     from rock.distill.losses import chunk_rows
 
-    models = dict(config.get("models") or {})
+    models = dict(config["models"])
     student_path = resolve_checkpoint(scfg.checkpoints[gcfg.checkpoint], run_dir, models)
     student, teacher, _, vocab, runtime = load_models(student_path, str(models["teacher"]), models, scfg)
     counts = {int(t): int(n) for t, n in zip(types["token_id"], types["freq"])}

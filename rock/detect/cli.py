@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         _limit_blas_threads(args.threads)
     config = load_config(args.config)
     run_dir = args.run_dir or config["run_dir"]
-    settings = DetectionSettings.from_dict(config.get("detection"))
+    settings = DetectionSettings.from_dict(config["detection"])
     mode = args.mode or settings.downstream_mode
     if args.action == "select":
         return _select(run_dir, settings, mode)
@@ -185,7 +185,7 @@ def _compare(run_dir, settings, config) -> int:
     from rock.detect.stability import jaccard, top_k
 
     rows = []
-    applicable = config.get("scale") == "paper" and settings.reference_rock_ids
+    applicable = config["scale"] == "paper" and settings.reference_rock_ids
     ref_rocks = ref_ctrl = None
     if applicable:
         for attr in ("reference_rock_ids", "reference_control_ids"):

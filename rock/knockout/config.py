@@ -98,6 +98,6 @@ def from_file(path: str | Path, overrides: dict | None = None) -> KnockoutConfig
     from rock.config import load_config
 
     cfg = load_config(path)
-    section = dict(cfg.get("knockout") or {})
+    section = dict(cfg["knockout"])
     section.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return from_dict(section, source=str(path))

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             np.save(fh, hidden)
         log.info("%s: hidden states %s", args.checkpoint, hidden.shape)
         return 0
-    teacher_path = str(models.get("teacher") or "")
+    teacher_path = str(models["teacher"])
     if not teacher_path:
         raise ConfigError(f"{args.config}: models.teacher missing")
     student, teacher, _, vocab, runtime = load_models(student_path, teacher_path, models, cfg)
@@ -94,8 +94,8 @@ def _decode(args, config, run_dir, cfg: StatsConfig, models: dict) -> int:
     problems = detection_problems(rows, cfg, file=str(bench))
     model_path = resolve_checkpoint(cfg.checkpoints[cfg.decode_checkpoint], run_dir, models)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    prompts = build_trajectory_prompts(problems, tokenizer, cfg, enable_thinking=bool(models.get("enable_thinking")),
-                                       system_prompts=list(models.get("teacher_system_prompts") or []),
+    prompts = build_trajectory_prompts(problems, tokenizer, cfg, enable_thinking=models["enable_thinking"],
+                                       system_prompts=list(models["teacher_system_prompts"]),
                                        seed=int(config["seed"]))
     generator = make_generator(model_path, tokenizer, cfg, models)
     out = decode(prompts, generator, cfg, tokenizer)

@@ -268,7 +268,7 @@ EVAL_BENCHMARKS = list(config["evaluation"]["benchmarks"])
 def eval_benchmark_input(wildcards):
     """The data stage's jsonl files with evaluation.dataset_source local; nothing when lm-eval
     reads the hub."""
-    if config["evaluation"].get("dataset_source", "local") == "local":
+    if config["evaluation"]["dataset_source"] == "local":
         return [str(paths.benchmark(RUN_DIR, b)) for b in EVAL_BENCHMARKS]
     return []
 
@@ -454,7 +454,7 @@ def freeze_eval_args(wildcards):
 
 def freeze_benchmark_input(wildcards):
     """The data stage's jsonl of each freeze benchmark with evaluation.dataset_source local."""
-    if config["evaluation"].get("dataset_source", "local") == "local":
+    if config["evaluation"]["dataset_source"] == "local":
         return [str(paths.benchmark(RUN_DIR, b)) for b in config["freeze"]["benchmarks"]]
     return []
 
