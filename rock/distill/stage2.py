@@ -174,6 +174,25 @@ class Stage2Batches:
         return seqs, counts
 
 
+def _vllm_rollouts(student: str, cfg: Stage2Config, models: ModelsConfig, rt, stops):
+    """The vLLM rollout engine (asleep until the first round) and the hook that pushes the
+    trainer's weights into it after each optimizer step."""
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # driver_worker in-process
+    generator = VllmGenerator(
+        student, tensor_parallel_size=cfg.rollout_tensor_parallel_size,
+        seed=cfg.seed + rt.rank // cfg.rollout_tensor_parallel_size, dtype=models.dtype,
+        gpu_memory_utilization=cfg.gpu_memory_utilization,
+        max_model_len=cfg.max_prompt_len + cfg.max_new_tokens, enable_sleep_mode=True,
+        colocate=rt.distributed, stop_ids=stops)
+    generator.sleep()
+
+    def push(trainer):
+        from rock.distill import fsdp
+
+        generator.push_weights(fsdp.iter_full_tensors(trainer.student, dtype=rt.dtype))
+    return generator, push
+
+
 def run_stage2(cfg: Stage2Config, models: ModelsConfig, *, prompts_path: str | os.PathLike,
                student: str, teacher: str, out_dir: str | os.PathLike, weighter=None,
                on_step_end=None) -> dict:
@@ -202,23 +221,8 @@ def run_stage2(cfg: Stage2Config, models: ModelsConfig, *, prompts_path: str | o
     stops = stop_token_ids(tok, AutoConfig.from_pretrained(student))
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
 
-    if cfg.rollout_backend == "vllm":
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # driver_worker in-process
-        generator = VllmGenerator(
-            student, tensor_parallel_size=cfg.rollout_tensor_parallel_size,
-            seed=cfg.seed + rt.rank // cfg.rollout_tensor_parallel_size, dtype=models.dtype,
-            gpu_memory_utilization=cfg.gpu_memory_utilization,
-            max_model_len=cfg.max_prompt_len + cfg.max_new_tokens, enable_sleep_mode=True,
-            colocate=rt.distributed, stop_ids=stops)
-        generator.sleep()
-
-        def push(trainer):
-            from rock.distill import fsdp
-
-            generator.push_weights(fsdp.iter_full_tensors(trainer.student, dtype=rt.dtype))
-    else:
-        generator, push = None, None
-
+    generator, push = _vllm_rollouts(student, cfg, models, rt, stops) if cfg.rollout_backend == "vllm" \
+        else (None, None)
     batches = Stage2Batches(rows, cfg, models, tok, generator, rt, stops, push_weights=push, vocab=vocab)
     total = batches.total_steps
 
