@@ -486,7 +486,7 @@ class FakeVllm:
 
 
 def test_vllm_adapter_builds_the_right_arguments(monkeypatch):
-    from rock.distill.sampling import VllmGenerator
+    from rock.distill.vllm_generator import VllmGenerator
 
     fake = FakeVllm()
     monkeypatch.setitem(sys.modules, "vllm", fake)
@@ -517,7 +517,7 @@ def test_stage2_with_vllm_backend_pushes_weights_before_each_round(monkeypatch, 
     fake = FakeVllm()
     monkeypatch.setitem(sys.modules, "vllm", fake)
     from rock.distill import fsdp
-    from rock.distill.sampling import VllmGenerator
+    from rock.distill.vllm_generator import VllmGenerator
 
     student = _student(tiny_pair)
     gen = VllmGenerator("x", stop_ids=[2], enable_sleep_mode=True)

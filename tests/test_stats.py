@@ -153,7 +153,7 @@ def test_vllm_decode_builds_greedy_requests(monkeypatch, loaded):
     """GPU path tested down to the arguments it gives vLLM 0.33.0 (LLM, SamplingParams, generate)."""
     import types
 
-    import rock.distill.sampling as sampling
+    import rock.distill.vllm_generator as vllm_generator
     from rock.stats import make_generator
 
     calls = {}
@@ -172,7 +172,7 @@ def test_vllm_decode_builds_greedy_requests(monkeypatch, loaded):
             self.kw = kw
 
     fake = types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams)
-    monkeypatch.setattr(sampling, "_import_vllm", lambda: fake)
+    monkeypatch.setattr(vllm_generator, "_import_vllm", lambda: fake)
     tok = loaded[0]
     cfg = StatsConfig(decode_backend="vllm", tensor_parallel_size=2, max_new_tokens=4096, n_problems=3)
     gen = make_generator("Qwen/Qwen3-4B-Instruct-2507", tok, cfg, {"dtype": "bfloat16"})

@@ -124,8 +124,8 @@ def _teacher_samples(args, cfg, models, run_dir: Path, teacher: str, *, seed: in
     from transformers import AutoConfig, AutoTokenizer
 
     from rock.atomic import write_json
-    from rock.distill.sampling import (HfGenerator, VllmGenerator, read_prompts, sample_teacher,
-                                       stop_token_ids)
+    from rock.distill.sampling import HfGenerator, read_prompts, sample_teacher, stop_token_ids
+    from rock.distill.vllm_generator import VllmGenerator
     from rock.distill.trainer import load_causal_lm, make_runtime
 
     out = Path(args.out or paths.teacher_samples(run_dir))

@@ -7,7 +7,7 @@ after its own prompt (with the toy's hidden system message when configured); the
 updated on the full-vocabulary reverse KL (``kd_ratio`` 1.0), ``rollout_batch * n_rollouts /
 global_batch`` optimizer steps per round (1 with the defaults: every step samples with the current
 weights). The ``hf`` rollout engine is the training model itself; the ``vllm`` engine gets the new
-weights pushed before every round (:meth:`rock.distill.sampling.VllmGenerator.push_weights`).
+weights pushed before every round (:meth:`rock.distill.vllm_generator.VllmGenerator.push_weights`).
 
 Bad input never stops the run; each case is counted in the step log: empty prompts
 (``n_empty_prompts``), prompts longer than ``max_prompt_len`` (``n_truncated_prompts``; skipped or
@@ -34,8 +34,9 @@ import numpy as np
 
 from rock.distill.config import ModelsConfig, Stage2Config
 from rock.distill.loop import LoopSpec, checkpoint_steps, run_loop
-from rock.distill.sampling import (HfGenerator, VllmGenerator, chat_prompt_ids, derive_seed,
-                                   stop_token_ids, teacher_system_choice)
+from rock.distill.sampling import (HfGenerator, chat_prompt_ids, derive_seed, stop_token_ids,
+                                   teacher_system_choice)
+from rock.distill.vllm_generator import VllmGenerator
 from rock.distill.trainer import Trainer, TrainSequence, load_causal_lm, make_runtime
 from rock.errors import DataError
 

@@ -329,7 +329,8 @@ def load_models(student_path: str, teacher_path: str, models: dict, cfg: StatsCo
 
 def make_generator(model_path: str, tokenizer, cfg: StatsConfig, models: dict):
     """Greedy decoder: ``HfGenerator`` (CPU/GPU) or ``VllmGenerator`` (GPU, vLLM 0.33.0)."""
-    from rock.distill.sampling import HfGenerator, VllmGenerator, stop_token_ids
+    from rock.distill.sampling import HfGenerator, stop_token_ids
+    from rock.distill.vllm_generator import VllmGenerator
     from rock.distill.trainer import load_causal_lm, make_runtime
 
     if cfg.decode_backend == "vllm":
