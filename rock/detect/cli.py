@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=paths.DETECTION_MODES, default=None,
                         help="detection mode (default: detection.downstream_mode)")
     parser.add_argument("--run-dir", default=None, help="override the config's run_dir")
+    for table, what in (("post", "post-OPD token table"), ("pre", "pre-OPD token table (context mode)"),
+                        ("hidden", "hidden states (context mode, representation hidden)")):
+        parser.add_argument(f"--{table}", default=None, help=f"select/stability: {what} (default: rock.paths)")
     parser.add_argument("--tokenizer", default=None,
                         help="clusters: tokenizer dir or hub id (default: models.student)")
     parser.add_argument("--threads", type=int, default=None,
@@ -50,20 +53,24 @@ def _read_table(path: Path, what: str) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def load_occurrences(run_dir, settings, mode: str):
-    """Occurrences for one mode: post table, pre table (context), hidden states (if used)."""
+def load_occurrences(run_dir, settings, mode: str, tables: dict | None = None):
+    """Occurrences for one mode: post table, pre table (context), hidden states (if used).
+
+    ``tables`` names the files (``post``, ``pre``, ``hidden``; the rule's inputs); a missing or
+    None entry is the :mod:`rock.paths` artifact under ``run_dir``."""
     from rock.detect.core import Occurrences
 
+    tables = tables or {}
     cfg = settings.modes[mode]
-    post_path = paths.token_stats(run_dir, "post")
+    post_path = Path(tables.get("post") or paths.token_stats(run_dir, "post"))
     post = _read_table(post_path, "post-OPD token table")
     pre = None
-    pre_path = paths.token_stats(run_dir, "pre")
+    pre_path = Path(tables.get("pre") or paths.token_stats(run_dir, "pre"))
     if mode == "context":
         pre = _read_table(pre_path, "pre-OPD token table")
     hidden = None
     if mode == "context" and settings.context.representation == "hidden":
-        hp = paths.hidden_states(run_dir, settings.hidden_checkpoint)
+        hp = Path(tables.get("hidden") or paths.hidden_states(run_dir, settings.hidden_checkpoint))
         if not hp.is_file():
             raise DataError("hidden states not found", file=str(hp),
                             fix="set stats.save_hidden: true and re-run rock stats score --checkpoint post")
@@ -92,10 +99,11 @@ def run(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or config["run_dir"]
     settings = DetectionSettings.from_dict(config["detection"])
     mode = args.mode or settings.downstream_mode
+    tables = {"post": args.post, "pre": args.pre, "hidden": args.hidden}
     if args.action == "select":
-        return _select(run_dir, settings, mode)
+        return _select(run_dir, settings, mode, tables)
     if args.action == "stability":
-        return _stability(run_dir, settings, mode)
+        return _stability(run_dir, settings, mode, tables)
     if args.action == "figure":
         return _figure(run_dir, settings, mode)
     if args.action == "clusters":
@@ -113,10 +121,10 @@ def _limit_blas_threads(n: int) -> None:
     threadpool_limits(limits=n)
 
 
-def _select(run_dir, settings, mode) -> int:
+def _select(run_dir, settings, mode, tables: dict | None = None) -> int:
     from rock.detect.core import detect
 
-    occ = load_occurrences(run_dir, settings, mode)
+    occ = load_occurrences(run_dir, settings, mode, tables)
     cfg = settings.modes[mode]
     ranking, windows, density, info = detect(occ, cfg, settings.context, progress=True)
     info.update({"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
@@ -136,10 +144,10 @@ def _select(run_dir, settings, mode) -> int:
     return 0
 
 
-def _stability(run_dir, settings, mode) -> int:
+def _stability(run_dir, settings, mode, tables: dict | None = None) -> int:
     from rock.detect.stability import coverage_curve, stability_summary, stability_sweep
 
-    occ = load_occurrences(run_dir, settings, mode)
+    occ = load_occurrences(run_dir, settings, mode, tables)
     ranking = pd.read_parquet(paths.detection_file(run_dir, mode, "ranking.parquet"))
     st = settings.stability
     sweep = stability_sweep(occ, settings.modes[mode], settings.context, sizes=st.sizes, k_grid=st.k_grid,

@@ -99,6 +99,7 @@ rule detect_select:
            for name in paths.DETECTION_SELECT},
     params:
         config_file=rock_config_file,
+        tables=detection_table_args,
         settings=job_settings("detection"),
     log:
         paths.log_file(RUN_DIR, "detect_select", "{det_mode}"),
@@ -112,7 +113,7 @@ rule detect_select:
     resources:
         **job_resources("detect"),
     shell:
-        "rock detect select --config {params.config_file} --mode {wildcards.det_mode}"
+        "rock detect select --config {params.config_file} --mode {wildcards.det_mode} {params.tables}"
         " --threads {threads} > {log} 2>&1"
 
 
@@ -125,6 +126,7 @@ rule detect_stability:
         summary=paths.detection_file(RUN_DIR, "{det_mode}", "stability_summary.csv"),
     params:
         config_file=rock_config_file,
+        tables=detection_table_args,
         settings=job_settings("detection"),
     log:
         paths.log_file(RUN_DIR, "detect_stability", "{det_mode}"),
@@ -138,7 +140,7 @@ rule detect_stability:
     resources:
         **job_resources("detect_stability"),
     shell:
-        "rock detect stability --config {params.config_file} --mode {wildcards.det_mode}"
+        "rock detect stability --config {params.config_file} --mode {wildcards.det_mode} {params.tables}"
         " --threads {threads} > {log} 2>&1"
 
 

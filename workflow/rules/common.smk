@@ -338,6 +338,13 @@ def detection_inputs(wildcards):
     return ins
 
 
+def detection_table_args(wildcards, input):
+    """`rock detect select|stability` flags naming the token tables of detection_inputs (a param
+    derived from the job's input: tracked through the input files, not as a param)."""
+    return " ".join(f"--{name} {shlex.quote(str(input[name]))}" for name in ("post", "pre", "hidden")
+                    if name in input.keys())
+
+
 def detection_reference_input():
     """The authors' id files compared with our top-K (paper scale only, when configured)."""
     if is_toy():
