@@ -182,6 +182,7 @@ rule detect_figure2:
         pdf=paths.figure2(RUN_DIR, "{det_mode}", "pdf"),
     params:
         config_file=rock_config_file,
+        settings=job_settings("detection.top_k"),  # the K line of panel (c)
     log:
         paths.log_file(RUN_DIR, "detect_figure2", "{det_mode}"),
     benchmark:

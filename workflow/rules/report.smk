@@ -23,6 +23,7 @@ rule report_check:
         md=paths.report_file(RUN_DIR, "claims_check.md"),
     params:
         config_file=rock_config_file,
+        settings=job_settings(*config),  # config claims and the provenance show the whole config
         # the run directory holding every artifact (report/ sits directly under it)
         run_dir=lambda w, output: Path(output.csv).parent.parent,
         no_fail="" if config["report"]["fail_on_regression"] else "--no-fail",
@@ -56,6 +57,7 @@ rule report_render:
         provenance=paths.report_file(RUN_DIR, "provenance.json"),
     params:
         config_file=rock_config_file,
+        settings=job_settings(*config),  # config claims and the provenance show the whole config
         run_dir=lambda w, output: Path(output.html).parent.parent,
         images="" if config["report"]["embed_images"] else "--link-images",
         # best effort, not a declared output: kept with the run where chromium is installed
