@@ -21,7 +21,7 @@ else is a clear error before the workflow starts.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import hashlib
 import logging
 import re
@@ -273,7 +273,7 @@ def resolve_model(cfg: Mapping, role: str, source: str) -> ModelRef:
 
 
 # ------------------------------------------------------------------------------------------------
-# Typed sections (rock.distill.config, rock.toy.config)
+# Typed sections: one from_dict for every stage's dataclass
 # ------------------------------------------------------------------------------------------------
 
 def typed_value(value, default, where: str):
@@ -293,19 +293,57 @@ def typed_value(value, default, where: str):
     return value
 
 
+def _field_default(f: dataclasses.Field):
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def from_dict(cls, data: Mapping | None, where: str, **extra):
+    """Build the dataclass ``cls`` from its config section ``data`` (``where`` names it, e.g.
+    ``"stage2"`` or ``"toy.teacher"``); ``extra`` adds values from elsewhere (``seed``), None = skip.
+
+    The schema has already rejected unknown keys and wrong types of a config file; this guards the
+    same for a mapping built in code. A value whose field default is a bool, int, float, str or list
+    gets that type (an int is accepted for a float); a nested dataclass field starts from the
+    field's own default and takes the mapping's keys over it. ``__post_init__`` checks raise
+    :class:`ConfigError` naming the key (prefixed with ``where`` unless they name it already).
+    """
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    data = {**(data or {}), **{k: v for k, v in extra.items() if v is not None}}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        default = _field_default(fields[name])
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where}.{name}: expected a mapping, got {type(value).__name__}")
+            value = from_dict(type(default), {**dataclasses.asdict(default), **value}, f"{where}.{name}")
+        elif isinstance(default, (bool, int, float, str, list)):
+            value = typed_value(value, default, f"{where}.{name}")
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:   # a __post_init__ check; "key: why" gets the section path in front
+        if str(err).startswith(where.split(".")[0]):
+            raise
+        raise ConfigError(f"{where}.{err}") from err
+    except TypeError as err:
+        raise ConfigError(f"{where}: {err}") from err
+
+
+def load_section(path: str | Path, cls, section: str, **extra):
+    """Validate the config file ``path`` and build ``cls`` from its ``section``."""
+    return from_dict(cls, load_config(path).get(section), section, **extra)
+
+
 # ------------------------------------------------------------------------------------------------
 # Config selection for Snakemake (used by workflow/rules/common.smk)
 # ------------------------------------------------------------------------------------------------
-
-def deep_update(base: dict, other: Mapping) -> dict:
-    """Recursively merge ``other`` into ``base`` (in place) and return ``base``."""
-    for key, value in other.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            deep_update(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
-    return base
-
 
 def materialize(cfg: Mapping, directory: str | Path) -> Path:
     """Write ``cfg`` as YAML under ``directory``, named by its content hash; return the path.

@@ -351,11 +351,9 @@ class GeometryConfig:
 
     @staticmethod
     def from_dict(data: dict | None) -> "GeometryConfig":
-        data = dict(data or {})
-        unknown = set(data) - set(GeometryConfig.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"geometry: unknown keys {sorted(unknown)}")
-        return GeometryConfig(**data)
+        from rock.config import from_dict
+
+        return from_dict(GeometryConfig, data, "geometry")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -366,22 +364,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rock.detect.cli import load_config
+    from rock.config import load_config
     from rock.stats import StatsConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
     config = load_config(args.config)
-    run_dir = args.run_dir or config.get("run_dir")
-    gcfg = GeometryConfig.from_dict(config.get("geometry"))
-    mode = gcfg.detection_mode or (config.get("detection") or {}).get("downstream_mode", "context")
+    run_dir = args.run_dir or config["run_dir"]
+    gcfg = GeometryConfig.from_dict(config["geometry"])
+    mode = gcfg.detection_mode or config["detection"]["downstream_mode"]
     spec = GroupSpec(**gcfg.groups)
     post = pd.read_parquet(_need(paths.token_stats(run_dir, gcfg.checkpoint)))
     rocks = json.loads(_need(paths.detection_file(run_dir, mode, "rocks.json")).read_text())["rocks"]
     types = type_kl(post)
     groups = define_groups(types, rocks, spec)
     if args.action == "gradients":
-        return _gradients(config, run_dir, gcfg, StatsConfig.from_dict(config.get("stats")), post, types, groups)
+        return _gradients(config, run_dir, gcfg, StatsConfig.from_dict(config["stats"]), post, types, groups)
     return _analyze(config, run_dir, gcfg, groups, mode)
 
 
@@ -397,7 +395,7 @@ def _gradients(config, run_dir, gcfg: GeometryConfig, scfg, post, types, groups)
     from rock.stats import iter_scored_chunks, load_models, read_trajectories, resolve_checkpoint
     from rock.distill.losses import chunk_rows
 
-    models = dict(config.get("models") or {})
+    models = dict(config["models"])
     student_path = resolve_checkpoint(scfg.checkpoints[gcfg.checkpoint], run_dir, models)
     student, teacher, _, vocab, runtime = load_models(student_path, str(models["teacher"]), models, scfg)
     counts = {int(t): int(n) for t, n in zip(types["token_id"], types["freq"])}

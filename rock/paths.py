@@ -82,15 +82,11 @@ def stage_model(run_dir: str | Path, stage: int) -> Path:
     return Path(run_dir) / "distill" / f"stage{stage}" / "model"
 
 
-def stage2_checkpoint(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / "distill" / "stage2" / "checkpoints" / f"step_{step}"
-
-
 # --- distillation runs (rock.distill) ------------------------------------------------------------
 # A training run writes into one directory ``out_dir`` (stage 1: ``stage_dir(run_dir, 1)``, stage 2:
 # ``stage_dir(run_dir, 2)``; the freeze regimes reuse the layout in their own directories), so
-# ``train_model(stage_dir(r, s)) == stage_model(r, s)`` and
-# ``train_checkpoint(stage_dir(r, 2), n) == stage2_checkpoint(r, n)``.
+# ``train_model(stage_dir(r, s)) == stage_model(r, s)``; stage 2's kept checkpoint after step n is
+# ``train_checkpoint(stage_dir(r, 2), n)``.
 def teacher_samples_summary(run_dir: str | Path) -> Path:
     """Counts of the teacher-sampling run (skipped prompts, truncated responses, timing)."""
     return Path(run_dir) / "distill" / "teacher_samples.summary.json"

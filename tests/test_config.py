@@ -94,6 +94,58 @@ def test_unknown_key_lists_allowed_keys(paper, schema):
     assert "lr, " in text and "n_rollouts" in text
 
 
+@pytest.mark.parametrize("section", [
+    # what the stages' own unknown-key checks used to catch (rock.detect.config, rock.knockout.config,
+    # rock.distill.config, rock.stats, rock.geometry, rock.freeze.config): the schema alone catches it now
+    ("detection", "context", "gama"), ("detection", "official", "radius"), ("detection", "stability", "size"),
+    ("detection", "clusters", "markers"), ("detection", "reference", "rock_id"), ("detection", "top_kk"),
+    ("knockout", "n_run"), ("stage1", "kd_ratioo"), ("teacher_samples", "topp"), ("models", "dtyp"),
+    ("stats", "n_problem"), ("geometry", "groups", "random"), ("geometry", "early_"), ("toy", "sizes", "x"),
+    ("freeze", "windows"), ("freeze", "control", "bins"),
+])
+def test_stage_sections_reject_unknown_keys(toy, schema, section):
+    *parents, key = section
+    node = toy
+    for part in parents:
+        node = node[part]
+    node[key] = 1
+    dotted = ".".join(section)
+    text = problems(toy, schema, "t.yaml")
+    assert text.startswith(f"t.yaml: unknown key '{dotted}' (allowed: ") and "\n" not in text
+
+
+def test_from_dict_types_values_and_merges_nested_defaults():
+    """One from_dict for every stage's dataclass: an int becomes the float a field holds, a nested
+    dataclass keeps its own defaults, __post_init__ errors get the section path in front."""
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class Inner:
+        a: int = 1
+        b: float = 0.5
+
+        def __post_init__(self):
+            if self.a < 0:
+                raise ConfigError("a: must be >= 0")
+
+    @dataclass
+    class Outer:
+        lr: float = 0.1
+        name: str = "x"
+        limit: int | None = None
+        inner: Inner = field(default_factory=lambda: Inner(a=7))
+
+    got = rc.from_dict(Outer, {"lr": 2, "inner": {"b": 1}, "limit": 3}, "sec")
+    assert got == Outer(lr=2.0, limit=3, inner=Inner(a=7, b=1.0)) and isinstance(got.lr, float)
+    assert rc.from_dict(Outer, None, "sec", name="y", lr=None) == Outer(name="y")
+    with pytest.raises(ConfigError, match=r"sec.inner.a: must be >= 0"):
+        rc.from_dict(Outer, {"inner": {"a": -1}}, "sec")
+    with pytest.raises(ConfigError, match=r"sec.name: expected str, got 3"):
+        rc.from_dict(Outer, {"name": 3}, "sec")
+    with pytest.raises(ConfigError, match=r"sec: unknown key\(s\) \['lrr'\]"):
+        rc.from_dict(Outer, {"lrr": 3}, "sec")
+
+
 def test_unknown_top_level_section(paper, schema):
     paper["stage3"] = {}
     assert problems(paper, schema).startswith("c.yaml: unknown key 'stage3' (allowed: ")
@@ -217,8 +269,3 @@ def test_materialize_is_content_addressed(tmp_path, toy):
     assert a == b and yaml.safe_load(a.read_text()) == toy
     toy["seed"] = 1
     assert rc.materialize(toy, tmp_path) != a
-
-
-def test_deep_update_merges_nested():
-    base = {"a": {"b": 1, "c": 2}, "d": 3}
-    assert rc.deep_update(base, {"a": {"c": 5}, "e": 6}) == {"a": {"b": 1, "c": 5}, "d": 3, "e": 6}

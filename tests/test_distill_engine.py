@@ -586,7 +586,7 @@ class FakeVllm:
 
 
 def test_vllm_adapter_builds_the_right_arguments(monkeypatch):
-    from rock.distill.sampling import VllmGenerator
+    from rock.distill.vllm_generator import VllmGenerator
 
     fake = FakeVllm()
     monkeypatch.setitem(sys.modules, "vllm", fake)
@@ -617,7 +617,7 @@ def test_stage2_with_vllm_backend_pushes_weights_before_each_round(monkeypatch, 
     fake = FakeVllm()
     monkeypatch.setitem(sys.modules, "vllm", fake)
     from rock.distill import fsdp
-    from rock.distill.sampling import VllmGenerator
+    from rock.distill.vllm_generator import VllmGenerator
 
     student = _student(tiny_pair)
     gen = VllmGenerator("x", stop_ids=[2], enable_sleep_mode=True)
@@ -712,7 +712,7 @@ def test_cli_runs_all_three_stages_with_default_paths(tiny_pair, tmp_path):
     assert main(["distill", "stage2", "--config", str(config), "--max-steps", "3", "--lr", "0.01"]) == 0
     log = pd.read_csv(paths.train_log(paths.stage_dir(run, 2)))
     assert log["step"].tolist() == [1, 2, 3] and log["lr"].iloc[1] > 0.001   # flags override the file
-    assert (paths.stage2_checkpoint(run, 3) / "model.safetensors").exists()
+    assert (paths.train_checkpoint(paths.stage_dir(run, 2), 3) / "model.safetensors").exists()
     summary = json.loads(paths.train_summary(paths.stage_dir(run, 2)).read_text())
     assert summary["student"] == str(paths.stage_model(run, 1))   # stage 2 starts from stage 1
 
@@ -728,7 +728,7 @@ def test_cli_config_errors_are_one_line(tiny_pair, tmp_path, capsys):
     config.write_text(yaml.safe_dump(cfg))
     assert main(["distill", "stage2", "--config", str(config)]) == 2
     err = capsys.readouterr().err
-    assert "stage2: unknown key(s) ['lrr']" in err
+    assert "unknown key 'stage2.lrr'" in err   # the schema names the key path
     cfg["stage2"].pop("lrr")
     cfg["stage2"]["global_batch"] = 6   # not a multiple of n_rollouts * rollout_batch
     cfg["stage2"]["rollout_batch"] = 1

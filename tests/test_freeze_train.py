@@ -213,7 +213,8 @@ def test_baseline_regime_is_plain_stage2(tiny_pair, trained, tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from rock.distill.config import ModelsConfig, Stage2Config, from_dict
+    from rock.config import from_dict
+    from rock.distill.config import ModelsConfig, Stage2Config
     from rock.distill.stage2 import run_stage2
     from rock.freeze.plan import n_checkpoints
 

@@ -256,7 +256,7 @@ def test_knockout_config_out_of_range():
 
     with pytest.raises(ConfigError, match=r"cfg.yaml: knockout.n_runs: must be an integer >= 1 \(got 0\)"):
         from_dict({"n_runs": 0}, source="cfg.yaml")
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) knockout.n_run "):
+    with pytest.raises(ConfigError, match=r"cfg.yaml: knockout: unknown key\(s\) \[.n_run.\]"):
         from_dict({"n_run": 4}, source="cfg.yaml")
 
 

@@ -135,7 +135,7 @@ def test_resolve_checkpoint(tmp_path):
     assert resolve_checkpoint("stage2_penultimate", run, models).endswith("step_30")
     assert resolve_checkpoint("stage1", run, models) == str(paths.stage_model(run, 1))
     assert resolve_checkpoint("student", run, models) == "hub/s"
-    assert resolve_checkpoint("step_30", run, models) == str(paths.stage2_checkpoint(run, 30))
+    assert resolve_checkpoint("step_30", run, models) == str(paths.train_checkpoint(paths.stage_dir(run, 2), 30))
     assert resolve_checkpoint("Qwen/Qwen3-4B", run, models) == "Qwen/Qwen3-4B"
     with pytest.raises(DataError, match="no kept stage-2"):
         resolve_checkpoint("stage2_last", tmp_path / "empty", models)
@@ -147,7 +147,7 @@ def test_resolve_checkpoint(tmp_path):
 def test_config_checks():
     with pytest.raises(ConfigError, match="decode_checkpoint"):
         StatsConfig(decode_checkpoint="nope")
-    with pytest.raises(ConfigError, match="unknown keys"):
+    with pytest.raises(ConfigError, match="unknown key"):
         StatsConfig.from_dict({"n_problem": 3})
     with pytest.raises(ConfigError, match="dataset"):
         StatsConfig(dataset="gsm8k")
@@ -157,7 +157,7 @@ def test_vllm_decode_builds_greedy_requests(monkeypatch, loaded):
     """GPU path tested down to the arguments it gives vLLM 0.33.0 (LLM, SamplingParams, generate)."""
     import types
 
-    import rock.distill.sampling as sampling
+    import rock.distill.vllm_generator as vllm_generator
     from rock.stats import make_generator
 
     calls = {}
@@ -176,7 +176,7 @@ def test_vllm_decode_builds_greedy_requests(monkeypatch, loaded):
             self.kw = kw
 
     fake = types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams)
-    monkeypatch.setattr(sampling, "_import_vllm", lambda: fake)
+    monkeypatch.setattr(vllm_generator, "_import_vllm", lambda: fake)
     tok = loaded[0]
     cfg = StatsConfig(decode_backend="vllm", tensor_parallel_size=2, max_new_tokens=4096, n_problems=3)
     gen = make_generator("Qwen/Qwen3-4B-Instruct-2507", tok, cfg, {"dtype": "bfloat16"})

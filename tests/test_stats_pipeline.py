@@ -60,7 +60,7 @@ def run(tiny_pair, tmp_path_factory):
     shutil.copytree(tiny_pair["student"], paths.stage_model(run_dir, 1))
     _perturbed_copy(tiny_pair["student"], paths.stage_model(run_dir, 2), 0.02, seed=1)
     for step, scale in ((2, 0.01), (4, 0.02)):
-        _perturbed_copy(tiny_pair["student"], paths.stage2_checkpoint(run_dir, step), scale, seed=step)
+        _perturbed_copy(tiny_pair["student"], paths.train_checkpoint(paths.stage_dir(run_dir, 2), step), scale, seed=step)
     bench = paths.benchmark(run_dir, "math500")
     bench.parent.mkdir(parents=True, exist_ok=True)
     with open(bench, "w") as fh:
@@ -162,3 +162,28 @@ def test_analysis_is_deterministic(run, tmp_path):
     before = paths.detection_file(rd, "context", "ranking.csv").read_bytes()
     assert main(["detect", "select", "--config", str(run["config"]), "--mode", "context"]) == 0
     assert paths.detection_file(rd, "context", "ranking.csv").read_bytes() == before
+
+
+def test_stage_commands_take_the_rules_input_and_output_paths(run, tmp_path):
+    """The rules give `rock stats` / `rock detect` their input and output files (--trajectories,
+    --out, --post, --pre): a run directory without token tables, fed the tables from elsewhere,
+    reproduces the same ranking."""
+    rd, c = run["run_dir"], str(run["config"])
+    elsewhere = tmp_path / "elsewhere"
+    tables = {}
+    for ck in ("pre", "post"):
+        tables[ck] = elsewhere / f"{ck}.parquet"
+        tables[ck].parent.mkdir(parents=True, exist_ok=True)
+        tables[ck].write_bytes(paths.token_stats(rd, ck).read_bytes())
+    other = tmp_path / "other_run"
+    assert main(["detect", "select", "--config", c, "--mode", "context", "--run-dir", str(other)]) == 2
+    assert main(["detect", "select", "--config", c, "--mode", "context", "--run-dir", str(other),
+                 "--post", str(tables["post"]), "--pre", str(tables["pre"]),
+                 "--hidden", str(paths.hidden_states(rd, "post"))]) == 0
+    mine = pd.read_parquet(paths.detection_file(other, "context", "ranking.parquet"))
+    pd.testing.assert_frame_equal(mine, pd.read_parquet(paths.detection_file(rd, "context", "ranking.parquet")))
+    out, trajectories = tmp_path / "hidden.npy", elsewhere / "trajectories.jsonl"
+    trajectories.write_bytes(paths.trajectories(rd).read_bytes())
+    assert main(["stats", "hidden", "--config", c, "--checkpoint", "post",
+                 "--trajectories", str(trajectories), "--out", str(out)]) == 0
+    np.testing.assert_array_equal(np.load(out), np.load(paths.hidden_states(rd, "post")))

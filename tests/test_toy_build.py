@@ -29,10 +29,12 @@ TINY = {  # a smoke world: seconds, untrained models, every file written
 
 
 def _config(tmp_path: Path, seed: int = 0) -> Path:
+    """The toy config (every stage reads a whole, schema-checked config) with the smoke world."""
+    cfg = yaml.safe_load(TOY_CONFIG.read_text())
+    cfg.update(run_dir=str(tmp_path / "run"), seed=seed, toy=TINY)
+    cfg["models"]["teacher_system_prompts"] = ["style: so", "style: then"]
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({
-        "run_dir": str(tmp_path / "run"), "seed": seed,
-        "models": {"teacher_system_prompts": ["style: so", "style: then"]}, "toy": TINY}))
+    path.write_text(yaml.safe_dump(cfg))
     return path
 
 
@@ -110,7 +112,7 @@ def test_settings_errors_name_the_file_and_key(tmp_path):
     assert load_settings(cfg, ["teacher.steps=9"])["toy"].teacher.steps == 9
     bad = tmp_path / "bad.yaml"
     bad.write_text("seed: 0\n")
-    with pytest.raises(ConfigError, match="missing top-level key 'run_dir'"):
+    with pytest.raises(ConfigError, match="missing required key 'run_dir'"):
         load_settings(bad)
 
 

@@ -111,9 +111,8 @@ def test_every_rule_declares_log_env_container_threads_resources(rule):
     assert key in PAPER_CONFIG["containers"], f"{rule}: no container key {key!r} in config.yaml"
     assert env_file.stem == key, f"{rule}: runs in container {key!r} but env {env_file.name}"
     assert re.search(r"^\s+threads:", body, re.M), f"{rule}: no threads:"
-    resources = body.split("resources:", 1)[1] if "resources:" in body else ""
-    for name in ("gpu", "mem_mb", "runtime"):
-        assert re.search(rf"^\s+{name}=", resources, re.M), f"{rule}: no resources {name}="
+    assert re.search(r'^\s+resources:\s*\n\s+\*\*job_resources\("\w+"\),', body, re.M), \
+        f"{rule}: resources must be **job_resources(\"<group>\") (gpu, mem_mb, runtime of the group)"
     shell = body.split("shell:", 1)[1] if "shell:" in body else ""
     # `rock <stage>`, or {params.launcher} <stage> where the launcher is `rock` or
     # `torchrun ... -m rock.cli` for multi-GPU jobs (common.smk)
@@ -138,7 +137,8 @@ def test_every_gpu_job_gets_its_own_devices(rule):
 def test_every_rule_resource_group_is_in_both_configs():
     toy = yaml.safe_load(TOY_CONFIG_FILE.read_text())
     for rule, (_, body) in RULES.items():
-        for group in set(re.findall(r'dpath="resources/(\w+)/', body)):
+        groups = re.findall(r'dpath="resources/(\w+)/|job_resources\("(\w+)"\)', body)
+        for group in {g for pair in groups for g in pair if g}:
             assert group in PAPER_CONFIG["resources"], f"{rule}: resources.{group} not in config.yaml"
             assert group in toy["resources"], f"{rule}: resources.{group} not in the toy config"
             assert toy["resources"][group]["gpu"] == 0, f"toy resources.{group}.gpu must be 0"
@@ -433,7 +433,7 @@ def test_slurm_profile_dry_run_plans_every_stage_with_its_resources(monkeypatch)
     # hidden states of the detection checkpoint itself)
     assert planned == set(RULES) - {"toy_world", "stats_hidden"}, sorted(set(RULES) ^ planned)
     for rule, res, shell in jobs:
-        group = re.search(r'dpath="resources/(\w+)/gpu"', RULES[rule][1]).group(1)
+        group = re.search(r'job_resources\("(\w+)"\)', RULES[rule][1]).group(1)
         want = PAPER_CONFIG["resources"][group]
         assert int(res["gpu"]) == want["gpu"], (rule, res)
         assert int(res["mem_mb"]) == want["mem_mb"], (rule, res)
@@ -531,3 +531,46 @@ def test_report_captions_are_valid_restructuredtext(rst):
     docutils.core.publish_string(rst.read_text(), writer="html",
                                  settings_overrides={"warning_stream": errors, "report_level": 2})
     assert errors.getvalue() == "", errors.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------
+# a --config override re-plans only the jobs that use the value (job_settings in common.smk)
+# ------------------------------------------------------------------------------------------------
+
+def test_overriding_an_evaluation_value_replans_only_the_jobs_that_use_it(tmp_path):
+    """A finished toy run stands in as empty files (every output of the DAG, recorded by
+    `snakemake --touch`); `--config evaluation=...` then plans the evaluation jobs (and what reads
+    their outputs), never the toy world, data, teacher sampling, stage 1, stage 2 or the analysis.
+    Before job_settings, every job's params held the config file, whose name (a content hash)
+    any override changes, so the whole DAG was planned again."""
+    cfg = yaml.safe_load(TOY_CONFIG_FILE.read_text())
+    cfg["run_dir"] = str(tmp_path / "run")
+    for role in ("teacher", "student"):
+        cfg["models"][role] = str(tmp_path / "run" / "world" / role)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    base = ["-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile",
+            str(tmp_path / "config.yaml"), "--cores", "1"]
+    summary = snakemake(*base, "-n", "--summary")
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    outputs = [Path(line.split("\t")[0]) for line in summary.stdout.splitlines()]
+    outputs = [out for out in outputs if tmp_path in out.parents]   # not the header or log lines
+    assert len(outputs) > 100, summary.stdout[-3000:]
+    for out in outputs:
+        if out.suffix:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.touch()
+        else:  # directory() outputs: models, checkpoints
+            out.mkdir(parents=True, exist_ok=True)
+    touched = snakemake(*base, "--touch", "-F")
+    assert touched.returncode == 0, touched.stderr[-3000:]
+    assert "Nothing to be done" in snakemake(*base, "-n").stdout
+    metric = {"prompt_level_strict_acc": "prompt_level_loose_acc"}.get(cfg["evaluation"]["ifeval_metric"],
+                                                                        "prompt_level_strict_acc")
+    result = snakemake(*base, "-n", "--config", f'evaluation={{"ifeval_metric": "{metric}"}}')
+    assert result.returncode == 0, result.stderr[-3000:]
+    planned = set(job_counts(result.stdout))
+    assert {"evaluate", "knockout_shard", "freeze_evaluate"} <= planned, planned
+    assert planned <= {"evaluate", "knockout_shard", "knockout_gather", "knockout_analyze",
+                       "freeze_train",   # its checkpoints are temp(): gone once evaluated, so made again
+                       "freeze_evaluate", "freeze_evaluate_start", "freeze_report",
+                       "report_check", "report_render", "all"}, planned

@@ -38,24 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=paths.DETECTION_MODES, default=None,
                         help="detection mode (default: detection.downstream_mode)")
     parser.add_argument("--run-dir", default=None, help="override the config's run_dir")
+    for table, what in (("post", "post-OPD token table"), ("pre", "pre-OPD token table (context mode)"),
+                        ("hidden", "hidden states (context mode, representation hidden)")):
+        parser.add_argument(f"--{table}", default=None, help=f"select/stability: {what} (default: rock.paths)")
     parser.add_argument("--tokenizer", default=None,
                         help="clusters: tokenizer dir or hub id (default: models.student)")
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS threads (default: OMP_NUM_THREADS, which Snakemake sets to the job's threads)")
-
-
-def load_config(path: str | Path) -> dict:
-    """The whole YAML config as a dict (CLI edge only)."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found (fix: pass --config with an existing file)")
-    with open(path) as fh:
-        cfg = yaml.safe_load(fh) or {}
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return cfg
 
 
 def _read_table(path: Path, what: str) -> pd.DataFrame:
@@ -64,20 +53,24 @@ def _read_table(path: Path, what: str) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def load_occurrences(run_dir, settings, mode: str):
-    """Occurrences for one mode: post table, pre table (context), hidden states (if used)."""
+def load_occurrences(run_dir, settings, mode: str, tables: dict | None = None):
+    """Occurrences for one mode: post table, pre table (context), hidden states (if used).
+
+    ``tables`` names the files (``post``, ``pre``, ``hidden``; the rule's inputs); a missing or
+    None entry is the :mod:`rock.paths` artifact under ``run_dir``."""
     from rock.detect.core import Occurrences
 
+    tables = tables or {}
     cfg = settings.modes[mode]
-    post_path = paths.token_stats(run_dir, "post")
+    post_path = Path(tables.get("post") or paths.token_stats(run_dir, "post"))
     post = _read_table(post_path, "post-OPD token table")
     pre = None
-    pre_path = paths.token_stats(run_dir, "pre")
+    pre_path = Path(tables.get("pre") or paths.token_stats(run_dir, "pre"))
     if mode == "context":
         pre = _read_table(pre_path, "pre-OPD token table")
     hidden = None
     if mode == "context" and settings.context.representation == "hidden":
-        hp = paths.hidden_states(run_dir, settings.hidden_checkpoint)
+        hp = Path(tables.get("hidden") or paths.hidden_states(run_dir, settings.hidden_checkpoint))
         if not hp.is_file():
             raise DataError("hidden states not found", file=str(hp),
                             fix="set stats.save_hidden: true and re-run rock stats score --checkpoint post")
@@ -97,24 +90,24 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rock.config import load_config
     from rock.detect.config import DetectionSettings
 
     if args.threads:
         _limit_blas_threads(args.threads)
     config = load_config(args.config)
-    run_dir = args.run_dir or config.get("run_dir")
-    if not run_dir:
-        raise ConfigError(f"{args.config}: run_dir missing (fix: add run_dir or pass --run-dir)")
-    settings = DetectionSettings.from_dict(config.get("detection"))
+    run_dir = args.run_dir or config["run_dir"]
+    settings = DetectionSettings.from_dict(config["detection"])
     mode = args.mode or settings.downstream_mode
+    tables = {"post": args.post, "pre": args.pre, "hidden": args.hidden}
     if args.action == "select":
-        return _select(run_dir, settings, mode)
+        return _select(run_dir, settings, mode, tables)
     if args.action == "stability":
-        return _stability(run_dir, settings, mode)
+        return _stability(run_dir, settings, mode, tables)
     if args.action == "figure":
         return _figure(run_dir, settings, mode)
     if args.action == "clusters":
-        return _clusters(run_dir, settings, mode, args.tokenizer or (config.get("models") or {}).get("student"))
+        return _clusters(run_dir, settings, mode, args.tokenizer or config["models"]["student"])
     return _compare(run_dir, settings, config)
 
 
@@ -128,10 +121,10 @@ def _limit_blas_threads(n: int) -> None:
     threadpool_limits(limits=n)
 
 
-def _select(run_dir, settings, mode) -> int:
+def _select(run_dir, settings, mode, tables: dict | None = None) -> int:
     from rock.detect.core import detect
 
-    occ = load_occurrences(run_dir, settings, mode)
+    occ = load_occurrences(run_dir, settings, mode, tables)
     cfg = settings.modes[mode]
     ranking, windows, density, info = detect(occ, cfg, settings.context, progress=True)
     info.update({"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
@@ -151,10 +144,10 @@ def _select(run_dir, settings, mode) -> int:
     return 0
 
 
-def _stability(run_dir, settings, mode) -> int:
+def _stability(run_dir, settings, mode, tables: dict | None = None) -> int:
     from rock.detect.stability import coverage_curve, stability_summary, stability_sweep
 
-    occ = load_occurrences(run_dir, settings, mode)
+    occ = load_occurrences(run_dir, settings, mode, tables)
     ranking = pd.read_parquet(paths.detection_file(run_dir, mode, "ranking.parquet"))
     st = settings.stability
     sweep = stability_sweep(occ, settings.modes[mode], settings.context, sizes=st.sizes, k_grid=st.k_grid,
@@ -200,7 +193,7 @@ def _compare(run_dir, settings, config) -> int:
     from rock.detect.stability import jaccard, top_k
 
     rows = []
-    applicable = config.get("scale") == "paper" and settings.reference_rock_ids
+    applicable = config["scale"] == "paper" and settings.reference_rock_ids
     ref_rocks = ref_ctrl = None
     if applicable:
         for attr in ("reference_rock_ids", "reference_control_ids"):

@@ -2,19 +2,16 @@
 ``stage2`` sections of ``config.yaml`` (paper values, Section 5.1 and Appendix C) and of
 ``tests/config_toy/config.yaml``.
 
-The CLI (:mod:`rock.distill`) reads the YAML and builds these dataclasses with ``from_dict`` (unknown
-keys and bad values are a :class:`ConfigError`); command-line flags override single fields. The
-library never reads the config file. Values the paper does not give are marked ASSUMED.
+The CLI (:mod:`rock.distill`) builds these dataclasses from the validated config with
+:func:`rock.config.from_dict` (bad values are a :class:`ConfigError`); command-line flags
+override single fields. The library never reads the config file. Values the paper does not give are marked ASSUMED.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
 
 from rock.distill.losses import DIVERGENCES, NORMALIZATIONS
-from rock.config import typed_value
 from rock.errors import ConfigError
 
 BACKENDS = ("hf", "vllm")
@@ -211,22 +208,3 @@ class Stage2Config(TrainConfig):
     @property
     def optimizer_steps_per_round(self) -> int:
         return self.rollout_batch * self.n_rollouts // self.global_batch
-
-
-def from_dict(cls, data: dict[str, Any] | None, where: str, **extra):
-    """Build dataclass ``cls`` from a YAML mapping; unknown keys or wrong types -> ConfigError."""
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    data = dict(data or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    data.update({k: v for k, v in extra.items() if v is not None})
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
-    kwargs = {}
-    for name, value in data.items():
-        f = fields[name]
-        default = (f.default_factory() if f.default_factory is not dataclasses.MISSING
-                   else f.default)
-        kwargs[name] = typed_value(value, default, f"{where}.{name}")
-    return cls(**kwargs)

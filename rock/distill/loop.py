@@ -84,28 +84,13 @@ def run_loop(spec: LoopSpec, *, runtime: Runtime, tokenizer, make_trainer: Calla
     resume = ckpt.latest_state(state_root)
     fingerprint = run_fingerprint(spec)
     if resume:
-        saved = json.loads((resume / "state.json").read_text()).get("fingerprint")
-        if saved != fingerprint:
-            raise ConfigError(f"{resume}: resume state of a run with other settings (config, models or "
-                              f"step count changed); fix: restore them, or delete {state_root} to start over")
-    start, elapsed = 0, 0.0
+        _check_fingerprint(resume, fingerprint, state_root)
     model_path = str(resume / "model") if resume else spec.student_path
     student = load_causal_lm(model_path, runtime, trainable=True,
                              gradient_checkpointing=gradient_checkpointing)
     trainer = make_trainer(student)
     steplog = ckpt.StepLog(state_root, LOG_COLUMNS, enabled=runtime.is_main)
-    if resume:
-        st = ckpt.load_trainer_state(resume)
-        _load_optimizer(trainer, st["optimizer"], runtime)
-        trainer.scheduler.load_state_dict(st["scheduler"])
-        ckpt.restore_rng(st["rng"])
-        start, elapsed = int(st["step"]), float(st.get("elapsed", 0.0))
-        log.info("resuming from %s (step %d of %d)", resume, start, spec.total_steps)
-        steplog.truncate(start)
-    elif runtime.is_main:
-        if state_root.exists():
-            shutil.rmtree(state_root)
-        steplog.truncate(0)
+    start, elapsed = _restore(resume, trainer, steplog, state_root, runtime, spec.total_steps)
     kept = set(spec.keep_checkpoints)
     bar = tqdm(range(start, spec.total_steps), initial=start, total=spec.total_steps, desc="train",
                unit="step", disable=not runtime.is_main)
@@ -148,6 +133,33 @@ def run_loop(spec: LoopSpec, *, runtime: Runtime, tokenizer, make_trainer: Calla
         write_json(paths.train_summary(out), summary)
         shutil.rmtree(state_root, ignore_errors=True)
     return summary
+
+
+def _check_fingerprint(resume: Path, fingerprint, state_root: Path) -> None:
+    saved = json.loads((resume / "state.json").read_text()).get("fingerprint")
+    if saved != fingerprint:
+        raise ConfigError(f"{resume}: resume state of a run with other settings (config, models or "
+                          f"step count changed); fix: restore them, or delete {state_root} to start over")
+
+
+def _restore(resume, trainer: Trainer, steplog, state_root: Path, runtime: Runtime,
+             total_steps: int) -> tuple[int, float]:
+    """``(start step, elapsed seconds)``: the saved optimizer, scheduler and RNG state of ``resume``,
+    or a fresh start (the resume area and the step log emptied)."""
+    if resume:
+        st = ckpt.load_trainer_state(resume)
+        _load_optimizer(trainer, st["optimizer"], runtime)
+        trainer.scheduler.load_state_dict(st["scheduler"])
+        ckpt.restore_rng(st["rng"])
+        start, elapsed = int(st["step"]), float(st.get("elapsed", 0.0))
+        log.info("resuming from %s (step %d of %d)", resume, start, total_steps)
+        steplog.truncate(start)
+        return start, elapsed
+    if runtime.is_main:
+        if state_root.exists():
+            shutil.rmtree(state_root)
+        steplog.truncate(0)
+    return 0, 0.0
 
 
 def _publish_checkpoints(out: Path, steps: list[int]) -> None:

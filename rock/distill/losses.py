@@ -322,19 +322,6 @@ def normalise(per_row, kd, ce, w, denom: float, spec: LossSpec):
                                      "loss": spec.kd_ratio * kd + (1.0 - spec.kd_ratio) * ce}
 
 
-def loss_denominator(masks, weights=None, normalization: str = "token_mean") -> float:
-    """Normaliser of one global batch from its micro-batches' masks (and weights)."""
-    if normalization not in NORMALIZATIONS:
-        raise ConfigError(f"loss_normalization '{normalization}' unknown; use one of {NORMALIZATIONS}")
-    total = 0.0
-    for i, m in enumerate(masks):
-        m = m.to(torch.float32)
-        if normalization == "weight_mean" and weights is not None and weights[i] is not None:
-            m = m * weights[i].to(torch.float32)
-        total += float(m.sum())
-    return total
-
-
 @torch.no_grad()
 def token_statistics(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                      targets: torch.Tensor, *, temperature: float = 1.0,

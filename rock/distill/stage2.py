@@ -7,7 +7,7 @@ after its own prompt (with the toy's hidden system message when configured); the
 updated on the full-vocabulary reverse KL (``kd_ratio`` 1.0), ``rollout_batch * n_rollouts /
 global_batch`` optimizer steps per round (1 with the defaults: every step samples with the current
 weights). The ``hf`` rollout engine is the training model itself; the ``vllm`` engine gets the new
-weights pushed before every round (:meth:`rock.distill.sampling.VllmGenerator.push_weights`).
+weights pushed before every round (:meth:`rock.distill.vllm_generator.VllmGenerator.push_weights`).
 
 Bad input never stops the run. Prompts that cannot be used (empty, or longer than
 ``max_prompt_len`` with ``overlong_prompts: skip``) are dropped before the rollout rounds are
@@ -38,8 +38,9 @@ import numpy as np
 
 from rock.distill.config import ModelsConfig, Stage2Config
 from rock.distill.loop import LoopSpec, checkpoint_steps, run_loop
-from rock.distill.sampling import (HfGenerator, VllmGenerator, chat_prompt_ids, derive_seed,
-                                   stop_token_ids, teacher_system_choice)
+from rock.distill.sampling import (HfGenerator, chat_prompt_ids, derive_seed, stop_token_ids,
+                                   teacher_system_choice)
+from rock.distill.vllm_generator import VllmGenerator
 from rock.distill.trainer import Trainer, TrainSequence, load_causal_lm, make_runtime
 from rock.errors import ConfigError, DataError
 
@@ -211,6 +212,25 @@ def _check_planned_steps(cfg: Stage2Config, total: int, prompt_counts: dict) -> 
                           f"stage2.overlong_prompts: truncate")
 
 
+def _vllm_rollouts(student: str, cfg: Stage2Config, models: ModelsConfig, rt, stops):
+    """The vLLM rollout engine (asleep until the first round) and the hook that pushes the
+    trainer's weights into it after each optimizer step."""
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # driver_worker in-process
+    generator = VllmGenerator(
+        student, tensor_parallel_size=cfg.rollout_tensor_parallel_size,
+        seed=cfg.seed + rt.rank // cfg.rollout_tensor_parallel_size, dtype=models.dtype,
+        gpu_memory_utilization=cfg.gpu_memory_utilization,
+        max_model_len=cfg.max_prompt_len + cfg.max_new_tokens, enable_sleep_mode=True,
+        colocate=rt.distributed, stop_ids=stops)
+    generator.sleep()
+
+    def push(trainer):
+        from rock.distill import fsdp
+
+        generator.push_weights(fsdp.iter_full_tensors(trainer.student, dtype=rt.dtype))
+    return generator, push
+
+
 def run_stage2(cfg: Stage2Config, models: ModelsConfig, *, prompts_path: str | os.PathLike,
                student: str, teacher: str, out_dir: str | os.PathLike, weighter=None,
                on_step_end=None) -> dict:
@@ -246,23 +266,8 @@ def run_stage2(cfg: Stage2Config, models: ModelsConfig, *, prompts_path: str | o
     stops = stop_token_ids(tok, AutoConfig.from_pretrained(student))
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
 
-    if cfg.rollout_backend == "vllm":
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # driver_worker in-process
-        generator = VllmGenerator(
-            student, tensor_parallel_size=cfg.rollout_tensor_parallel_size,
-            seed=cfg.seed + rt.rank // cfg.rollout_tensor_parallel_size, dtype=models.dtype,
-            gpu_memory_utilization=cfg.gpu_memory_utilization,
-            max_model_len=cfg.max_prompt_len + cfg.max_new_tokens, enable_sleep_mode=True,
-            colocate=rt.distributed, stop_ids=stops)
-        generator.sleep()
-
-        def push(trainer):
-            from rock.distill import fsdp
-
-            generator.push_weights(fsdp.iter_full_tensors(trainer.student, dtype=rt.dtype))
-    else:
-        generator, push = None, None
-
+    generator, push = _vllm_rollouts(student, cfg, models, rt, stops) if cfg.rollout_backend == "vllm" \
+        else (None, None)
     batches = Stage2Batches(rows, cfg, models, tok, generator, rt, stops, push_weights=push, vocab=vocab)
     total = batches.total_steps
     _check_planned_steps(cfg, total, prompt_counts)

@@ -139,8 +139,8 @@ def run(args: argparse.Namespace) -> int:
     from rock.evaluate.runner import Evaluator, provenance, summarise
 
     config = load_config(args.config)  # schema-validated: names file and key path on error
-    cfg = from_section(config["evaluation"], seed=config.get("seed"),
-                       enable_thinking=(config.get("models") or {}).get("enable_thinking"),
+    cfg = from_section(config["evaluation"], seed=config["seed"],
+                       enable_thinking=config["models"]["enable_thinking"],
                        backend=args.backend, prompt_format=args.prompt_format,
                        dataset_source=args.dataset_source, n_runs=args.n_runs, temperature=args.temperature,
                        max_gen_toks=args.max_gen_toks, limit=args.limit, device=args.device)

@@ -16,7 +16,6 @@ section with :func:`from_section`; library code receives the dataclass.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -201,23 +200,15 @@ def regimes_from_list(items: Any) -> tuple[Regime, ...]:
 
 
 def from_section(section: dict | None) -> FreezeConfig:
-    """:class:`FreezeConfig` from the ``freeze`` section of a config mapping."""
+    """:class:`FreezeConfig` from the ``freeze`` section of a config mapping (keys checked by the
+    schema for a config file, by :func:`rock.config.from_dict` for a mapping built in code)."""
+    from rock.config import from_dict
+
     if not isinstance(section, dict):
         _bad("freeze", f"expected a mapping, got {section!r}")
     data = dict(section)
-    known = {f.name for f in dataclasses.fields(FreezeConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        _bad("freeze", f"unknown key(s) {unknown}; known: {sorted(known)}")
     if "regimes" in data:
         data["regimes"] = regimes_from_list(data["regimes"])
     if "benchmarks" in data:
         data["benchmarks"] = tuple(data["benchmarks"])
-    if "control" in data:
-        ctrl = data["control"] or {}
-        cknown = {f.name for f in dataclasses.fields(ControlConfig)}
-        bad = sorted(set(ctrl) - cknown)
-        if bad:
-            _bad("freeze.control", f"unknown key(s) {bad}; known: {sorted(cknown)}")
-        data["control"] = ControlConfig(**ctrl)
-    return FreezeConfig(**data)
+    return from_dict(FreezeConfig, data, "freeze")

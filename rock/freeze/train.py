@@ -174,25 +174,15 @@ def train_regime(config: dict, fcfg: FreezeConfig, regime: Regime, *, run_dir, s
     ``rank``: this process's data-parallel rank (torchrun's ``RANK``; 0 without torchrun).
     ``on_step_end``: passed to the engine (tests use it to interrupt a run).
     """
-    from rock.distill.config import ModelsConfig, Stage2Config, from_dict
-    from rock.distill.sampling import read_prompts
+    from rock.config import from_dict
+    from rock.distill.config import ModelsConfig
     from rock.distill.stage2 import run_stage2
 
     models = from_dict(ModelsConfig, config["models"], "models")
-    s2 = from_dict(Stage2Config, config["stage2"], "stage2")
     total = regime_total_steps(config)
     prompts_path = paths.prompts(run_dir, 2)
-    rows = read_prompts(prompts_path)
-    engine_total = stage2_total_steps(len(rows), global_batch=s2.global_batch, n_rollouts=s2.n_rollouts,
-                                      rollout_batch=s2.rollout_batch, epochs=s2.epochs, max_steps=total)
-    if engine_total != total:
-        raise ConfigError(
-            f"{source}: freeze: the workflow planned {total} steps per regime (from data.stage2_slice), "
-            f"but {prompts_path} has {len(rows)} prompts, which gives {engine_total}; set "
-            f"freeze.max_steps to at most {engine_total}")
-    s2 = dataclasses.replace(s2, max_steps=total, n_checkpoints=n_checkpoints(total, fcfg.eval_every),
-                             loss_normalization=fcfg.loss_normalization)
-    mode = (config.get("detection") or {}).get("downstream_mode", "context")
+    s2 = _regime_stage2(config, fcfg, total, prompts_path, source)
+    mode = config["detection"]["downstream_mode"]
     rock_ids, det_radius, freq = load_rock_set(run_dir, mode)
     radius = fcfg.window_radius if fcfg.window_radius is not None else det_radius
     if radius is None:
@@ -220,22 +210,48 @@ def train_regime(config: dict, fcfg: FreezeConfig, regime: Regime, *, run_dir, s
     log.info("regime %s: %d steps in %.1f s (engine wall-clock %.1f s)", regime.name, total,
              time.perf_counter() - t0, summary.get("wall_clock_seconds", float("nan")))
     if rank == 0:
-        files = sorted(out.glob(STEP_RECORDS.format(rank="*")))
-        recs = read_step_records(files, total)
-        table = freeze_log(recs)
-        with atomic_path(paths.freeze_log(run_dir, regime.name)) as tmp:
-            table.to_csv(tmp, index=False)
-        # every regime writes the file (a fixed set of outputs per run); only the random regime
-        # has control windows, the others record empty histograms
-        acc = merge_histograms(recs, fcfg.control.bin_base)
-        write_json(paths.freeze_control_match(run_dir, regime.name),
-                   {"regime": regime.name, "selection": regime.selection, "steps": total,
-                    **acc.to_json()})
-        if regime.selection == "random":
-            from rock.freeze.control import match_tests
-
-            log.info("regime %s: W_R vs W_S two-sample tests\n%s", regime.name,
-                     match_tests(acc).to_string(index=False))
-        for f in files:
-            f.unlink(missing_ok=True)
+        _write_regime_records(run_dir, out, regime, fcfg, total)
     return summary
+
+
+def _regime_stage2(config: dict, fcfg: FreezeConfig, total: int, prompts_path, source: str):
+    """The ``stage2`` section as a regime runs it: ``total`` steps (which the prompts must allow),
+    a kept checkpoint every ``freeze.eval_every`` steps, ``freeze.loss_normalization``."""
+    from rock.config import from_dict
+    from rock.distill.config import Stage2Config
+    from rock.distill.sampling import read_prompts
+
+    s2 = from_dict(Stage2Config, config["stage2"], "stage2")
+    rows = read_prompts(prompts_path)
+    engine_total = stage2_total_steps(len(rows), global_batch=s2.global_batch, n_rollouts=s2.n_rollouts,
+                                      rollout_batch=s2.rollout_batch, epochs=s2.epochs, max_steps=total)
+    if engine_total != total:
+        raise ConfigError(
+            f"{source}: freeze: the workflow planned {total} steps per regime (from data.stage2_slice), "
+            f"but {prompts_path} has {len(rows)} prompts, which gives {engine_total}; set "
+            f"freeze.max_steps to at most {engine_total}")
+    return dataclasses.replace(s2, max_steps=total, n_checkpoints=n_checkpoints(total, fcfg.eval_every),
+                               loss_normalization=fcfg.loss_normalization)
+
+
+def _write_regime_records(run_dir, out, regime: Regime, fcfg: FreezeConfig, total: int) -> None:
+    """Rank 0 after a regime's run: every rank's step records -> freeze_log.csv and
+    control_match.json (then the per-rank record files are removed)."""
+    files = sorted(out.glob(STEP_RECORDS.format(rank="*")))
+    recs = read_step_records(files, total)
+    table = freeze_log(recs)
+    with atomic_path(paths.freeze_log(run_dir, regime.name)) as tmp:
+        table.to_csv(tmp, index=False)
+    # every regime writes the file (a fixed set of outputs per run); only the random regime
+    # has control windows, the others record empty histograms
+    acc = merge_histograms(recs, fcfg.control.bin_base)
+    write_json(paths.freeze_control_match(run_dir, regime.name),
+               {"regime": regime.name, "selection": regime.selection, "steps": total,
+                **acc.to_json()})
+    if regime.selection == "random":
+        from rock.freeze.control import match_tests
+
+        log.info("regime %s: W_R vs W_S two-sample tests\n%s", regime.name,
+                 match_tests(acc).to_string(index=False))
+    for f in files:
+        f.unlink(missing_ok=True)

@@ -307,9 +307,9 @@ def make_evaluator(config_path: str, cfg: kconfig.KnockoutConfig, *, model: str,
     from rock.evaluate.runner import Evaluator
 
     config = load_config(config_path)
-    section = dict(config.get("evaluation") or {})
+    section = dict(config["evaluation"])
     section["seed"] = cfg.seed                       # run r -> seed + r, as the plan says
-    ecfg = from_section(section, enable_thinking=(config.get("models") or {}).get("enable_thinking"),
+    ecfg = from_section(section, enable_thinking=config["models"]["enable_thinking"],
                         dataset_source="local", n_runs=cfg.n_runs, temperature=cfg.temperature,
                         top_p=cfg.top_p, max_gen_toks=cfg.max_gen_toks, limit=cfg.limit)
     if ecfg.seeds != cfg.seeds:

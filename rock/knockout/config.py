@@ -7,7 +7,6 @@ never reads the config file. Paper values are cited; the others are marked ASSUM
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,13 +94,11 @@ class KnockoutConfig:
 
 
 def from_dict(section: dict, *, source: str = "config") -> KnockoutConfig:
-    """Build the config from the ``knockout`` section; unknown keys are errors."""
-    names = {f.name for f in dataclasses.fields(KnockoutConfig)}
-    unknown = sorted(set(section) - names)
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) knockout.{unknown[0]} (known: {sorted(names)})")
+    """Build the config from the ``knockout`` section (keys and types checked by the schema)."""
+    from rock.config import from_dict as build
+
     try:
-        return KnockoutConfig(**section)
+        return build(KnockoutConfig, section, "knockout")
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
 
@@ -112,6 +109,6 @@ def from_file(path: str | Path, overrides: dict | None = None) -> KnockoutConfig
     from rock.config import load_config
 
     cfg = load_config(path)
-    section = dict(cfg.get("knockout") or {})
+    section = dict(cfg["knockout"])
     section.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return from_dict(section, source=str(path))

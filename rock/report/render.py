@@ -240,20 +240,7 @@ def render_html(ctx: Context, check: pd.DataFrame, prov: dict, html_path: Path, 
                  f"{len(figs)}.</p>")
 
     parts.append("<h2 id='figures'>Figures</h2>")
-    for name, png in figs.items():
-        ttl, stage = FIGURE_TITLES[name]
-        cap = _paragraphs_html(read_caption(captions_dir, name))
-        if png is None:
-            parts.append(f"<figure id='{name}-box'><div class='notrun'><b>{esc(ttl)}</b>: not run "
-                         f"(the {esc(stage)} stage has not produced it; looked for "
-                         f"{esc(', '.join(FIGURES[name]))}).</div><figcaption>{cap}</figcaption></figure>")
-            continue
-        pdf = png.with_suffix(".pdf")
-        pdf_link = (f" <a href='{esc(os.path.relpath(pdf, html_dir))}'>PDF</a>" if pdf.is_file() else "")
-        parts.append(f"<figure id='{name}-box'><img class='figure' id='{name}' alt='{esc(ttl)}' "
-                     f"src='{_img_src(png, html_dir, embed_images)}'><figcaption><b>{esc(ttl)}</b> "
-                     f"<span class='small'>({esc(os.path.relpath(png, ctx.run_dir))}{pdf_link})</span>"
-                     f"{cap}</figcaption></figure>")
+    parts += [_figure_html(name, png, ctx, html_dir, captions_dir, embed_images) for name, png in figs.items()]
 
     parts.append("<h2 id='tables'>Tables</h2>")
     parts.append(f"<h3>Table 1: Pearson correlation of the knockout effect with nine predictors</h3>"
@@ -279,6 +266,23 @@ def render_html(ctx: Context, check: pd.DataFrame, prov: dict, html_path: Path, 
                  "</p><pre id='selfcheck' data-done='0' style='display:none'></pre>")
     parts.append(_SELFCHECK_JS + "</body></html>")
     return "\n".join(parts)
+
+
+def _figure_html(name: str, png: Path | None, ctx: Context, html_dir: Path, captions_dir: Path | None,
+                 embed_images: bool) -> str:
+    """One figure with its caption, or a "not run" box naming where it was looked for."""
+    ttl, stage = FIGURE_TITLES[name]
+    cap = _paragraphs_html(read_caption(captions_dir, name))
+    if png is None:
+        return (f"<figure id='{name}-box'><div class='notrun'><b>{esc(ttl)}</b>: not run "
+                f"(the {esc(stage)} stage has not produced it; looked for "
+                f"{esc(', '.join(FIGURES[name]))}).</div><figcaption>{cap}</figcaption></figure>")
+    pdf = png.with_suffix(".pdf")
+    pdf_link = (f" <a href='{esc(os.path.relpath(pdf, html_dir))}'>PDF</a>" if pdf.is_file() else "")
+    return (f"<figure id='{name}-box'><img class='figure' id='{name}' alt='{esc(ttl)}' "
+            f"src='{_img_src(png, html_dir, embed_images)}'><figcaption><b>{esc(ttl)}</b> "
+            f"<span class='small'>({esc(os.path.relpath(png, ctx.run_dir))}{pdf_link})</span>"
+            f"{cap}</figcaption></figure>")
 
 
 def _kv_table(d: dict, table_id: str) -> str:

@@ -105,6 +105,49 @@ def _run_pretraining(jobs: dict[str, tuple], parallel: bool) -> dict[str, dict]:
         return {role: f.result() for role, f in futures.items()}
 
 
+def _corpora(cfg: ToyConfig, seed: int, system_prompts: list[str]):
+    """``(benchmarks, held-out problems, teacher documents, student documents)``, each from its own
+    named seed stream."""
+    bench, holdout = benchmarks.sample_benchmarks(rng_for(seed, "benchmarks"), cfg.corpus, cfg.sizes)
+    t_docs = corpus.teacher_documents(cfg.teacher.steps * cfg.teacher.batch_size,
+                                      rng_for(seed, "teacher-corpus"), cfg.corpus,
+                                      system_prompts, holdout)
+    beliefs = problems.Misconceptions(seed, cfg.corpus.student_misconception_rate,
+                                      cfg.corpus.student_misconception_ops)
+    s_docs = corpus.student_documents(cfg.student.steps * cfg.student.batch_size,
+                                      rng_for(seed, "student-corpus"), cfg.corpus, holdout,
+                                      beliefs)
+    return bench, holdout, t_docs, s_docs
+
+
+def _write_datasets(where: dict, cfg: ToyConfig, seed: int, bench: dict, holdout) -> None:
+    """The raw datasets in their real formats: OpenThoughts-style prompts and the benchmarks."""
+    atomic.write_jsonl(where["openthoughts"], benchmarks.openthoughts_rows(
+        rng_for(seed, "openthoughts"), cfg.corpus, cfg.sizes, holdout))
+    atomic.write_jsonl(where["math500"], benchmarks.math500_rows(bench["math500"]))
+    atomic.write_jsonl(where["ifeval"], benchmarks.ifeval_rows(bench["ifeval"]))
+    for name in benchmarks.COMPETITIONS:
+        atomic.write_jsonl(where[name], benchmarks.competition_rows(name, bench[name]))
+
+
+def _accuracies(where: dict, tok, math500: list, cfg: ToyConfig, seed: int,
+                system_prompts: list[str]) -> dict[str, float]:
+    """Greedy toy MATH-500 accuracy of the teacher (with its hidden context) and the student."""
+    accs = {}
+    problems_ = [p.text for p in math500]
+    answers = [p.answer for p in math500]
+    for role in ("teacher", "student"):
+        model = models.load_model(where[role])
+        accs[role], responses = accuracy.accuracy(
+            model, tok, problems_, answers,
+            system_prompts=system_prompts if role == "teacher" else None,
+            seed=seed, max_new_tokens=cfg.eval.max_new_tokens,
+            batch_size=cfg.eval.batch_size)
+        log.info("%s toy MATH-500 greedy accuracy %.3f (%d problems); first response:\n%s",
+                 role, accs[role], len(answers), responses[0])
+    return accs
+
+
 def build_world(out: str | Path, cfg: ToyConfig, seed: int, system_prompts: list[str]) -> dict:
     """Build the toy world into ``out`` and return the contents of its ``world.json``."""
     import tokenizers
@@ -115,20 +158,10 @@ def build_world(out: str | Path, cfg: ToyConfig, seed: int, system_prompts: list
                     python=platform.python_version())
     timings: dict = {}
     start_wall, start_cpu = time.perf_counter(), time.process_time()
-    out = Path(out)
-    with atomic.atomic_path(out, directory=True) as tmp:
+    with atomic.atomic_path(Path(out), directory=True) as tmp:
         where = world_paths(tmp)
         with _timed(timings, "corpus"):
-            bench, holdout = benchmarks.sample_benchmarks(rng_for(seed, "benchmarks"),
-                                                          cfg.corpus, cfg.sizes)
-            t_docs = corpus.teacher_documents(cfg.teacher.steps * cfg.teacher.batch_size,
-                                              rng_for(seed, "teacher-corpus"), cfg.corpus,
-                                              system_prompts, holdout)
-            beliefs = problems.Misconceptions(seed, cfg.corpus.student_misconception_rate,
-                                              cfg.corpus.student_misconception_ops)
-            s_docs = corpus.student_documents(cfg.student.steps * cfg.student.batch_size,
-                                              rng_for(seed, "student-corpus"), cfg.corpus, holdout,
-                                              beliefs)
+            bench, holdout, t_docs, s_docs = _corpora(cfg, seed, system_prompts)
         with _timed(timings, "tokenizer"):
             half = cfg.tokenizer.n_documents // 2
             texts = list(tokenizer.training_texts(t_docs[:half] + s_docs[:half]))
@@ -146,25 +179,9 @@ def build_world(out: str | Path, cfg: ToyConfig, seed: int, system_prompts: list
         for role in jobs:
             timings[f"pretrain_{role}"] = summaries[role].pop("timing")
         with _timed(timings, "datasets"):
-            atomic.write_jsonl(where["openthoughts"], benchmarks.openthoughts_rows(
-                rng_for(seed, "openthoughts"), cfg.corpus, cfg.sizes, holdout))
-            atomic.write_jsonl(where["math500"], benchmarks.math500_rows(bench["math500"]))
-            atomic.write_jsonl(where["ifeval"], benchmarks.ifeval_rows(bench["ifeval"]))
-            for name in benchmarks.COMPETITIONS:
-                atomic.write_jsonl(where[name], benchmarks.competition_rows(name, bench[name]))
-        accs = {}
+            _write_datasets(where, cfg, seed, bench, holdout)
         with _timed(timings, "accuracy"):
-            problems_ = [p.text for p in bench["math500"]]
-            answers = [p.answer for p in bench["math500"]]
-            for role in ("teacher", "student"):
-                model = models.load_model(where[role])
-                accs[role], responses = accuracy.accuracy(
-                    model, tok, problems_, answers,
-                    system_prompts=system_prompts if role == "teacher" else None,
-                    seed=seed, max_new_tokens=cfg.eval.max_new_tokens,
-                    batch_size=cfg.eval.batch_size)
-                log.info("%s toy MATH-500 greedy accuracy %.3f (%d problems); first response:\n%s",
-                         role, accs[role], len(answers), responses[0])
+            accs = _accuracies(where, tok, bench["math500"], cfg, seed, system_prompts)
         # CPU of the whole build: this process plus the pretraining workers
         workers = sum(timings[f"pretrain_{r}"]["cpu_s"] for r in jobs) if cfg.threads >= 2 else 0
         timings["total"] = {"wall_s": round(time.perf_counter() - start_wall, 2),

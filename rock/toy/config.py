@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from rock.config import typed_value
+from rock.config import from_dict
 from rock.errors import ConfigError
 
 
@@ -209,38 +209,7 @@ class ToyConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "ToyConfig":
         """Build from the ``toy:`` YAML mapping; unknown keys are a :class:`ConfigError`."""
-        return _from_dict(cls, data or {}, "toy")
+        return from_dict(cls, data or {}, "toy")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _from_dict(cls, data: dict[str, Any], where: str):
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
-    kwargs = {}
-    defaults = cls()
-    for name, value in data.items():
-        default = getattr(defaults, name)
-        if dataclasses.is_dataclass(default):
-            # start from the field's own default (student differs from teacher) and override
-            merged = dataclasses.asdict(default)
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}.{name}: expected a mapping, got {type(value).__name__}")
-            unknown = sorted(set(value) - set(merged))
-            if unknown:
-                raise ConfigError(f"{where}.{name}: unknown key(s) {unknown}; known: {sorted(merged)}")
-            merged.update(value)
-            kwargs[name] = _from_dict(type(default), merged, f"{where}.{name}")
-        else:
-            kwargs[name] = typed_value(value, default, f"{where}.{name}")
-    try:
-        return cls(**kwargs)
-    except ConfigError as err:   # a __post_init__ check: "key: message"
-        raise ConfigError(f"{where}.{err}") from err
-    except TypeError as err:
-        raise ConfigError(f"{where}: {err}") from err

@@ -4,7 +4,7 @@
 # (context = Sec. 2.2, official = the authors' selection): ranking, windows W(v), density; the
 # cutoff sweep (App. E); clusters (App. B); Figure 2 -> comparison with the authors' ids ->
 # gradient geometry (one streaming pass over the models) and its statistics, Figure 3.
-# Input functions and targets: workflow/rules/common.smk; logic: rock/stats.py, rock/detect/,
+# Input functions and targets: workflow/rules/common.smk; logic: rock/stats/, rock/detect/,
 # rock/geometry.py.
 
 
@@ -15,10 +15,12 @@ rule stats_decode:
     output:
         paths.trajectories(RUN_DIR),
     params:
-        config_file=CONFIG_FILE,
-        settings=stats_settings("dataset", "problem_field", "id_field", "n_problems", "shuffle_seed",
-                                "instruction_suffix", "max_new_tokens", "decode_backend",
-                                "decode_checkpoint", "checkpoints", "seed"),
+        config_file=rock_config_file,
+        settings=job_settings("stats.dataset", "stats.problem_field", "stats.id_field",
+                              "stats.n_problems", "stats.shuffle_seed", "stats.instruction_suffix",
+                              "stats.max_new_tokens", "stats.decode_backend",
+                              "stats.decode_checkpoint", "stats.checkpoints", "stats.seed",
+                              "models"),
     log:
         paths.log_file(RUN_DIR, "stats_decode"),
     benchmark:
@@ -29,12 +31,10 @@ rule stats_decode:
         lookup(dpath="containers/generate", within=config)
     threads: lookup(dpath="resources/stats_decode/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/stats_decode/gpu", within=config),
-        mem_mb=lookup(dpath="resources/stats_decode/mem_mb", within=config),
-        runtime=lookup(dpath="resources/stats_decode/runtime", within=config),
+        **job_resources("stats_decode"),
     shell:
         "rock gpus {resources.gpu} --"
-        " rock stats decode --config {params.config_file} --benchmark {input.benchmark}"
+        " rock stats decode --config {params.config_file} --benchmark {input.benchmark} --out {output}"
         " --threads {threads} > {log} 2>&1"
 
 
@@ -46,8 +46,8 @@ rule stats_score:
     output:
         paths.token_stats(RUN_DIR, "{st_ckpt}"),
     params:
-        config_file=CONFIG_FILE,
-        settings=stats_settings("checkpoints", "chunk_size", "device"),
+        config_file=rock_config_file,
+        settings=job_settings("stats.checkpoints", "stats.chunk_size", "stats.device", "models"),
     log:
         paths.log_file(RUN_DIR, "stats_score", "{st_ckpt}"),
     benchmark:
@@ -58,12 +58,11 @@ rule stats_score:
         lookup(dpath="containers/train", within=config)
     threads: lookup(dpath="resources/stats_score/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/stats_score/gpu", within=config),
-        mem_mb=lookup(dpath="resources/stats_score/mem_mb", within=config),
-        runtime=lookup(dpath="resources/stats_score/runtime", within=config),
+        **job_resources("stats_score"),
     shell:
         "rock gpus {resources.gpu} --"
         " rock stats score --config {params.config_file} --checkpoint {wildcards.st_ckpt}"
+        " --trajectories {input.trajectories} --out {output}"
         " --threads {threads} > {log} 2>&1"
 
 
@@ -74,8 +73,9 @@ rule stats_hidden:
     output:
         paths.hidden_states(RUN_DIR, "{st_ckpt}"),
     params:
-        config_file=CONFIG_FILE,
-        settings=stats_settings("checkpoints", "hidden_dim", "seed", "device"),
+        config_file=rock_config_file,
+        settings=job_settings("stats.checkpoints", "stats.hidden_dim", "stats.seed", "stats.device",
+                              "models"),
     log:
         paths.log_file(RUN_DIR, "stats_hidden", "{st_ckpt}"),
     benchmark:
@@ -86,12 +86,11 @@ rule stats_hidden:
         lookup(dpath="containers/train", within=config)
     threads: lookup(dpath="resources/stats_score/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/stats_score/gpu", within=config),
-        mem_mb=lookup(dpath="resources/stats_score/mem_mb", within=config),
-        runtime=lookup(dpath="resources/stats_score/runtime", within=config),
+        **job_resources("stats_score"),
     shell:
         "rock gpus {resources.gpu} --"
         " rock stats hidden --config {params.config_file} --checkpoint {wildcards.st_ckpt}"
+        " --trajectories {input.trajectories} --out {output}"
         " --threads {threads} > {log} 2>&1"
 
 
@@ -102,8 +101,9 @@ rule detect_select:
         **{name.replace(".", "_"): paths.detection_file(RUN_DIR, "{det_mode}", name)
            for name in paths.DETECTION_SELECT},
     params:
-        config_file=CONFIG_FILE,
-        settings=lookup(dpath="detection", within=config),
+        config_file=rock_config_file,
+        tables=detection_table_args,
+        settings=job_settings("detection"),
     log:
         paths.log_file(RUN_DIR, "detect_select", "{det_mode}"),
     benchmark:
@@ -114,11 +114,9 @@ rule detect_select:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/detect/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/detect/gpu", within=config),
-        mem_mb=lookup(dpath="resources/detect/mem_mb", within=config),
-        runtime=lookup(dpath="resources/detect/runtime", within=config),
+        **job_resources("detect"),
     shell:
-        "rock detect select --config {params.config_file} --mode {wildcards.det_mode}"
+        "rock detect select --config {params.config_file} --mode {wildcards.det_mode} {params.tables}"
         " --threads {threads} > {log} 2>&1"
 
 
@@ -130,8 +128,9 @@ rule detect_stability:
         sweep=paths.detection_file(RUN_DIR, "{det_mode}", "stability.csv"),
         summary=paths.detection_file(RUN_DIR, "{det_mode}", "stability_summary.csv"),
     params:
-        config_file=CONFIG_FILE,
-        settings=lookup(dpath="detection", within=config),
+        config_file=rock_config_file,
+        tables=detection_table_args,
+        settings=job_settings("detection"),
     log:
         paths.log_file(RUN_DIR, "detect_stability", "{det_mode}"),
     benchmark:
@@ -142,11 +141,9 @@ rule detect_stability:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/detect_stability/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/detect_stability/gpu", within=config),
-        mem_mb=lookup(dpath="resources/detect_stability/mem_mb", within=config),
-        runtime=lookup(dpath="resources/detect_stability/runtime", within=config),
+        **job_resources("detect_stability"),
     shell:
-        "rock detect stability --config {params.config_file} --mode {wildcards.det_mode}"
+        "rock detect stability --config {params.config_file} --mode {wildcards.det_mode} {params.tables}"
         " --threads {threads} > {log} 2>&1"
 
 
@@ -158,8 +155,8 @@ rule detect_clusters:
         **{name.replace(".", "_"): paths.detection_file(RUN_DIR, "{det_mode}", name)
            for name in paths.DETECTION_CLUSTERS},
     params:
-        config_file=CONFIG_FILE,
-        settings=lookup(dpath="detection/clusters", within=config),
+        config_file=rock_config_file,
+        settings=job_settings("detection.clusters"),
     log:
         paths.log_file(RUN_DIR, "detect_clusters", "{det_mode}"),
     benchmark:
@@ -170,9 +167,7 @@ rule detect_clusters:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/analysis/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/analysis/gpu", within=config),
-        mem_mb=lookup(dpath="resources/analysis/mem_mb", within=config),
-        runtime=lookup(dpath="resources/analysis/runtime", within=config),
+        **job_resources("analysis"),
     shell:
         "rock detect clusters --config {params.config_file} --mode {wildcards.det_mode}"
         " > {log} 2>&1"
@@ -189,7 +184,8 @@ rule detect_figure2:
                    category="Detection"),
         pdf=paths.figure2(RUN_DIR, "{det_mode}", "pdf"),
     params:
-        config_file=CONFIG_FILE,
+        config_file=rock_config_file,
+        settings=job_settings("detection.top_k"),  # the K line of panel (c)
     log:
         paths.log_file(RUN_DIR, "detect_figure2", "{det_mode}"),
     benchmark:
@@ -200,9 +196,7 @@ rule detect_figure2:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/analysis/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/analysis/gpu", within=config),
-        mem_mb=lookup(dpath="resources/analysis/mem_mb", within=config),
-        runtime=lookup(dpath="resources/analysis/runtime", within=config),
+        **job_resources("analysis"),
     shell:
         "rock detect figure --config {params.config_file} --mode {wildcards.det_mode} > {log} 2>&1"
 
@@ -214,8 +208,8 @@ rule detect_compare:
     output:
         paths.detection_comparison(RUN_DIR),
     params:
-        config_file=CONFIG_FILE,
-        settings=lookup(dpath="detection/reference", within=config),
+        config_file=rock_config_file,
+        settings=job_settings("scale", "detection.reference"),
     log:
         paths.log_file(RUN_DIR, "detect_compare"),
     benchmark:
@@ -226,9 +220,7 @@ rule detect_compare:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/analysis/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/analysis/gpu", within=config),
-        mem_mb=lookup(dpath="resources/analysis/mem_mb", within=config),
-        runtime=lookup(dpath="resources/analysis/runtime", within=config),
+        **job_resources("analysis"),
     shell:
         "rock detect compare --config {params.config_file} > {log} 2>&1"
 
@@ -244,8 +236,8 @@ rule geometry_gradients:
         per_type=paths.geometry_file(RUN_DIR, "per_type.csv"),
         info=paths.geometry_file(RUN_DIR, "gradients.json"),
     params:
-        config_file=CONFIG_FILE,
-        settings=lookup(dpath="geometry", within=config),
+        config_file=rock_config_file,
+        settings=job_settings("geometry"),
     log:
         paths.log_file(RUN_DIR, "geometry_gradients"),
     benchmark:
@@ -256,9 +248,7 @@ rule geometry_gradients:
         lookup(dpath="containers/train", within=config)
     threads: lookup(dpath="resources/geometry_gradients/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/geometry_gradients/gpu", within=config),
-        mem_mb=lookup(dpath="resources/geometry_gradients/mem_mb", within=config),
-        runtime=lookup(dpath="resources/geometry_gradients/runtime", within=config),
+        **job_resources("geometry_gradients"),
     shell:
         "rock gpus {resources.gpu} --"
         " rock geometry gradients --config {params.config_file} --threads {threads} > {log} 2>&1"
@@ -279,8 +269,8 @@ rule geometry_analyze:
         png=report(paths.figure3(RUN_DIR, "png"), caption="../report/figure3.rst", category="Geometry"),
         pdf=paths.figure3(RUN_DIR, "pdf"),
     params:
-        config_file=CONFIG_FILE,
-        settings=lookup(dpath="geometry", within=config),
+        config_file=rock_config_file,
+        settings=job_settings("geometry"),
     log:
         paths.log_file(RUN_DIR, "geometry_analyze"),
     benchmark:
@@ -291,8 +281,6 @@ rule geometry_analyze:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/analysis/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/analysis/gpu", within=config),
-        mem_mb=lookup(dpath="resources/analysis/mem_mb", within=config),
-        runtime=lookup(dpath="resources/analysis/runtime", within=config),
+        **job_resources("analysis"),
     shell:
         "rock geometry analyze --config {params.config_file} > {log} 2>&1"

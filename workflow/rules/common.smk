@@ -58,8 +58,9 @@ for _file in CONFIG_FILES:
     rock_config.load_yaml(_file)  # refuses duplicate keys, which YAML would silently merge
 rock_config.validate_config(config, CONFIG_SOURCE)
 
-#: the one file `rock <stage> --config FILE` reads: the config file itself, or, with overrides or
-#: several files, the effective config written once under .snakemake/ (named by content hash)
+#: the one file `rock <stage> --config FILE` reads (params.config_file, see rock_config_file): the
+#: config file itself, or, with overrides or several files, the effective config written once
+#: under .snakemake/ (named by content hash)
 if len(CONFIG_FILES) == 1 and not _CLI_OVERRIDES:
     CONFIG_FILE = CONFIG_FILES[0]
 else:
@@ -71,6 +72,40 @@ RUN_DIR = config["run_dir"]
 
 def is_toy():
     return SCALE == "toy"
+
+
+# ================================================================================================
+# What every job declares: its resources and the config values it depends on
+# ================================================================================================
+
+def job_resources(group):
+    """`resources: **job_resources("<group>")`: gpu, mem_mb, runtime of config resources.<group>
+    (threads are the rule's `threads:`; partition and account live in the SLURM profile)."""
+    return {key: config["resources"][group][key] for key in ("gpu", "mem_mb", "runtime")}
+
+
+def job_settings(*keys):
+    """The `settings` param of a job: the config values it uses, by dotted key ("stage1",
+    "knockout.k_screen"; a missing key is None). With --rerun-triggers params, changing a value
+    re-runs exactly the jobs that list it; the config file's name is not among them
+    (rock_config_file)."""
+    settings = {}
+    for key in keys:
+        node = config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        settings[key] = node
+    return settings
+
+
+def rock_config_file(wildcards, input):
+    """`params: config_file=rock_config_file`: the file `rock <stage> --config` reads (CONFIG_FILE).
+
+    Snakemake does not record a param computed from the job's input (or output, threads,
+    resources) for its params rerun trigger, and this one must not be recorded: a --config
+    KEY=VALUE override writes a new file (named by content hash), which would otherwise re-plan
+    every job, days of GPU time at paper scale. What a job depends on is its `settings` param."""
+    return CONFIG_FILE
 
 
 # ================================================================================================
@@ -184,11 +219,6 @@ TARGETS.append(data_targets)
 # distill [5.1, C] (workflow/rules/distill.smk, rock.distill)
 # ------------------------------------------------------------------------------------------------
 
-def distill_settings(section):
-    """The config a distillation job depends on (params: a change re-runs that job only)."""
-    return {key: config.get(key) for key in (section, "models", "seed")}
-
-
 def distill_launcher(section):
     """`rock launch` (rock/launch.py) for a training job of resource group ``section``: `rock` for
     one GPU, `torchrun --standalone` (FSDP2, one rank per GPU) for several on one node, one torchrun
@@ -242,7 +272,7 @@ EVAL_BENCHMARKS = list(config["evaluation"]["benchmarks"])
 def eval_benchmark_input(wildcards):
     """The data stage's jsonl files with evaluation.dataset_source local; nothing when lm-eval
     reads the hub."""
-    if config["evaluation"].get("dataset_source", "local") == "local":
+    if config["evaluation"]["dataset_source"] == "local":
         return [str(paths.benchmark(RUN_DIR, b)) for b in EVAL_BENCHMARKS]
     return []
 
@@ -301,11 +331,6 @@ def stats_decode_input():
     return stats_model_input(st["checkpoints"][st["decode_checkpoint"]])
 
 
-def stats_settings(*keys):
-    """The stats keys (and models) a job depends on (params: a change re-runs that job only)."""
-    return {"stats": {k: config["stats"][k] for k in keys}, "models": config["models"]}
-
-
 def detection_inputs(wildcards):
     """Token tables (and hidden states) that one detection mode reads."""
     det = config["detection"]
@@ -315,6 +340,13 @@ def detection_inputs(wildcards):
         if det["context"]["representation"] == "hidden":
             ins["hidden"] = str(paths.hidden_states(RUN_DIR, det["hidden_checkpoint"]))
     return ins
+
+
+def detection_table_args(wildcards, input):
+    """`rock detect select|stability` flags naming the token tables of detection_inputs (a param
+    derived from the job's input: tracked through the input files, not as a param)."""
+    return " ".join(f"--{name} {shlex.quote(str(input[name]))}" for name in ("post", "pre", "hidden")
+                    if name in input.keys())
 
 
 def detection_reference_input():
@@ -375,18 +407,12 @@ def knockout_shards():
 
 def knockout_detection(name):
     """A file of the detection mode whose ranking feeds the knockout (detection.downstream_mode)."""
-    mode = (config.get("detection") or {}).get("downstream_mode", "context")
-    return paths.detection_file(RUN_DIR, mode, name)
+    return paths.detection_file(RUN_DIR, config["detection"]["downstream_mode"], name)
 
 
 def knockout_model():
     """The model the knockout probes: the post-OPD student (final stage-2 model) [D.3]."""
     return paths.stage_model(RUN_DIR, 2)
-
-
-def knockout_settings(*keys):
-    """The knockout config values a job depends on (params: a change re-runs that job only)."""
-    return {k: config["knockout"][k] for k in keys}
 
 
 def knockout_targets():
@@ -415,8 +441,7 @@ wildcard_constraints:
 
 def freeze_detection(name):
     """A file of the detection mode whose Rock set the freeze regimes use (detection.downstream_mode)."""
-    mode = (config.get("detection") or {}).get("downstream_mode", "context")
-    return paths.detection_file(RUN_DIR, mode, name)
+    return paths.detection_file(RUN_DIR, config["detection"]["downstream_mode"], name)
 
 
 def freeze_checkpoint(regime, step):
@@ -432,8 +457,6 @@ FREEZE_KEPT_STEPS = [s for s in FREEZE_STEPS if s]
 FREEZE_EVAL_OPTIONS = " ".join(
     [f"--benchmark {b}" for b in config["freeze"]["benchmarks"]]
     + ([f"--limit {config['freeze']['eval_limit']}"] if config["freeze"]["eval_limit"] else []))
-#: what a freeze evaluation depends on (params: a change re-runs the evaluations only)
-FREEZE_EVAL_SETTINGS = {"evaluation": config["evaluation"], "eval_limit": config["freeze"]["eval_limit"]}
 
 
 def freeze_eval_outputs(model, name, steps):
@@ -454,7 +477,7 @@ def freeze_eval_args(wildcards):
 
 def freeze_benchmark_input(wildcards):
     """The data stage's jsonl of each freeze benchmark with evaluation.dataset_source local."""
-    if config["evaluation"].get("dataset_source", "local") == "local":
+    if config["evaluation"]["dataset_source"] == "local":
         return [str(paths.benchmark(RUN_DIR, b)) for b in config["freeze"]["benchmarks"]]
     return []
 
@@ -467,10 +490,8 @@ _FREEZE_TRAIN_KEYS = ("window_radius", "window_anchor", "anchor_loss_threshold",
 def freeze_train_settings(wildcards):
     """What one regime's run depends on (params: a change re-runs that regime only): its own
     entry of freeze.regimes, the training keys of freeze, and the stage2 and models sections."""
-    fr = config["freeze"]
-    regime = next(r for r in fr["regimes"] if r["name"] == wildcards.fz_regime)
-    return {"regime": regime, **{k: fr[k] for k in _FREEZE_TRAIN_KEYS},
-            "stage2": config["stage2"], "models": config["models"]}
+    regime = next(r for r in config["freeze"]["regimes"] if r["name"] == wildcards.fz_regime)
+    return {"regime": regime, **job_settings(*(f"freeze.{k}" for k in _FREEZE_TRAIN_KEYS), "stage2", "models")}
 
 
 def freeze_eval_tables():

@@ -29,9 +29,7 @@ rule data_prompts:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/data/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/data/gpu", within=config),
-        mem_mb=lookup(dpath="resources/data/mem_mb", within=config),
-        runtime=lookup(dpath="resources/data/runtime", within=config),
+        **job_resources("data"),
     shell:
         "rock data prompts {params.source} --prompt-field {params.prompt_field:q}"
         " {params.domain}"
@@ -57,9 +55,7 @@ rule data_benchmark:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/data/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/data/gpu", within=config),
-        mem_mb=lookup(dpath="resources/data/mem_mb", within=config),
-        runtime=lookup(dpath="resources/data/runtime", within=config),
+        **job_resources("data"),
     shell:
         "rock data benchmark {wildcards.bench} {params.source} --out {output}"
         " > {log} 2>&1"

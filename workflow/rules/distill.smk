@@ -14,9 +14,9 @@ rule teacher_samples:
         samples=paths.teacher_samples(RUN_DIR),
         summary=paths.teacher_samples_summary(RUN_DIR),
     params:
-        config_file=CONFIG_FILE,
+        config_file=rock_config_file,
         teacher=model_name("teacher"),
-        settings=distill_settings("teacher_samples"),
+        settings=job_settings("teacher_samples", "models", "seed"),
     log:
         paths.log_file(RUN_DIR, "teacher_samples"),
     benchmark:
@@ -27,9 +27,7 @@ rule teacher_samples:
         lookup(dpath="containers/generate", within=config)
     threads: lookup(dpath="resources/teacher_samples/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/teacher_samples/gpu", within=config),
-        mem_mb=lookup(dpath="resources/teacher_samples/mem_mb", within=config),
-        runtime=lookup(dpath="resources/teacher_samples/runtime", within=config),
+        **job_resources("teacher_samples"),
     shell:
         "rock gpus {resources.gpu} --"
         " rock distill teacher-samples --config {params.config_file} --threads {threads}"
@@ -48,12 +46,12 @@ rule stage1:
         log=paths.train_log(paths.stage_dir(RUN_DIR, 1)),
         summary=paths.train_summary(paths.stage_dir(RUN_DIR, 1)),
     params:
-        config_file=CONFIG_FILE,
+        config_file=rock_config_file,
         launcher=distill_launcher("stage1"),
         student=model_name("student"),
         teacher=model_name("teacher"),
         out_dir=paths.stage_dir(RUN_DIR, 1),
-        settings=distill_settings("stage1"),
+        settings=job_settings("stage1", "models", "seed"),
     log:
         paths.log_file(RUN_DIR, "stage1"),
     benchmark:
@@ -64,9 +62,7 @@ rule stage1:
         lookup(dpath="containers/train", within=config)
     threads: lookup(dpath="resources/stage1/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/stage1/gpu", within=config),
-        mem_mb=lookup(dpath="resources/stage1/mem_mb", within=config),
-        runtime=lookup(dpath="resources/stage1/runtime", within=config),
+        **job_resources("stage1"),
     shell:
         "{params.launcher} distill stage1 --config {params.config_file} --threads {threads}"
         " --student {params.student:q} --teacher {params.teacher:q}"
@@ -85,11 +81,11 @@ rule stage2:
         log=paths.train_log(paths.stage_dir(RUN_DIR, 2)),
         summary=paths.train_summary(paths.stage_dir(RUN_DIR, 2)),
     params:
-        config_file=CONFIG_FILE,
+        config_file=rock_config_file,
         launcher=distill_launcher("stage2"),
         teacher=model_name("teacher"),
         out_dir=paths.stage_dir(RUN_DIR, 2),
-        settings=distill_settings("stage2"),
+        settings=job_settings("stage2", "models", "seed"),
     log:
         paths.log_file(RUN_DIR, "stage2"),
     benchmark:
@@ -100,9 +96,7 @@ rule stage2:
         lookup(dpath="containers/generate", within=config)
     threads: lookup(dpath="resources/stage2/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/stage2/gpu", within=config),
-        mem_mb=lookup(dpath="resources/stage2/mem_mb", within=config),
-        runtime=lookup(dpath="resources/stage2/runtime", within=config),
+        **job_resources("stage2"),
     shell:
         "{params.launcher} distill stage2 --config {params.config_file} --threads {threads}"
         " --student {input.student} --teacher {params.teacher:q}"

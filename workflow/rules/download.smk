@@ -26,8 +26,6 @@ rule download_model:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/data/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/data/gpu", within=config),
-        mem_mb=lookup(dpath="resources/data/mem_mb", within=config),
-        runtime=lookup(dpath="resources/data/runtime", within=config),
+        **job_resources("data"),
     shell:
         "rock download --model {params.model:q} --out {output} > {log} 2>&1"

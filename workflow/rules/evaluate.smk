@@ -15,12 +15,12 @@ rule evaluate:
         tables=eval_outputs("per_problem.parquet"),
         summaries=eval_outputs("summary.json"),
     params:
-        config_file=CONFIG_FILE,
+        config_file=rock_config_file,
         model=eval_model_ref,
         benchmarks=" ".join(f"--benchmark {b}" for b in EVAL_BENCHMARKS),
         table=eval_output_template("per_problem.parquet"),
         summary=eval_output_template("summary.json"),
-        settings=lookup(dpath="evaluation", within=config),
+        settings=job_settings("evaluation"),
     log:
         paths.log_file(RUN_DIR, "evaluate", "{eval_model}"),
     benchmark:
@@ -31,9 +31,7 @@ rule evaluate:
         lookup(dpath="containers/generate", within=config)
     threads: lookup(dpath="resources/evaluation/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/evaluation/gpu", within=config),
-        mem_mb=lookup(dpath="resources/evaluation/mem_mb", within=config),
-        runtime=lookup(dpath="resources/evaluation/runtime", within=config),
+        **job_resources("evaluation"),
     shell:
         "rock gpus {resources.gpu} --"
         " rock evaluate --config {params.config_file} --model {params.model:q}"

@@ -25,7 +25,7 @@ rule freeze_train:
         counts=paths.freeze_log(RUN_DIR, "{fz_regime}"),
         control=paths.freeze_control_match(RUN_DIR, "{fz_regime}"),
     params:
-        config_file=CONFIG_FILE,
+        config_file=rock_config_file,
         launcher=distill_launcher("freeze_train"),
         settings=freeze_train_settings,
     log:
@@ -38,9 +38,7 @@ rule freeze_train:
         lookup(dpath="containers/generate", within=config)
     threads: lookup(dpath="resources/freeze_train/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/freeze_train/gpu", within=config),
-        mem_mb=lookup(dpath="resources/freeze_train/mem_mb", within=config),
-        runtime=lookup(dpath="resources/freeze_train/runtime", within=config),
+        **job_resources("freeze_train"),
     shell:
         "{params.launcher} freeze train --config {params.config_file} --regime {wildcards.fz_regime}"
         " --threads {threads}"
@@ -55,9 +53,9 @@ rule freeze_evaluate_start:
         table=paths.freeze_eval(RUN_DIR, FREEZE_REGIMES[0], 0, "per_problem.parquet"),
         summary=paths.freeze_eval(RUN_DIR, FREEZE_REGIMES[0], 0, "summary.json"),
     params:
-        config_file=CONFIG_FILE,
+        config_file=rock_config_file,
         options=FREEZE_EVAL_OPTIONS,
-        settings=FREEZE_EVAL_SETTINGS,
+        settings=job_settings("evaluation", "freeze.eval_limit"),
         model_name=f"{paths.FREEZE_STEP0}_step0",
     log:
         paths.log_file(RUN_DIR, "freeze_evaluate", paths.FREEZE_STEP0),
@@ -69,9 +67,7 @@ rule freeze_evaluate_start:
         lookup(dpath="containers/generate", within=config)
     threads: lookup(dpath="resources/freeze_evaluate/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/freeze_evaluate/gpu", within=config),
-        mem_mb=lookup(dpath="resources/freeze_evaluate/mem_mb", within=config),
-        runtime=lookup(dpath="resources/freeze_evaluate/runtime", within=config),
+        **job_resources("freeze_evaluate"),
     shell:
         "rock gpus {resources.gpu} --"
         " rock evaluate --config {params.config_file} --model {input.model:q}"
@@ -92,9 +88,9 @@ if config["freeze"]["eval_job"] == "checkpoint":
             table=paths.freeze_eval_path(RUN_DIR, "{fz_regime}", "{fz_step}", "per_problem.parquet"),
             summary=paths.freeze_eval_path(RUN_DIR, "{fz_regime}", "{fz_step}", "summary.json"),
         params:
-            config_file=CONFIG_FILE,
+            config_file=rock_config_file,
             options=FREEZE_EVAL_OPTIONS,
-            settings=FREEZE_EVAL_SETTINGS,
+            settings=job_settings("evaluation", "freeze.eval_limit"),
         log:
             paths.log_file(RUN_DIR, "freeze_evaluate", "{fz_regime}/step_{fz_step}"),
         benchmark:
@@ -105,9 +101,7 @@ if config["freeze"]["eval_job"] == "checkpoint":
             lookup(dpath="containers/generate", within=config)
         threads: lookup(dpath="resources/freeze_evaluate/threads", within=config)
         resources:
-            gpu=lookup(dpath="resources/freeze_evaluate/gpu", within=config),
-            mem_mb=lookup(dpath="resources/freeze_evaluate/mem_mb", within=config),
-            runtime=lookup(dpath="resources/freeze_evaluate/runtime", within=config),
+            **job_resources("freeze_evaluate"),
         shell:
             "rock gpus {resources.gpu} --"
             " rock evaluate --config {params.config_file} --model {input.model:q}"
@@ -125,10 +119,10 @@ else:
             tables=freeze_eval_outputs("{fz_regime}", "per_problem.parquet", FREEZE_KEPT_STEPS),
             summaries=freeze_eval_outputs("{fz_regime}", "summary.json", FREEZE_KEPT_STEPS),
         params:
-            config_file=CONFIG_FILE,
+            config_file=rock_config_file,
             models=freeze_eval_args,
             options=FREEZE_EVAL_OPTIONS,
-            settings=FREEZE_EVAL_SETTINGS,
+            settings=job_settings("evaluation", "freeze.eval_limit"),
         log:
             paths.log_file(RUN_DIR, "freeze_evaluate", "{fz_regime}"),
         benchmark:
@@ -139,9 +133,7 @@ else:
             lookup(dpath="containers/generate", within=config)
         threads: lookup(dpath="resources/freeze_evaluate/threads", within=config)
         resources:
-            gpu=lookup(dpath="resources/freeze_evaluate/gpu", within=config),
-            mem_mb=lookup(dpath="resources/freeze_evaluate/mem_mb", within=config),
-            runtime=lookup(dpath="resources/freeze_evaluate/runtime", within=config),
+            **job_resources("freeze_evaluate"),
         shell:
             "rock gpus {resources.gpu} --"
             " rock evaluate --config {params.config_file} {params.models} {params.options}"
@@ -163,8 +155,8 @@ rule freeze_report:
         other=[paths.freeze_result(RUN_DIR, n) for n in paths.FREEZE_RESULTS
                if n not in ("figure5.png", "figure5.pdf", "regimes.csv")],
     params:
-        config_file=CONFIG_FILE,
-        settings={k: config["freeze"][k] for k in ("regimes", "benchmarks", "tta_fraction")},
+        config_file=rock_config_file,
+        settings=job_settings("freeze.regimes", "freeze.benchmarks", "freeze.tta_fraction"),
     log:
         paths.log_file(RUN_DIR, "freeze_report"),
     benchmark:
@@ -175,8 +167,6 @@ rule freeze_report:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/freeze_report/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/freeze_report/gpu", within=config),
-        mem_mb=lookup(dpath="resources/freeze_report/mem_mb", within=config),
-        runtime=lookup(dpath="resources/freeze_report/runtime", within=config),
+        **job_resources("freeze_report"),
     shell:
         "rock freeze report --config {params.config_file} > {log} 2>&1"

@@ -18,9 +18,10 @@ rule knockout_pool:
         plan=paths.knockout_plan(RUN_DIR),
         sets=paths.knockout_dir(RUN_DIR) / "window_sets.csv",  # |S_W(v)| and decoded members
     params:
-        config_file=CONFIG_FILE,
-        settings=knockout_settings("tasks", "levels", "window_members", "window_rule",
-                                   "window_min_share", "n_runs", "seed", "n_shards"),
+        config_file=rock_config_file,
+        settings=job_settings("knockout.tasks", "knockout.levels", "knockout.window_members",
+                              "knockout.window_rule", "knockout.window_min_share", "knockout.n_runs",
+                              "knockout.seed", "knockout.n_shards"),
     log:
         paths.log_file(RUN_DIR, "knockout_pool"),
     benchmark:
@@ -31,9 +32,7 @@ rule knockout_pool:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/knockout_analysis/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/knockout_analysis/gpu", within=config),
-        mem_mb=lookup(dpath="resources/knockout_analysis/mem_mb", within=config),
-        runtime=lookup(dpath="resources/knockout_analysis/runtime", within=config),
+        **job_resources("knockout_analysis"),
     shell:
         "rock knockout pool --config {params.config_file}"
         " --candidates {input.candidates} --windows {input.windows}"
@@ -50,9 +49,9 @@ rule knockout_shard:
     output:
         paths.knockout_shard(RUN_DIR, "{ko_shard}"),
     params:
-        config_file=CONFIG_FILE,
-        settings=knockout_settings("temperature", "top_p", "max_gen_toks", "limit"),
-        evaluation=lookup(dpath="evaluation", within=config),
+        config_file=rock_config_file,
+        settings=job_settings("knockout.temperature", "knockout.top_p", "knockout.max_gen_toks",
+                              "knockout.limit", "evaluation"),
     log:
         paths.log_file(RUN_DIR, "knockout_shard", "{ko_shard}"),
     benchmark:
@@ -63,9 +62,7 @@ rule knockout_shard:
         lookup(dpath="containers/generate", within=config)
     threads: lookup(dpath="resources/knockout_shard/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/knockout_shard/gpu", within=config),
-        mem_mb=lookup(dpath="resources/knockout_shard/mem_mb", within=config),
-        runtime=lookup(dpath="resources/knockout_shard/runtime", within=config),
+        **job_resources("knockout_shard"),
     shell:
         "rock gpus {resources.gpu} --"
         " rock knockout shard --config {params.config_file} --plan {input.plan}"
@@ -90,9 +87,7 @@ rule knockout_gather:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/knockout_analysis/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/knockout_analysis/gpu", within=config),
-        mem_mb=lookup(dpath="resources/knockout_analysis/mem_mb", within=config),
-        runtime=lookup(dpath="resources/knockout_analysis/runtime", within=config),
+        **job_resources("knockout_analysis"),
     shell:
         "rock knockout gather --plan {input.plan} --shards {input.shards} --out {output}"
         " > {log} 2>&1"
@@ -113,10 +108,11 @@ rule knockout_analyze:
         figure4_pdf=paths.knockout_result(RUN_DIR, "figure4.pdf"),
         figure6_pdf=paths.knockout_result(RUN_DIR, "figure6.pdf"),
     params:
-        config_file=CONFIG_FILE,
+        config_file=rock_config_file,
         out_dir=lambda wildcards, output: Path(output.figure4).parent,
-        settings=knockout_settings("epsilon", "alpha", "n_resamples", "bootstrap_seed", "fdr_q",
-                                   "tasks", "level_correction"),
+        settings=job_settings("knockout.epsilon", "knockout.alpha", "knockout.n_resamples",
+                              "knockout.bootstrap_seed", "knockout.fdr_q", "knockout.tasks",
+                              "knockout.level_correction"),
     log:
         paths.log_file(RUN_DIR, "knockout_analyze"),
     benchmark:
@@ -127,9 +123,7 @@ rule knockout_analyze:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/knockout_analysis/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/knockout_analysis/gpu", within=config),
-        mem_mb=lookup(dpath="resources/knockout_analysis/mem_mb", within=config),
-        runtime=lookup(dpath="resources/knockout_analysis/runtime", within=config),
+        **job_resources("knockout_analysis"),
     shell:
         "rock knockout analyze --config {params.config_file} --pool {input.pool}"
         " --plan {input.plan} --per-problem {input.per_problem} --out-dir {params.out_dir}"

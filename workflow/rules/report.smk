@@ -22,7 +22,8 @@ rule report_check:
         ),
         md=paths.report_file(RUN_DIR, "claims_check.md"),
     params:
-        config_file=CONFIG_FILE,
+        config_file=rock_config_file,
+        settings=job_settings(*config),  # config claims and the provenance show the whole config
         # the run directory holding every artifact (report/ sits directly under it)
         run_dir=lambda w, output: Path(output.csv).parent.parent,
         no_fail="" if config["report"]["fail_on_regression"] else "--no-fail",
@@ -36,9 +37,7 @@ rule report_check:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/report/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/report/gpu", within=config),
-        mem_mb=lookup(dpath="resources/report/mem_mb", within=config),
-        runtime=lookup(dpath="resources/report/runtime", within=config),
+        **job_resources("report"),
     shell:
         "rock report check --expected {input.expected} --run-dir {params.run_dir}"
         " --config {params.config_file} --out {output.csv} {params.no_fail} > {log} 2>&1"
@@ -57,7 +56,8 @@ rule report_render:
         md=paths.report_file(RUN_DIR, "report.md"),
         provenance=paths.report_file(RUN_DIR, "provenance.json"),
     params:
-        config_file=CONFIG_FILE,
+        config_file=rock_config_file,
+        settings=job_settings(*config),  # config claims and the provenance show the whole config
         run_dir=lambda w, output: Path(output.html).parent.parent,
         images="" if config["report"]["embed_images"] else "--link-images",
         # best effort, not a declared output: kept with the run where chromium is installed
@@ -72,9 +72,7 @@ rule report_render:
         lookup(dpath="containers/analysis", within=config)
     threads: lookup(dpath="resources/report/threads", within=config)
     resources:
-        gpu=lookup(dpath="resources/report/gpu", within=config),
-        mem_mb=lookup(dpath="resources/report/mem_mb", within=config),
-        runtime=lookup(dpath="resources/report/runtime", within=config),
+        **job_resources("report"),
     shell:
         "rock report render --run-dir {params.run_dir} --check {input.check}"
         " --config {params.config_file} --captions workflow/report {params.images}"

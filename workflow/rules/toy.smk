@@ -10,9 +10,9 @@ if is_toy():
             student=directory(toy_world_outputs()["student"]),
             raw=[toy_world_outputs()[name] for name in paths.RAW_DATASETS],
         params:
-            config_file=CONFIG_FILE,
+            config_file=rock_config_file,
             # the sections the build reads: a change to them (not to other stages) rebuilds
-            settings={key: config.get(key) for key in ("toy", "seed", "models")},
+            settings=job_settings("toy", "seed", "models"),
         log:
             paths.log_file(RUN_DIR, "toy_world"),
         benchmark:
@@ -23,8 +23,6 @@ if is_toy():
             lookup(dpath="containers/train", within=config)
         threads: lookup(dpath="resources/toy_world/threads", within=config)
         resources:
-            gpu=lookup(dpath="resources/toy_world/gpu", within=config),
-            mem_mb=lookup(dpath="resources/toy_world/mem_mb", within=config),
-            runtime=lookup(dpath="resources/toy_world/runtime", within=config),
+            **job_resources("toy_world"),
         shell:
             "rock toy build --config {params.config_file} > {log} 2>&1"

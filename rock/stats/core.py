@@ -1,40 +1,10 @@
-"""Token statistics of student trajectories: one row per token occurrence [Sec. 2.1, 2.3].
+"""Token statistics of student trajectories, the library of ``rock stats`` (:mod:`rock.stats`):
+the ``stats`` config, checkpoint names, the detection set, greedy decoding, teacher-forced scoring
+and hidden states [Sec. 2.1, 2.3]."""
 
-    rock stats decode --config config.yaml                      # trajectories.jsonl
-    rock stats score  --config config.yaml --checkpoint post    # tokens_post.parquet
-    rock stats hidden --config config.yaml --checkpoint post    # hidden_post.npy (student only)
-
-1. **Decode.** A student checkpoint (``stats.decode_checkpoint``, default the post-OPD model) answers
-   the detection set (paper: MATH-500, N = 500) greedily, as the authors' detector does
-   (reference/README.md: seed-42 shuffle, greedy, 4096 new tokens). The user message is the problem
-   plus ``stats.instruction_suffix``, rendered with the chat template (``enable_thinking`` from
-   ``models``). Each trajectory stores the student's and the teacher's prompt ids (the teacher's
-   with its hidden system message, drawn per sequence, when ``models.teacher_system_prompts`` is
-   non-empty) and the generated ids (stop token included).
-2. **Score.** A checkpoint and the teacher read the *same* trajectories (teacher forcing). For every
-   response token ``x_t`` the row of each model that predicts it gives, over the full vocabulary
-   (``rock.distill.losses.token_statistics``, chunked over positions):
-
-   * ``log_ratio`` = ``l_t = log p_s(x_t) - log p_T(x_t)`` (Eq. 2),
-   * ``reverse_kl`` = ``KL(p_s || p_T)`` at that position (Eq. 1 summand; Eq. 15 averages it per type),
-   * ``student_entropy``, ``teacher_entropy``, ``student_logprob``, ``teacher_logprob``.
-
-   Rows: ``trajectory, position`` (0-based index in the response), ``token_id``, the values above
-   and ``checkpoint`` (pre / post / early / late). The models' final hidden states are computed
-   once per sequence and the output layer is applied to ``chunk_size`` positions at a time, so no
-   ``[positions x V]`` fp32 tensor exceeds one chunk.
-3. **Hidden states** (only for ``detection.context.representation: hidden``). The student's final
-   hidden state at every response token (the state after reading ``x_t``), row-aligned with the
-   token table, projected to ``stats.hidden_dim`` dimensions with a seeded Gaussian
-   (Johnson-Lindenstrauss) projection when the model is wider; detection mean-pools it over
-   context windows (Eq. 7). A separate step because it needs the student only.
-
-Checkpoint names map to models through ``stats.checkpoints`` (:func:`resolve_checkpoint`).
-"""
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
@@ -47,7 +17,7 @@ import pandas as pd
 import torch
 
 from rock import paths
-from rock.atomic import atomic_path, write_jsonl
+from rock.config import from_dict
 from rock.errors import ConfigError, DataError, ModelError
 
 log = logging.getLogger(__name__)
@@ -118,12 +88,7 @@ class StatsConfig:
 
     @staticmethod
     def from_dict(data: dict | None) -> "StatsConfig":
-        data = dict(data or {})
-        known = set(StatsConfig.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"stats: unknown keys {sorted(unknown)}; allowed {sorted(known)}")
-        return StatsConfig(**data)
+        return from_dict(StatsConfig, data, "stats")
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,7 +133,7 @@ def resolve_checkpoint(spec: str, run_dir, models: dict) -> str:
                             fix=f"run rock distill stage2 with n_checkpoints >= {need + 1}")
         return str(kept[KEPT_INDEX[spec]])
     if re.fullmatch(r"step_\d+", spec):
-        return str(paths.stage2_checkpoint(run_dir, int(spec[5:])))
+        return str(paths.train_checkpoint(paths.stage_dir(run_dir, 2), int(spec[5:])))
     return spec
 
 
@@ -350,27 +315,8 @@ def hidden_states(student, trajectories: list[dict], *, dim: int, seed: int, dev
 
 
 # --------------------------------------------------------------------------------------------
-# CLI
+# models
 # --------------------------------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("decode", "score", "hidden"))
-    parser.add_argument("--config", required=True, help="config YAML (run_dir, models, stats)")
-    parser.add_argument("--checkpoint", help="score/hidden: checkpoint name of stats.checkpoints (pre, post, ...)")
-    parser.add_argument("--run-dir", default=None, help="override the config's run_dir")
-    parser.add_argument("--benchmark", default=None, help="decode: detection-set jsonl (default: data stage file)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-
-
-def _load(args):
-    from rock.detect.cli import load_config
-
-    config = load_config(args.config)
-    run_dir = args.run_dir or config.get("run_dir")
-    if not run_dir:
-        raise ConfigError(f"{args.config}: run_dir missing")
-    return config, run_dir, StatsConfig.from_dict(config.get("stats")), dict(config.get("models") or {})
-
 
 def load_models(student_path: str, teacher_path: str, models: dict, cfg: StatsConfig):
     """Student, teacher (frozen, compute dtype), tokenizer and the shared vocabulary size."""
@@ -379,7 +325,7 @@ def load_models(student_path: str, teacher_path: str, models: dict, cfg: StatsCo
     from rock.distill.losses import shared_vocab
     from rock.distill.trainer import load_causal_lm, make_runtime
 
-    runtime = make_runtime(cfg.device, models.get("dtype", "bfloat16"), env={})
+    runtime = make_runtime(cfg.device, models["dtype"], env={})
     s_tok = AutoTokenizer.from_pretrained(student_path)
     t_tok = AutoTokenizer.from_pretrained(teacher_path)
     student = load_causal_lm(student_path, runtime, trainable=False)
@@ -389,81 +335,17 @@ def load_models(student_path: str, teacher_path: str, models: dict, cfg: StatsCo
     return student, teacher, s_tok, vocab, runtime
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    config, run_dir, cfg, models = _load(args)
-    torch.manual_seed(cfg.seed)
-    if args.action == "decode":
-        return _decode(args, config, run_dir, cfg, models)
-    if not args.checkpoint:
-        raise ConfigError(f"rock stats {args.action} needs --checkpoint NAME (one of stats.checkpoints)")
-    if args.checkpoint not in cfg.checkpoints:
-        raise ConfigError(f"--checkpoint {args.checkpoint}: not in stats.checkpoints {sorted(cfg.checkpoints)}")
-    student_path = resolve_checkpoint(cfg.checkpoints[args.checkpoint], run_dir, models)
-    trajectories = read_trajectories(paths.trajectories(run_dir))
-    if args.action == "hidden":
-        from rock.distill.trainer import load_causal_lm, make_runtime
-
-        runtime = make_runtime(cfg.device, models.get("dtype", "bfloat16"), env={})
-        student = load_causal_lm(student_path, runtime, trainable=False)
-        hidden = hidden_states(student, trajectories, dim=cfg.hidden_dim, seed=cfg.seed, device=runtime.device)
-        with atomic_path(paths.hidden_states(run_dir, args.checkpoint)) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, hidden)
-        log.info("%s: hidden states %s", args.checkpoint, hidden.shape)
-        return 0
-    teacher_path = str(models.get("teacher") or "")
-    if not teacher_path:
-        raise ConfigError(f"{args.config}: models.teacher missing")
-    student, teacher, _, vocab, runtime = load_models(student_path, teacher_path, models, cfg)
-    log.info("scoring %d trajectories with %s (%s) against %s", len(trajectories), args.checkpoint,
-             student_path, teacher_path)
-    table = score(student, teacher, trajectories, checkpoint=args.checkpoint, vocab=vocab,
-                  chunk_size=cfg.chunk_size, device=runtime.device)
-    with atomic_path(paths.token_stats(run_dir, args.checkpoint)) as tmp:
-        table.to_parquet(tmp, index=False)
-    log.info("%s: %d token rows, mean reverse KL %.4f, mean l_t %.4f", args.checkpoint, len(table),
-             table["reverse_kl"].mean(), table["log_ratio"].mean())
-    return 0
-
-
-def _decode(args, config, run_dir, cfg: StatsConfig, models: dict) -> int:
-    from transformers import AutoTokenizer
-
-    from rock.data import read_jsonl
-
-    bench = Path(args.benchmark) if args.benchmark else paths.benchmark(run_dir, cfg.dataset)
-    if not bench.is_file():
-        raise DataError("detection set not found", file=str(bench), fix="run rock data for this benchmark")
-    rows = [row for _, row in read_jsonl(bench)]
-    problems = detection_problems(rows, cfg, file=str(bench))
-    model_path = resolve_checkpoint(cfg.checkpoints[cfg.decode_checkpoint], run_dir, models)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    prompts = build_trajectory_prompts(problems, tokenizer, cfg, enable_thinking=bool(models.get("enable_thinking")),
-                                       system_prompts=list(models.get("teacher_system_prompts") or []),
-                                       seed=int(config.get("seed", cfg.seed)))
-    generator = make_generator(model_path, tokenizer, cfg, models)
-    out = decode(prompts, generator, cfg, tokenizer)
-    for r in out:
-        r["decoded_with"] = f"{cfg.decode_checkpoint}:{model_path}"
-    write_jsonl(paths.trajectories(run_dir), out)
-    n_tok = sum(len(r["response_ids"]) for r in out)
-    trunc = sum(r["finish_reason"] == "length" for r in out)
-    log.info("decoded %d trajectories (%d tokens, %d hit max_new_tokens=%d) with %s", len(out), n_tok, trunc,
-             cfg.max_new_tokens, model_path)
-    return 0
-
-
 def make_generator(model_path: str, tokenizer, cfg: StatsConfig, models: dict):
     """Greedy decoder: ``HfGenerator`` (CPU/GPU) or ``VllmGenerator`` (GPU, vLLM 0.33.0)."""
-    from rock.distill.sampling import HfGenerator, VllmGenerator, stop_token_ids
+    from rock.distill.sampling import HfGenerator, stop_token_ids
+    from rock.distill.vllm_generator import VllmGenerator
     from rock.distill.trainer import load_causal_lm, make_runtime
 
     if cfg.decode_backend == "vllm":
         return VllmGenerator(model_path, tensor_parallel_size=cfg.tensor_parallel_size, seed=cfg.seed,
-                             dtype=models.get("dtype", "bfloat16"),
+                             dtype=models["dtype"],
                              gpu_memory_utilization=cfg.gpu_memory_utilization,
                              stop_ids=stop_token_ids(tokenizer))
-    runtime = make_runtime(cfg.device, models.get("dtype", "bfloat16"), env={})
+    runtime = make_runtime(cfg.device, models["dtype"], env={})
     model = load_causal_lm(model_path, runtime, trainable=False)
     return HfGenerator(model, tokenizer, batch_size=cfg.batch_size, show_progress=True)

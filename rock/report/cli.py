@@ -1,0 +1,182 @@
+"""``rock report check | render | golden | timings | contract``: the claim check and the report.
+
+The stage itself is described in :mod:`rock.report`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from rock.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SCALES = ("toy", "paper")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="{check,render,golden,timings,contract}")
+
+    def common(p: argparse.ArgumentParser, run_flag: str = "--run-dir") -> None:
+        p.add_argument(run_flag, dest="run_dir", required=True, type=Path,
+                       help="run directory (config key run_dir), e.g. results/toy")
+        p.add_argument("--config", type=Path, default=None,
+                       help="the run's config file (for config claims, seeds and provenance)")
+
+    c = sub.add_parser("check", help="compare a run with expected tables, row by row")
+    common(c)
+    c.add_argument("--expected", nargs="+", required=True, type=Path,
+                   help="expected-table files or directories (results/expected/paper, .../toy)")
+    c.add_argument("--out", required=True, type=Path, help="claims_check.csv (a .md is written next to it)")
+    c.add_argument("--scale", choices=SCALES, default=None,
+                   help="scale of the run; default: the config's 'scale', else toy if the run has a "
+                        "toy world, else paper")
+    c.add_argument("--no-fail", action="store_true", help="exit 0 even on toy regressions")
+
+    r = sub.add_parser("render", help="write the HTML and markdown report")
+    common(r)
+    r.add_argument("--check", type=Path, required=True, help="claims_check.csv from `rock report check`")
+    r.add_argument("--out", required=True, type=Path, help="report.html (report.md is written next to it)")
+    r.add_argument("--captions", type=Path, default=Path("workflow/report"),
+                   help="directory of the .rst captions (default: workflow/report)")
+    r.add_argument("--link-images", action="store_true",
+                   help="link figures by relative path instead of embedding them")
+    r.add_argument("--screenshot", type=Path, default=None,
+                   help="also save a PNG of the page (needs chromium; skipped with a warning if absent)")
+
+    g = sub.add_parser("golden", help="record the run's current numbers as golden values")
+    common(g, "--from")
+    g.add_argument("--out", required=True, type=Path, help="golden.csv to create or extend")
+    g.add_argument("--update", action="store_true", help="re-record values of existing rows too")
+
+    t = sub.add_parser("timings", help="print the wall-clock per stage of a workflow run (Snakemake benchmark files)")
+    t.add_argument("--run-dir", required=True, type=Path, help="run directory, e.g. results/toy")
+
+    sub.add_parser("contract", help="print the summary fields each stage should write and all metric keys")
+
+
+def load_config(path: Path | None) -> dict | None:
+    """The validated config (:func:`rock.config.load_config`), or None without ``--config``."""
+    from rock.config import load_config
+
+    return None if path is None else load_config(path)
+
+
+def run_scale(run_dir: Path, config: dict | None, explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    if config and config.get("scale") in SCALES:
+        return config["scale"]
+    from rock import paths
+
+    return "toy" if (paths.world_dir(run_dir) / "world.json").is_file() else "paper"
+
+
+def _context(args):
+    from rock.report.extract import Context
+
+    if not args.run_dir.is_dir():
+        log.warning("run directory %s does not exist: every row will be 'not run'", args.run_dir)
+    cfg = load_config(args.config)
+    return Context(run_dir=args.run_dir, config=cfg, config_path=args.config), cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"check": _check, "render": _render, "golden": _golden, "timings": _timings,
+            "contract": _contract}[args.cmd](args)
+
+
+def _check(args) -> int:
+    from rock.report import check as chk
+    from rock.report import platform
+    from rock.report.expected import load_expected
+
+    ctx, cfg = _context(args)
+    rows = load_expected(args.expected)
+    scale = run_scale(args.run_dir, cfg, args.scale)
+    table = chk.run_check(rows, ctx, scale)
+    csv_path, md_path = chk.write_check(table, args.out)
+    log.info("wrote %s and %s (%d rows, %s scale)", csv_path, md_path, len(table), scale)
+    regs = chk.regressions(table)
+    gates, diff = platform.golden_gates(platform.recorded_for(args.expected), platform.current())
+    level = logging.ERROR if gates else logging.WARNING
+    for r in regs.itertuples():
+        log.log(level, "toy regression %s %s: expected %s (%s), measured %s: %s",
+                r.id, r.metric, r.expected, r.band, r.measured, r.detail)
+    if len(regs) and not gates:
+        log.warning("%d golden row(s) disagree, but the golden numbers were recorded on another "
+                    "numerical platform (%s): not failing. Re-record on this platform with `rock report "
+                    "golden --update`, or set %s=1 to fail anyway (rock.report.platform)",
+                    len(regs), "; ".join(diff), platform.STRICT_ENV)
+        return 0
+    if len(regs) and not args.no_fail:
+        log.error("%d golden row(s) disagree: see %s", len(regs), md_path)
+        return 1
+    return 0
+
+
+def _render(args) -> int:
+    import pandas as pd
+
+    from rock.report import provenance, render
+
+    ctx, cfg = _context(args)
+    if not args.check.is_file():
+        raise DataError("claim check table not found", file=str(args.check),
+                        fix="run `rock report check ... --out` first")
+    check = pd.read_csv(args.check, dtype=str, keep_default_na=False)
+    prov = provenance.collect(args.run_dir, args.config, cfg)
+    html_path, md_path = render.write_report(ctx, check, prov, args.out, captions_dir=args.captions,
+                                             embed_images=not args.link_images)
+    log.info("wrote %s and %s", html_path, md_path)
+    if args.screenshot:
+        from rock.report import browser
+
+        try:
+            browser.screenshot(html_path, args.screenshot)
+            log.info("wrote %s", args.screenshot)
+        except browser.BrowserError as err:
+            log.warning("no screenshot: %s", err)
+    return 0
+
+
+def _golden(args) -> int:
+    from rock.report import golden, provenance
+
+    ctx, cfg = _context(args)
+    command = "rock report " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("golden"):]) \
+        if "golden" in sys.argv else ""
+    prov = provenance.collect(args.run_dir, args.config, cfg)
+    golden.record(ctx, args.out, update=args.update, command=command, provenance=prov)
+    return 0
+
+
+def _timings(args) -> int:
+    from rock import paths
+    from rock.report.provenance import stage_times
+
+    table = stage_times(args.run_dir)
+    if table.empty:
+        raise DataError("no Snakemake benchmark files: run the workflow first",
+                        file=str(paths.benchmarks_dir(args.run_dir)))
+    sys.stdout.write(f"wall-clock per stage of {args.run_dir} (seconds; Snakemake benchmark files)\n"
+                     + table.to_string(index=False) + "\n")
+    return 0
+
+
+def _contract(args) -> int:
+    from rock.report.extract import REGISTRY, summary_keys
+
+    out = ["Summary fields the report reads (write them into these JSON files; dotted = nested):"]
+    for path, keys in summary_keys().items():
+        out.append(f"  {path}")
+        out += [f"    {k}" for k in keys]
+    out.append("")
+    out.append("All metric keys:")
+    out += [f"  {m.key:<55} {m.artifact}" for m in REGISTRY.values()]
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0
