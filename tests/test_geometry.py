@@ -315,10 +315,13 @@ def test_rock_geometry_analyze_end_to_end_selects_on_pre_and_refuses_the_final_m
     _ckpt(paths.stage_model(tmp_path, 2), b"S2")
     for step, payload in ((2, b"k2"), (4, b"k4"), (6, b"S2")):
         _ckpt(paths.train_checkpoints_dir(paths.stage_dir(tmp_path, 2)) / f"step_{step}", payload)
-    cfg = {"run_dir": str(tmp_path), "models": {}, "detection": {"downstream_mode": "context"},
-           "stats": {"checkpoints": {"pre": "stage1", "post": "stage2", "early": "stage2_first",
-                                     "late": "stage2_penultimate"}},
-           "geometry": {"early": "early", "late": "late", "groups": {"high_kl_n": 5, "random_n": 5}}}
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "tests/config_toy/config.yaml").read_text())
+    cfg["run_dir"] = str(tmp_path)                  # a whole config: every stage reads it validated
+    cfg["detection"]["downstream_mode"] = "context"
+    cfg["stats"]["checkpoints"] = {"pre": "stage1", "post": "stage2", "early": "stage2_first",
+                                   "late": "stage2_penultimate"}
+    cfg["geometry"].update(early="early", late="late")
+    cfg["geometry"]["groups"].update(high_kl_n=5, random_n=5)
     cfg_file = tmp_path / "config.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg))
     args = argparse.Namespace(action="analyze", config=str(cfg_file), run_dir=None, threads=None)

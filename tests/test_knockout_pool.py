@@ -293,9 +293,16 @@ def test_zipf_simulation_sets_are_small_and_recover_the_planted_segments():
     from rock.knockout.config import KnockoutConfig
     from rock.knockout.simulate import planted_partners, unexplained_members, zipf_corpus
 
+    import dataclasses
+
     post, pre, segments = zipf_corpus(100, seed=0)
-    ranking, windows, _, _ = detect(Occurrences.from_tables(post, pre), DetectionConfig(), ContextSpec())
+    # the pool of 200 as in the paper-scale scenario: without the detection cut (min_ccr 0,
+    # the old R_ctx > 0 rule); with the default cut only 93 types qualify here and even the old
+    # window rule gives median 4 / max 10 (the new one 2 / 3)
+    cut_off = dataclasses.replace(DetectionConfig(), min_ccr=0.0)
+    ranking, windows, _, _ = detect(Occurrences.from_tables(post, pre), cut_off, ContextSpec())
     pool = kpool.screening_pool(ranking)                         # detection's k_screen = 200
+    assert len(pool) == 200
     share = KnockoutConfig().window_min_share
     new = kpool.window_sets(pool, windows, post, members=pool["token_id"], min_share=share)
     old = kpool.window_sets(pool, windows, post, members=pool["token_id"], rule="any_occurrence")

@@ -127,7 +127,7 @@ def test_every_gpu_job_gets_its_own_devices(rule):
     `rock gpus {resources.gpu} --` (rock.gpu_slots: its own CUDA_VISIBLE_DEVICES on one machine),
     directly or through the distill launcher (common.smk); CPU rules do not."""
     _, body = RULES[rule]
-    group = re.search(r'dpath="resources/(\w+)/gpu"', body).group(1)
+    group = re.search(r'job_resources\("(\w+)"\)', body).group(1)
     shell = body.split("shell:", 1)[1]
     wrapped = re.search(r'"rock gpus \{resources\.gpu\} --"\s*" rock \w+', shell) or \
         "{params.launcher}" in shell and "distill_launcher(" in body

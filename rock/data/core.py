@@ -389,4 +389,4 @@ def make_benchmark(name: str, source: Source, out: str | Path) -> Path:
     return path
 
 
-__all__ = ["BENCHMARK_FIELDS", "HUMAN_SPEAKERS", "ID_FIELD", "INSTRUCTION_ID", "PoolConfig", "Source", "first_human_turn", "iter_rows", "load_hub", "make_benchmark", "make_prompts", "missing_file_fix", "normalise_benchmark", "normalise_row", "pool_prompts", "read_jsonl", "read_string_rows", "slice_rows"]
+__all__ = ["BENCHMARK_FIELDS", "HUMAN_SPEAKERS", "ID_FIELD", "INSTRUCTION_ID", "PROMPTS_REPORT", "PoolConfig", "Source", "first_human_turn", "iter_rows", "load_hub", "make_benchmark", "make_prompts", "missing_file_fix", "normalise_benchmark", "normalise_row", "pool_prompts", "read_jsonl", "read_string_rows", "slice_report", "slice_rows"]
