@@ -178,3 +178,38 @@ def test_toy_regressions_are_shown_at_the_top(fake_run, tmp_path):
     assert 'id="check-golden"' in html
     md = (paths.report_dir(fake_run) / "report.md").read_text()
     assert "**1 toy regression(s)**" in md and "### Toy golden numbers" in md
+
+
+def test_design_table_reads_the_design_artifacts_and_says_not_run_for_missing_ones(tmp_path):
+    """The report's "Experimental design" rows (rock.report.design) on hand-made artifacts."""
+    import json
+
+    import pandas as pd
+
+    from rock import paths
+    from rock.report.design import design_frame
+    from rock.report.readers import Context
+
+    info = paths.detection_file(tmp_path, "context", "info.json")
+    info.parent.mkdir(parents=True)
+    info.write_text(json.dumps({"n_qualifying": 12, "min_ccr": 0.2, "n_rocks": 10}))
+    mt = tmp_path / "knockout" / "results" / "multiple_testing.json"
+    mt.parent.mkdir(parents=True)
+    mt.write_text(json.dumps({"level_correction": "bonferroni", "window_sets": {
+        "rule": "high_divergence", "min_share": 0.25, "text": "n 10, median 2, max 3"},
+        "per_task": {"math500": {"m": 10, "min_p": 0.0088, "min_p_uncorrected": 0.0044,
+                                 "bonferroni_rejections": 0, "bonferroni_threshold": 0.005}}}))
+    reg = tmp_path / "freeze" / "results" / "regimes.csv"
+    reg.parent.mkdir(parents=True)
+    pd.DataFrame({"regime": ["rock_freeze", "random_window_freeze"], "selection": ["rock", "random"],
+                  "frozen_fraction": [0.47, 0.389], "control_overlap_tokens": [None, 0],
+                  "unmatched_windows": [None, 76], "unmatched_tokens": [None, 670]}).to_csv(reg, index=False)
+    table = design_frame(Context(run_dir=tmp_path, config={"stats": {"checkpoints": {"late": "stage2_penultimate"}}}))
+    text = table.set_index("design")["this run"]
+    assert text["detection cut: CCR(v) >= min_ccr before top-K"] == \
+        "12 types qualify (min_ccr 0.2); 10 rock tokens selected"
+    assert text["window sets W(v): rule high_divergence, share >= 0.25"] == "n 10, median 2, max 3"
+    assert "min p 0.0088 (uncorrected 0.0044), Bonferroni rejections 0 at 0.005" in table["this run"].iloc[2]
+    assert text["freeze regime random_window_freeze (selection random)"] == \
+        "frozen share 0.389; overlap with W_R 0 tokens; unmatched 76 windows (670 tokens)"
+    assert text["persistence"].startswith("not run (FileNotFoundError") and text["data"].startswith("not run")

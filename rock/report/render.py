@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from rock.report.design import design_frame
 from rock.report.check import STATUSES, markdown_table, summary
 from rock.report.extract import (FIGURES, KNOCKOUT_BENCHMARKS, TABLE1_PREDICTORS, Context, NotRun,
                                  find_artifact)
@@ -252,6 +253,7 @@ def render_html(ctx: Context, check: pd.DataFrame, prov: dict, html_path: Path, 
                  + "<p class='small'>Cross-task agreement (X||Y: category on MATH-500 || on IFEval; "
                  "N neutral, P Strong Pillar, S Strong Stumbling)</p>"
                  + html_table(agreement_frame(check), "table2-agreement"))
+    parts.append("<h3>Experimental design as the paper defines it</h3>" + html_table(design_frame(ctx), "design"))
 
     parts.append("<h2 id='claims'>Claim check</h2>"
                  f"{_paragraphs_html(read_caption(captions_dir, 'claims_check'))}")
@@ -351,6 +353,7 @@ def render_markdown(ctx: Context, check: pd.DataFrame, prov: dict, md_path: Path
     lines += ["## Table 1 (ours vs paper)", "", markdown_table(table1_frame(check)), "",
               "## Table 2 (ours vs paper)", "", markdown_table(table2_frame(check)), "",
               "Cross-task agreement (MATH-500 || IFEval):", "", markdown_table(agreement_frame(check)), "",
+              "## Experimental design as the paper defines it", "", markdown_table(design_frame(ctx)), "",
               "## Claim check", ""]
     cols = ["id", "section_or_figure", "metric", "expected", "measured", "band", "status", "detail"]
     for kind, g in check.groupby("kind", sort=False):
