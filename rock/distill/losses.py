@@ -66,12 +66,17 @@ CHUNK_ELEMENTS = 2**22
 CUDA_CHUNK_ELEMENTS = 2**24
 
 
+#: default ``kd_ratio`` (here, in rock.distill.config.TrainConfig and so stage 2): the divergence
+#: alone, no CE term [5.1, C]; stage 1 sets 0.5 (vanilla KD)
+KD_RATIO = 1.0
+
+
 @dataclass(frozen=True)
 class LossSpec:
     """What to compute per token: ``(1 - kd_ratio) * CE + kd_ratio * divergence`` [5.1, C]."""
 
     divergence: str = "reverse_kl"
-    kd_ratio: float = 1.0
+    kd_ratio: float = KD_RATIO
     temperature: float = 1.0
     chunk_size: int | None = None  # positions per chunk; None -> chunk_rows(vocab, device=...)
 
