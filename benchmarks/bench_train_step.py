@@ -11,7 +11,7 @@ checkpointing on, AdamW, gradient clipping 1.0, reverse KL over the full vocabul
   chunked loss of :mod:`rock.distill.losses`, no host sync inside the micro-batch loop).
 
 On a GPU the student keeps fp32 master weights and runs under bf16 autocast, the teacher is bf16
-(as ``rock.distill.trainer.load_causal_lm`` loads them); on CPU both are fp32. Each side gets its
+(as ``rock.distill.runtime.load_causal_lm`` loads them); on CPU both are fp32. Each side gets its
 own AdamW; warm-up steps (which also allocate the optimizer state) are not timed; time is the
 median of ``--steps`` steps. Peak memory: on a GPU ``torch.cuda.max_memory_allocated`` over the
 timed steps (everything: weights, optimizer state, activations, logits), on CPU the process's
@@ -342,7 +342,7 @@ def main(argv=None) -> int:
     teacher = build_model(size["teacher"], size["vocab"], device, runtime.dtype, args.seed + 1)
     teacher.eval().requires_grad_(False)
     student.train()
-    if args.checkpointing:  # as rock.distill.trainer.load_causal_lm does
+    if args.checkpointing:  # as rock.distill.runtime.load_causal_lm does
         enable = getattr(student, "activation_checkpointing_enable", None)
         if enable is not None:
             enable(activation_checkpointing_kwargs={"use_reentrant": False})

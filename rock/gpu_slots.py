@@ -37,7 +37,7 @@ from rock.errors import ConfigError
 log = logging.getLogger(__name__)
 
 DEFAULT_LOCK_DIR = "/tmp/rock-gpu-slots"
-#: what to check when a GPU job sees no GPU (also rock.distill.trainer.make_runtime's message)
+#: what to check when a GPU job sees no GPU (also rock.distill.runtime.make_runtime's message)
 GPU_FIX = ("run GPU jobs with Apptainer's --nv (--singularity-args=--nv or --profile "
            "workflow/profiles/local-gpu), check `nvidia-smi` (torch 2.14's CUDA 13 build needs an "
            "NVIDIA driver >= 580)")

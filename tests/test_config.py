@@ -96,12 +96,13 @@ def test_unknown_key_lists_allowed_keys(paper, schema):
 
 @pytest.mark.parametrize("section", [
     # what the stages' own unknown-key checks used to catch (rock.detect.config, rock.knockout.config,
-    # rock.distill.config, rock.stats, rock.geometry, rock.freeze.config): the schema alone catches it now
+    # rock.distill.config, rock.stats, rock.geometry, rock.freeze.config, rock.evaluate.config):
+    # the schema alone catches it now
     ("detection", "context", "gama"), ("detection", "official", "radius"), ("detection", "stability", "size"),
     ("detection", "clusters", "markers"), ("detection", "reference", "rock_id"), ("detection", "top_kk"),
     ("knockout", "n_run"), ("stage1", "kd_ratioo"), ("teacher_samples", "topp"), ("models", "dtyp"),
     ("stats", "n_problem"), ("geometry", "groups", "random"), ("geometry", "early_"), ("toy", "sizes", "x"),
-    ("freeze", "windows"), ("freeze", "control", "bins"),
+    ("freeze", "windows"), ("freeze", "control", "bins"), ("evaluation", "n_run"),
 ])
 def test_stage_sections_reject_unknown_keys(toy, schema, section):
     *parents, key = section

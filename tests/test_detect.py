@@ -265,9 +265,9 @@ def test_config_checks():
 @pytest.mark.parametrize("representation,similarity", [("bag", "cosine"), ("positional", "jaccard")])
 def test_rho_heavy_light_split_is_exact(monkeypatch, pair_cost, representation, similarity):
     """Force every heavy/light split (none heavy, some, as many as allowed) on a Zipf-like table."""
-    import rock.detect.context as ctx
+    import rock.detect.pair_counts as pair_counts
 
-    monkeypatch.setattr(ctx, "SPARSE_PAIR_COST", pair_cost)
+    monkeypatch.setattr(pair_counts, "SPARSE_PAIR_COST", pair_cost)
     rng = np.random.default_rng(5)
     p = 1.0 / np.arange(1, 41)
     tok = rng.choice(40, size=900, p=p / p.sum())

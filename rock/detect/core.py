@@ -42,17 +42,16 @@ import numpy as np
 import pandas as pd
 
 from rock.detect.context import ContextSpec, context_consistency, trajectory_bounds, window_spans
+from rock.detect.occurrences import LOSSES, OCCURRENCE_COLUMNS, Occurrences  # noqa: F401  (re-exported)
 from rock.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 MODES = ("context", "official")
-LOSSES = {"reverse_kl": "reverse_kl", "log_ratio": "log_ratio"}
 TAU_MODES = ("quantile", "absolute")
 CONTROL_METHODS = ("matched", "ranks")
 #: named floors of the detection cut (module docstring)
 MIN_CCR_RULES = ("high_loss_share",)
-OCCURRENCE_COLUMNS = ("trajectory", "position", "token_id")
 
 #: ranking table columns, in order (both modes; NaN where a mode does not define a column)
 RANKING_COLUMNS = (
@@ -120,64 +119,6 @@ class DetectionConfig:
                     top_k=100, k_screen=200, n_controls=100, controls="ranks", tau_r=None)
         base.update(overrides)
         return DetectionConfig(**base)
-
-
-@dataclass
-class Occurrences:
-    """Flat occurrence arrays sorted by (trajectory, position); ``loss_pre`` may be None."""
-
-    trajectory: np.ndarray
-    position: np.ndarray
-    token_id: np.ndarray
-    loss_post: np.ndarray
-    loss_pre: np.ndarray | None = None
-    hidden: np.ndarray | None = None   # [n, d] aligned rows (optional)
-
-    def __len__(self):
-        return len(self.token_id)
-
-    @staticmethod
-    def from_tables(post: pd.DataFrame, pre: pd.DataFrame | None = None, *, loss: str = "reverse_kl",
-                    hidden: np.ndarray | None = None, post_name: str = "post", pre_name: str = "pre"
-                    ) -> "Occurrences":
-        """Arrays from token-statistics tables; ``pre`` must cover exactly the same occurrences."""
-        col = LOSSES[loss]
-        for df, name in ((post, post_name), (pre, pre_name)):
-            if df is None:
-                continue
-            missing = [c for c in (*OCCURRENCE_COLUMNS, col) if c not in df.columns]
-            if missing:
-                raise DataError(f"missing columns {missing}", file=name, field=missing[0],
-                                fix="use the token table written by rock stats score")
-        order = np.lexsort((post["position"].to_numpy(), post["trajectory"].to_numpy()))
-        if not (order == np.arange(len(order))).all():
-            if hidden is not None:
-                raise DataError("the token table is not sorted by (trajectory, position) but hidden "
-                                "states are aligned with its rows", file=post_name, field="position",
-                                fix="re-run rock stats score")
-            post = post.iloc[order].reset_index(drop=True)
-        occ = Occurrences(post["trajectory"].to_numpy(np.int64), post["position"].to_numpy(np.int64),
-                          post["token_id"].to_numpy(np.int64), post[col].to_numpy(np.float64),
-                          hidden=hidden)
-        if pre is not None:
-            pre = pre.sort_values(["trajectory", "position"], kind="stable").reset_index(drop=True)
-            same = len(pre) == len(post) and all(
-                np.array_equal(pre[c].to_numpy(np.int64), post[c].to_numpy(np.int64)) for c in OCCURRENCE_COLUMNS)
-            if not same:
-                raise DataError(f"{pre_name} and {post_name} token tables cover different occurrences "
-                                f"({len(pre)} vs {len(post)} rows)", file=pre_name, field="token_id",
-                                fix="score the same trajectories file with both checkpoints")
-            occ.loss_pre = pre[col].to_numpy(np.float64)
-        if not np.isfinite(occ.loss_post).all():
-            raise DataError("non-finite loss values", file=post_name, field=col,
-                            fix="check the scoring run (fp overflow?)")
-        return occ
-
-    def subset(self, trajectories: np.ndarray) -> "Occurrences":
-        keep = np.isin(self.trajectory, trajectories)
-        pick = lambda a: None if a is None else a[keep]  # noqa: E731
-        return Occurrences(self.trajectory[keep], self.position[keep], self.token_id[keep],
-                           self.loss_post[keep], pick(self.loss_pre), pick(self.hidden))
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rock.distill.losses import DIVERGENCES, NORMALIZATIONS
+from rock.distill.losses import DIVERGENCES, KD_RATIO, NORMALIZATIONS
 from rock.errors import ConfigError
 
 BACKENDS = ("hf", "vllm")
@@ -81,7 +81,7 @@ class TrainConfig:
     """Optimisation settings shared by both stages (KDFlow defaults where the paper is silent [C])."""
 
     loss: str = "reverse_kl"
-    kd_ratio: float = 1.0
+    kd_ratio: float = KD_RATIO        # [C] stage 2 keeps it (reverse KL alone); stage 1: 0.5
     kd_temperature: float = 1.0
     lr: float = 2.0e-6
     warmup_ratio: float = 0.05
@@ -157,8 +157,7 @@ class Stage1Config(TrainConfig):
 class Stage2Config(TrainConfig):
     """``stage2:`` on-policy KD on student rollouts [5.1, C]."""
 
-    loss: str = "reverse_kl"          # [C]
-    kd_ratio: float = 1.0             # [C]
+    loss: str = "reverse_kl"          # [C]; kd_ratio: TrainConfig's KD_RATIO (1.0) [C]
     n_rollouts: int = 4               # [C]
     rollout_batch: int = 0
     """prompts per rollout round; 0 = global_batch // n_rollouts (every optimizer step sees fresh

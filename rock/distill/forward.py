@@ -1,7 +1,7 @@
 """Model forward passes of the KD step (:mod:`rock.distill.trainer`): left padding, the kept
 logit rows or final hidden states of the response positions, and compiled decoder blocks.
 
-Both sides of a :class:`rock.distill.trainer.TrainSequence` are LEFT padded, so the response
+Both sides of a :class:`TrainSequence` are LEFT padded, so the response
 tokens of every sequence end at the last column and the last ``keep`` rows line up; row i of the
 kept rows predicts target i (:mod:`rock.distill.losses`, "Alignment").
 """
@@ -9,6 +9,7 @@ kept rows predicts target i (:mod:`rock.distill.losses`, "Alignment").
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import torch
@@ -16,7 +17,27 @@ import torch
 from rock.distill.losses import truncate_vocab
 
 if TYPE_CHECKING:
-    from rock.distill.trainer import Runtime, TrainSequence
+    from rock.distill.runtime import Runtime
+
+
+@dataclass
+class TrainSequence:
+    """One training example: both model views of one (prompt, response) pair."""
+
+    key: str
+    student_ids: list[int]
+    teacher_ids: list[int]
+    n_response: int
+
+    def __post_init__(self):
+        if not 1 <= self.n_response < min(len(self.student_ids), len(self.teacher_ids)) + 1:
+            raise ValueError(f"{self.key}: bad n_response {self.n_response}")
+        if self.student_ids[-self.n_response:] != self.teacher_ids[-self.n_response:]:
+            raise ValueError(f"{self.key}: student and teacher responses differ")
+
+    @property
+    def response(self) -> list[int]:
+        return self.student_ids[-self.n_response:]
 
 
 def compile_blocks(model) -> list:

@@ -4,7 +4,7 @@ Thin on purpose: every line leans on a documented PyTorch API (torch 2.14, GPU-N
 ``torch.distributed.fsdp.fully_shard`` and ``torch.distributed.checkpoint.state_dict``) and the
 layout of KDFlow's FSDP2 strategy: fp32 master weights, ``MixedPrecisionPolicy(param_dtype=bf16,
 reduce_dtype=fp32)``, one ``fully_shard`` per decoder layer (``model._no_split_modules``), then the
-root. Gradient checkpointing is enabled by :func:`rock.distill.trainer.load_causal_lm` before
+root. Gradient checkpointing is enabled by :func:`rock.distill.runtime.load_causal_lm` before
 sharding (non-reentrant). Only imported when ``WORLD_SIZE > 1``; the CPU test suite runs it with
 the gloo backend and one process (``tests/test_distill_engine.py``).
 

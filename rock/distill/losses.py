@@ -37,12 +37,12 @@ multiplied by ``T**2``. Cross-entropy always uses the untempered student logits.
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from rock.distill.vocab import shared_vocab, truncate_vocab  # noqa: F401  (re-exported)
 from rock.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -66,12 +66,17 @@ CHUNK_ELEMENTS = 2**22
 CUDA_CHUNK_ELEMENTS = 2**24
 
 
+#: default ``kd_ratio`` (here, in rock.distill.config.TrainConfig and so stage 2): the divergence
+#: alone, no CE term [5.1, C]; stage 1 sets 0.5 (vanilla KD)
+KD_RATIO = 1.0
+
+
 @dataclass(frozen=True)
 class LossSpec:
     """What to compute per token: ``(1 - kd_ratio) * CE + kd_ratio * divergence`` [5.1, C]."""
 
     divergence: str = "reverse_kl"
-    kd_ratio: float = 1.0
+    kd_ratio: float = KD_RATIO
     temperature: float = 1.0
     chunk_size: int | None = None  # positions per chunk; None -> chunk_rows(vocab, device=...)
 
@@ -264,7 +269,7 @@ def token_losses(student_logits: torch.Tensor, teacher_logits: torch.Tensor | No
         if teacher_logits.shape != student_logits.shape:
             raise ModelError(f"teacher logits {tuple(teacher_logits.shape)} and student logits "
                              f"{tuple(student_logits.shape)} differ; align both to the shared "
-                             "vocabulary first (rock.distill.losses.shared_vocab)")
+                             "vocabulary first (rock.distill.vocab.shared_vocab)")
         t = teacher_logits.reshape(-1, vocab).detach()
     act = (torch.ones(s.shape[0], dtype=torch.bool, device=s.device) if active is None
            else active.reshape(-1).to(device=s.device, dtype=torch.bool))
@@ -363,42 +368,6 @@ def token_statistics(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
         out["log_ratio"][a:b] = lps - lpt
         out["reverse_kl"][a:b] = _rowdot(ps, lt.neg_().add_(ls))   # sum p_s (log p_s - log p_t)
     return {k: v.reshape(shape) for k, v in out.items()}
-
-
-def shared_vocab(student_tokenizer, teacher_tokenizer, student_vocab: int, teacher_vocab: int, *,
-                 student_name: str = "student", teacher_name: str = "teacher") -> int:
-    """Number of logit columns teacher and student share, or :class:`ModelError`.
-
-    Both tokenizers must map the same strings to the same ids (else KD over the vocabulary is
-    meaningless). The models' output sizes may differ by padding rows (Qwen3 pads its embedding
-    matrix past ``len(tokenizer)``); logits are then truncated to the smaller size, with a warning,
-    which is safe because ids beyond the tokenizer are never produced by it (KDFlow does the same).
-    """
-    sv, tv = student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
-    if sv != tv:
-        only_s = sorted(set(sv) - set(tv))[:5]
-        only_t = sorted(set(tv) - set(sv))[:5]
-        moved = sorted(k for k in set(sv) & set(tv) if sv[k] != tv[k])[:5]
-        raise ModelError(
-            f"{student_name} and {teacher_name} tokenizers differ ({len(sv)} vs {len(tv)} entries; "
-            f"only in student {only_s}, only in teacher {only_t}, different ids {moved}); "
-            "same-vocabulary KD needs one tokenizer: pick a teacher/student pair from one family")
-    n_tok = len(student_tokenizer)
-    shared = min(student_vocab, teacher_vocab)
-    if shared < n_tok:
-        raise ModelError(f"model output size {shared} is smaller than the tokenizer ({n_tok} ids); "
-                         f"check {student_name}/{teacher_name} config.vocab_size")
-    if student_vocab != teacher_vocab:
-        msg = (f"{student_name} has {student_vocab} output rows and {teacher_name} {teacher_vocab}; "
-               f"the tokenizers agree ({n_tok} ids), so logits are truncated to the shared {shared}")
-        log.warning(msg)
-        warnings.warn(msg, stacklevel=2)
-    return shared
-
-
-def truncate_vocab(logits: torch.Tensor, vocab: int) -> torch.Tensor:
-    """Keep the first ``vocab`` logit columns (a view)."""
-    return logits if logits.shape[-1] == vocab else logits[..., :vocab]
 
 
 def naive_loss_reference(student_logits, teacher_logits, targets, mask, spec: LossSpec, *,

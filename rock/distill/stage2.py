@@ -231,6 +231,24 @@ def _vllm_rollouts(student: str, cfg: Stage2Config, models: ModelsConfig, rt, st
     return generator, push
 
 
+def _stage2_prompts(prompts_path, tok, cfg: Stage2Config, models: ModelsConfig):
+    """``(rows, counts)`` of the usable prompts (:func:`usable_prompts`); none usable is an error,
+    dropped ones are logged."""
+    from rock.distill.sampling import read_prompts
+
+    rows, prompt_counts = usable_prompts(read_prompts(prompts_path), tok, cfg,
+                                         enable_thinking=models.enable_thinking)
+    if not rows:
+        raise DataError(f"no usable prompts ({prompt_counts})", file=str(prompts_path),
+                        fix="check the stage-2 prompt slice and stage2.max_prompt_len")
+    if len(rows) < prompt_counts["n_prompts_read"]:
+        log.warning("stage 2: %d of %d prompts dropped before the rollout rounds (%d empty, %d over "
+                    "max_prompt_len=%d)", prompt_counts["n_prompts_read"] - len(rows),
+                    prompt_counts["n_prompts_read"], prompt_counts["n_empty_prompts_dropped"],
+                    prompt_counts["n_overlong_prompts_dropped"], cfg.max_prompt_len)
+    return rows, prompt_counts
+
+
 def run_stage2(cfg: Stage2Config, models: ModelsConfig, *, prompts_path: str | os.PathLike,
                student: str, teacher: str, out_dir: str | os.PathLike, weighter=None,
                on_step_end=None) -> dict:
@@ -243,21 +261,11 @@ def run_stage2(cfg: Stage2Config, models: ModelsConfig, *, prompts_path: str | o
     from transformers import AutoConfig, AutoTokenizer
 
     from rock.distill.losses import shared_vocab
-    from rock.distill.sampling import read_prompts
 
     rt = make_runtime(cfg.device, models.dtype)
     torch.manual_seed(cfg.seed)
     tok = AutoTokenizer.from_pretrained(student)
-    rows, prompt_counts = usable_prompts(read_prompts(prompts_path), tok, cfg,
-                                         enable_thinking=models.enable_thinking)
-    if not rows:
-        raise DataError(f"no usable prompts ({prompt_counts})", file=str(prompts_path),
-                        fix="check the stage-2 prompt slice and stage2.max_prompt_len")
-    if len(rows) < prompt_counts["n_prompts_read"]:
-        log.warning("stage 2: %d of %d prompts dropped before the rollout rounds (%d empty, %d over "
-                    "max_prompt_len=%d)", prompt_counts["n_prompts_read"] - len(rows),
-                    prompt_counts["n_prompts_read"], prompt_counts["n_empty_prompts_dropped"],
-                    prompt_counts["n_overlong_prompts_dropped"], cfg.max_prompt_len)
+    rows, prompt_counts = _stage2_prompts(prompts_path, tok, cfg, models)
     t_tok = AutoTokenizer.from_pretrained(teacher)
     teacher_model = load_causal_lm(teacher, rt, trainable=False)
     s_vocab = AutoConfig.from_pretrained(student).vocab_size

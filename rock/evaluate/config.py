@@ -7,10 +7,10 @@ at the CLI edge (:func:`from_section`); library code receives the dataclass, nev
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from rock.config import from_dict
 from rock.errors import ConfigError
 from rock.paths import BENCHMARKS
 
@@ -117,19 +117,16 @@ def from_section(section: dict[str, Any], *, seed: int | None = None, enable_thi
     """Build the config from the ``evaluation`` section; ``overrides`` (CLI flags) win when not None.
 
     ``seed`` (top-level master seed) and ``enable_thinking`` (``models.enable_thinking``) fill the
-    fields the section does not set itself.
+    fields the section does not set itself. Unknown keys of a config file are rejected by the
+    schema; :func:`rock.config.from_dict` guards a mapping built in code the same way.
     """
-    names = {f.name for f in dataclasses.fields(EvaluationConfig)}
-    unknown = set(section) - names - set(WORKFLOW_KEYS)
-    if unknown:
-        raise ConfigError(f"evaluation: unknown key(s) {sorted(unknown)}; known: {sorted(names)}")
-    kw = {k: v for k, v in section.items() if k in names}
+    kw = {k: v for k, v in section.items() if k not in WORKFLOW_KEYS}
     if seed is not None:
         kw.setdefault("seed", seed)
     if enable_thinking is not None:
         kw.setdefault("enable_thinking", enable_thinking)
     kw.update({k: v for k, v in overrides.items() if v is not None})
-    return EvaluationConfig(**kw)
+    return from_dict(EvaluationConfig, kw, "evaluation")
 
 
 def check_benchmarks(names: list[str]) -> list[str]:

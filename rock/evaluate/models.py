@@ -28,42 +28,15 @@ how the tests show that a suppressed id never appears.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 
 from lm_eval.models.huggingface import HFLM
 
-from rock.evaluate.suppression import check_token_ids
+from rock.evaluate.suppression import SuppressionMixin
 
 log = logging.getLogger(__name__)
 
 #: sampling filters pinned to "off" when a task leaves them unset (module docstring)
 SAMPLING_OFF = {"top_k": 0, "top_p": 1.0}
-
-
-class SuppressionMixin:
-    """State shared by both backends: the current suppression set, run seed and recorded tokens."""
-
-    suppress_token_ids: tuple[int, ...] = ()
-    run_seed: int | None = None
-    record_tokens: bool = False
-
-    def _vocab_size(self) -> int:
-        return int(self._config.vocab_size)
-
-    def configure(self, *, suppress_token_ids: Iterable[int] = (), seed: int | None = None) -> None:
-        """Set the suppression set and the sampling seed used by the following evaluations."""
-        self.suppress_token_ids = check_token_ids(suppress_token_ids, self._vocab_size(),
-                                                  eos_ids=[self.eot_token_id])
-        self.run_seed = None if seed is None else int(seed)
-        self.generated_token_ids: list[list[int]] = []
-
-    def _record(self, rows: Iterable[list[int]]) -> None:
-        if not self.record_tokens:
-            return
-        eos = self.eot_token_id
-        for row in rows:
-            row = list(row)
-            self.generated_token_ids.append(row[: row.index(eos) + 1] if eos in row else row)
 
 
 class RockHFLM(SuppressionMixin, HFLM):

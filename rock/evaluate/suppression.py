@@ -1,7 +1,10 @@
-"""Suppression sets as arguments: id checks and the vLLM request arguments (paper Section 3.2, D.3).
+"""Suppression sets as arguments: id checks, the vLLM request arguments and the state both lm-eval
+backends share (:class:`SuppressionMixin`) (paper Section 3.2, D.3).
 
 Kept free of lm-eval and vLLM imports: vLLM's engine process imports it through
-:mod:`rock.evaluate.vllm_processor`, and the tests check the arguments without a GPU.
+:mod:`rock.evaluate.vllm_processor`, and the tests check the arguments without a GPU. Both
+:mod:`rock.evaluate.models` and :mod:`rock.evaluate.vllm_lm` import the mixin from here, so neither
+imports the other at module level.
 """
 
 from __future__ import annotations
@@ -61,3 +64,29 @@ def vllm_sampling_extras(suppress_token_ids: tuple[int, ...], seed: int | None, 
         else:
             raise ConfigError(f"unknown vllm suppression mode {mode!r}; use 'processor' or 'logit_bias'")
     return kw
+
+
+class SuppressionMixin:
+    """State shared by both backends: the current suppression set, run seed and recorded tokens."""
+
+    suppress_token_ids: tuple[int, ...] = ()
+    run_seed: int | None = None
+    record_tokens: bool = False
+
+    def _vocab_size(self) -> int:
+        return int(self._config.vocab_size)
+
+    def configure(self, *, suppress_token_ids: Iterable[int] = (), seed: int | None = None) -> None:
+        """Set the suppression set and the sampling seed used by the following evaluations."""
+        self.suppress_token_ids = check_token_ids(suppress_token_ids, self._vocab_size(),
+                                                  eos_ids=[self.eot_token_id])
+        self.run_seed = None if seed is None else int(seed)
+        self.generated_token_ids: list[list[int]] = []
+
+    def _record(self, rows: Iterable[list[int]]) -> None:
+        if not self.record_tokens:
+            return
+        eos = self.eot_token_id
+        for row in rows:
+            row = list(row)
+            self.generated_token_ids.append(row[: row.index(eos) + 1] if eos in row else row)

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 from lm_eval.models.vllm_causallms import VLLM
 
-from rock.evaluate.models import SuppressionMixin
-from rock.evaluate.suppression import VLLM_PROCESSOR_FQCN, vllm_sampling_extras
+from rock.evaluate.suppression import VLLM_PROCESSOR_FQCN, SuppressionMixin, vllm_sampling_extras
 
 
 class RockVLLM(SuppressionMixin, VLLM):

@@ -117,75 +117,108 @@ def sample_matched_windows(input_ids: np.ndarray, response_mask: np.ndarray, tar
     ids = np.asarray(input_ids, dtype=np.int64)
     resp = np.asarray(response_mask, dtype=bool)
     target = np.asarray(target_mask, dtype=bool) & resp
-    B, L = ids.shape
-    freq = np.asarray(token_freq, dtype=np.int64)
-    counts = _lookup(freq, ids)
-    bins = freq_bin(counts, bin_base)
-    logf = np.log2(counts.astype(np.float64) + 1.0)
-    is_rock = np.isin(ids, np.asarray(list(rock_ids), dtype=np.int64))
-    centre_ok = (resp & ~is_rock if exclude_rock_centres else resp.copy()) & ~target
-    # candidate centres per frequency bin, as flat indices b * L + t
-    flat_bins = bins.reshape(-1)
-    flat_ok = np.flatnonzero(centre_ok.reshape(-1))
-    by_bin = {int(k): flat_ok[flat_bins[flat_ok] == k] for k in np.unique(flat_bins[flat_ok])}
-    # response prefix sums: a span [s, e) lies inside the response iff it sums to its length
-    csum = np.concatenate([np.zeros((B, 1), dtype=np.int64), np.cumsum(resp, axis=1)], axis=1)
-    occupied = np.zeros((B, L + 2), dtype=bool)  # padded by one on each side
-    # a span [s, s + length) avoids W_R iff its count of target positions is 0
-    tsum = np.concatenate([np.zeros((B, 1), dtype=np.int64), np.cumsum(target, axis=1)], axis=1)
-
+    grid = _PlacementGrid.build(ids, resp, target, rock_ids, token_freq, bin_base, exclude_rock_centres)
     target_spans = spans(target)
     # longest first packs better; ties keep row-major order (deterministic)
     order = sorted(range(len(target_spans)), key=lambda i: -target_spans[i][2])
     n_matched = n_fallback = n_unmatched = unmatched_tokens = 0
     for i in order:
         b, s, length = target_spans[i]
-        offset = (length - 1) // 2
-        k0 = int(bins[b, s + offset])
-        goal = np.sort(logf[b, s:s + length])
-        best, dist = None, 0
-        for dist in range(0, max_bin_distance + 1):
-            # at distance d try bins k0-d and k0+d in random order (no systematic drift)
-            ks = [k0] if dist == 0 else [k0 - dist, k0 + dist][:: 1 if rng.random() < 0.5 else -1]
-            for k in ks:
-                cand = by_bin.get(k)
-                if cand is None or len(cand) == 0:
-                    continue
-                # draw candidate centres, keep the first n_proposals valid placements (inside the
-                # response, not touching an earlier control span), take the closest profile
-                picks = cand[rng.integers(0, len(cand), size=min(max_tries, 4 * len(cand)))]
-                cb, cs = np.divmod(picks, L)
-                cs = cs - offset
-                ok = (cs >= 0) & (cs + length <= L)
-                cb, cs = cb[ok], cs[ok]
-                ok = ((csum[cb, cs + length] - csum[cb, cs] == length)
-                      & (tsum[cb, cs + length] == tsum[cb, cs]))
-                cb, cs = cb[ok], cs[ok]
-                if len(cb):
-                    # padded occupancy columns cs .. cs+length+1 = positions cs-1 .. cs+length
-                    free = ~occupied[cb[:, None], cs[:, None] + np.arange(length + 2)].any(axis=1)
-                    cb, cs = cb[free][:n_proposals], cs[free][:n_proposals]
-                if len(cb):
-                    win = np.sort(logf[cb[:, None], cs[:, None] + np.arange(length)], axis=1)
-                    j = int(np.argmin(np.abs(win - goal).mean(axis=1)))
-                    best = (int(cb[j]), int(cs[j]))
-                if best is not None:
-                    break
-            if best is not None:
-                break
+        best, dist = grid.place(b, s, length, rng, max_tries=max_tries,
+                                max_bin_distance=max_bin_distance, n_proposals=n_proposals)
         if best is None:
             n_unmatched += 1
             unmatched_tokens += length
             continue
         cb, cs = best
-        occupied[cb, cs + 1:cs + length + 1] = True
+        grid.occupied[cb, cs + 1:cs + length + 1] = True
         n_matched += 1
         n_fallback += dist > 0
-    mask = occupied[:, 1:L + 1].copy()
+    mask = grid.occupied[:, 1:grid.width + 1].copy()
     return ControlSample(mask=mask, n_target_spans=len(target_spans), n_matched=n_matched,
                          n_fallback=n_fallback, n_unmatched=n_unmatched,
                          target_tokens=int(target.sum()), control_tokens=int(mask.sum()),
                          unmatched_tokens=unmatched_tokens, overlap_tokens=int((mask & target).sum()))
+
+
+@dataclass
+class _PlacementGrid:
+    """Where control spans may go in one batch (:func:`sample_matched_windows`): candidate centres
+    per frequency bin, prefix sums of the response and target masks, and the spans drawn so far."""
+
+    bins: np.ndarray         # [B, L] frequency bin of each position's token
+    logf: np.ndarray         # [B, L] log2(count + 1) of each position's token
+    by_bin: dict             # bin -> candidate centres as flat indices b * L + t
+    csum: np.ndarray         # [B, L + 1] response prefix sums
+    tsum: np.ndarray         # [B, L + 1] target prefix sums
+    occupied: np.ndarray     # [B, L + 2] control spans drawn so far, padded by one on each side
+
+    @property
+    def width(self) -> int:
+        return self.bins.shape[1]
+
+    @classmethod
+    def build(cls, ids, resp, target, rock_ids, token_freq, bin_base: float,
+              exclude_rock_centres: bool) -> "_PlacementGrid":
+        B, L = ids.shape
+        freq = np.asarray(token_freq, dtype=np.int64)
+        counts = _lookup(freq, ids)
+        bins = freq_bin(counts, bin_base)
+        logf = np.log2(counts.astype(np.float64) + 1.0)
+        is_rock = np.isin(ids, np.asarray(list(rock_ids), dtype=np.int64))
+        centre_ok = (resp & ~is_rock if exclude_rock_centres else resp.copy()) & ~target
+        flat_bins = bins.reshape(-1)
+        flat_ok = np.flatnonzero(centre_ok.reshape(-1))
+        by_bin = {int(k): flat_ok[flat_bins[flat_ok] == k] for k in np.unique(flat_bins[flat_ok])}
+        # response prefix sums: a span [s, e) lies inside the response iff it sums to its length
+        csum = np.concatenate([np.zeros((B, 1), dtype=np.int64), np.cumsum(resp, axis=1)], axis=1)
+        # a span [s, s + length) avoids W_R iff its count of target positions is 0
+        tsum = np.concatenate([np.zeros((B, 1), dtype=np.int64), np.cumsum(target, axis=1)], axis=1)
+        return cls(bins, logf, by_bin, csum, tsum, np.zeros((B, L + 2), dtype=bool))
+
+    def place(self, b: int, s: int, length: int, rng: np.random.Generator, *, max_tries: int,
+              max_bin_distance: int, n_proposals: int):
+        """``((row, start) or None, bin distance)`` of the control span for target span ``(b, s, length)``:
+        the centre's own bin first, then bins at growing distance."""
+        offset = (length - 1) // 2
+        k0 = int(self.bins[b, s + offset])
+        goal = np.sort(self.logf[b, s:s + length])
+        best, dist = None, 0
+        for dist in range(0, max_bin_distance + 1):
+            # at distance d try bins k0-d and k0+d in random order (no systematic drift)
+            ks = [k0] if dist == 0 else [k0 - dist, k0 + dist][:: 1 if rng.random() < 0.5 else -1]
+            for k in ks:
+                cand = self.by_bin.get(k)
+                if cand is None or len(cand) == 0:
+                    continue
+                best = self._closest(cand, offset, length, goal, rng, max_tries, n_proposals)
+                if best is not None:
+                    break
+            if best is not None:
+                break
+        return best, dist
+
+    def _closest(self, cand, offset: int, length: int, goal, rng, max_tries: int, n_proposals: int):
+        """Draw candidate centres, keep the first ``n_proposals`` valid placements (inside the
+        response, outside W_R, not touching an earlier control span), take the closest profile."""
+        L = self.width
+        picks = cand[rng.integers(0, len(cand), size=min(max_tries, 4 * len(cand)))]
+        cb, cs = np.divmod(picks, L)
+        cs = cs - offset
+        ok = (cs >= 0) & (cs + length <= L)
+        cb, cs = cb[ok], cs[ok]
+        ok = ((self.csum[cb, cs + length] - self.csum[cb, cs] == length)
+              & (self.tsum[cb, cs + length] == self.tsum[cb, cs]))
+        cb, cs = cb[ok], cs[ok]
+        if len(cb):
+            # padded occupancy columns cs .. cs+length+1 = positions cs-1 .. cs+length
+            free = ~self.occupied[cb[:, None], cs[:, None] + np.arange(length + 2)].any(axis=1)
+            cb, cs = cb[free][:n_proposals], cs[free][:n_proposals]
+        if not len(cb):
+            return None
+        win = np.sort(self.logf[cb[:, None], cs[:, None] + np.arange(length)], axis=1)
+        j = int(np.argmin(np.abs(win - goal).mean(axis=1)))
+        return int(cb[j]), int(cs[j])
 
 
 #: resolution of the per-position token log-frequency histogram: 1/4 octave

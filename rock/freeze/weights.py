@@ -111,44 +111,15 @@ class FreezeWeights:
         if self.needs_loss and loss is None:
             raise ValueError("freeze.window_anchor 'high_loss' needs the per-token loss from the "
                              "trainer (token_loss); use window_anchor 'all' otherwise")
-        if self.anchor == "high_loss" and loss is None:  # the baseline: rock tokens only
-            rock_frozen = is_rock = rock_membership(ids, self._rock_tensor) & resp
-            extra = {"freeze_rock_occurrences": int(is_rock.sum())}
-        else:
-            is_rock, in_window = rock_window_masks(ids, resp, self._rock_tensor, self.radius,
-                                                   anchor=self.anchor, token_loss=loss,
-                                                   loss_threshold=self.loss_threshold)
-            rock_frozen = is_rock | in_window
-            extra = {"freeze_rock_occurrences": int(is_rock.sum()),
-                     "freeze_rock_window_tokens": int(rock_frozen.sum()),
-                     "freeze_rock_windows": count_runs(rock_frozen)}
+        is_rock, rock_frozen, extra = self._rock_sets(ids, resp, loss)
         sel, lam = self.regime.selection, float(self.regime.lam)
+        step_acc = None
         if sel == "none":
             frozen = torch.zeros_like(resp)
         elif sel == "rock":
             frozen = rock_frozen
         else:
-            rng = np.random.default_rng([int(self.seed), int(step), int(self.rank)])
-            sample = sample_matched_windows(
-                ids.numpy(), resp.numpy(), rock_frozen.numpy(), self.rock_ids, self.token_freq, rng,
-                bin_base=self.control.bin_base, exclude_rock_centres=self.control.exclude_rock_centres,
-                max_tries=self.control.max_tries, max_bin_distance=self.control.max_bin_distance,
-                n_proposals=self.control.n_proposals)
-            step_acc = MatchAccumulator(bin_base=self.control.bin_base)
-            step_acc.update(ids.numpy(), rock_frozen.numpy(), sample.mask, self.token_freq)
-            self.match.merge(step_acc)
-            frozen = torch.from_numpy(sample.mask)
-            extra.update({"freeze_control_rock_window_overlap": int((frozen & rock_frozen).sum()),
-                          "freeze_target_windows": sample.n_target_spans,
-                          "freeze_matched_windows": sample.n_matched,
-                          "freeze_fallback_windows": sample.n_fallback,
-                          "freeze_unmatched_windows": sample.n_unmatched,
-                          "freeze_unmatched_tokens": sample.unmatched_tokens})
-            if sample.n_unmatched:
-                log.warning("regime %s step %d: %d of %d W_R windows (%d of %d tokens) found no "
-                            "matched place outside W_R; W_S freezes %d tokens", self.regime.name,
-                            step, sample.n_unmatched, sample.n_target_spans,
-                            sample.unmatched_tokens, sample.target_tokens, sample.control_tokens)
+            frozen, step_acc = self._control_windows(ids, resp, rock_frozen, step, extra)
         weights = weights_from_frozen(frozen, resp, lam)
         stats = mask_stats(frozen, is_rock, resp, weights).as_dict()
         stats.update(extra)
@@ -160,3 +131,43 @@ class FreezeWeights:
         if self.on_step is not None:
             self.on_step(int(step), stats, step_acc if sel == "random" else None)
         return weights.to(input_ids.device), stats
+
+    def _rock_sets(self, ids: torch.Tensor, resp: torch.Tensor, loss: torch.Tensor | None):
+        """``(is_rock, rock_frozen, counts)``: rock occurrences and the Rock-Freeze set (R or W_R)."""
+        if self.anchor == "high_loss" and loss is None:  # the baseline: rock tokens only
+            rock_frozen = is_rock = rock_membership(ids, self._rock_tensor) & resp
+            return is_rock, rock_frozen, {"freeze_rock_occurrences": int(is_rock.sum())}
+        is_rock, in_window = rock_window_masks(ids, resp, self._rock_tensor, self.radius,
+                                               anchor=self.anchor, token_loss=loss,
+                                               loss_threshold=self.loss_threshold)
+        rock_frozen = is_rock | in_window
+        return is_rock, rock_frozen, {"freeze_rock_occurrences": int(is_rock.sum()),
+                                      "freeze_rock_window_tokens": int(rock_frozen.sum()),
+                                      "freeze_rock_windows": count_runs(rock_frozen)}
+
+    def _control_windows(self, ids: torch.Tensor, resp: torch.Tensor, rock_frozen: torch.Tensor,
+                         step: int, extra: dict):
+        """``(frozen, step accumulator)`` of the random control W_S (:func:`sample_matched_windows`,
+        seeded by ``(seed, step, rank)``); adds its counts to ``extra`` and merges the accumulator."""
+        rng = np.random.default_rng([int(self.seed), int(step), int(self.rank)])
+        sample = sample_matched_windows(
+            ids.numpy(), resp.numpy(), rock_frozen.numpy(), self.rock_ids, self.token_freq, rng,
+            bin_base=self.control.bin_base, exclude_rock_centres=self.control.exclude_rock_centres,
+            max_tries=self.control.max_tries, max_bin_distance=self.control.max_bin_distance,
+            n_proposals=self.control.n_proposals)
+        step_acc = MatchAccumulator(bin_base=self.control.bin_base)
+        step_acc.update(ids.numpy(), rock_frozen.numpy(), sample.mask, self.token_freq)
+        self.match.merge(step_acc)
+        frozen = torch.from_numpy(sample.mask)
+        extra.update({"freeze_control_rock_window_overlap": int((frozen & rock_frozen).sum()),
+                      "freeze_target_windows": sample.n_target_spans,
+                      "freeze_matched_windows": sample.n_matched,
+                      "freeze_fallback_windows": sample.n_fallback,
+                      "freeze_unmatched_windows": sample.n_unmatched,
+                      "freeze_unmatched_tokens": sample.unmatched_tokens})
+        if sample.n_unmatched:
+            log.warning("regime %s step %d: %d of %d W_R windows (%d of %d tokens) found no "
+                        "matched place outside W_R; W_S freezes %d tokens", self.regime.name,
+                        step, sample.n_unmatched, sample.n_target_spans,
+                        sample.unmatched_tokens, sample.target_tokens, sample.control_tokens)
+        return frozen, step_acc

@@ -5,7 +5,7 @@
 # cutoff sweep (App. E); clusters (App. B); Figure 2 -> comparison with the authors' ids ->
 # gradient geometry (one streaming pass over the models) and its statistics, Figure 3.
 # Input functions and targets: workflow/rules/common.smk; logic: rock/stats/, rock/detect/,
-# rock/geometry.py.
+# rock/geometry/.
 
 
 rule stats_decode:
