@@ -25,6 +25,7 @@ import pandas as pd
 
 from rock import paths
 from rock.atomic import atomic_path, write_json
+from rock.detect.occurrences import load_occurrences  # noqa: F401  (the stage reader; also used by geometry)
 from rock.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -45,38 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="clusters: tokenizer dir or hub id (default: models.student)")
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS threads (default: OMP_NUM_THREADS, which Snakemake sets to the job's threads)")
-
-
-def _read_table(path: Path, what: str) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"{what} not found", file=str(path), fix="run rock stats score first")
-    return pd.read_parquet(path)
-
-
-def load_occurrences(run_dir, settings, mode: str, tables: dict | None = None):
-    """Occurrences for one mode: post table, pre table (context), hidden states (if used).
-
-    ``tables`` names the files (``post``, ``pre``, ``hidden``; the rule's inputs); a missing or
-    None entry is the :mod:`rock.paths` artifact under ``run_dir``."""
-    from rock.detect.core import Occurrences
-
-    tables = tables or {}
-    cfg = settings.modes[mode]
-    post_path = Path(tables.get("post") or paths.token_stats(run_dir, "post"))
-    post = _read_table(post_path, "post-OPD token table")
-    pre = None
-    pre_path = Path(tables.get("pre") or paths.token_stats(run_dir, "pre"))
-    if mode == "context":
-        pre = _read_table(pre_path, "pre-OPD token table")
-    hidden = None
-    if mode == "context" and settings.context.representation == "hidden":
-        hp = Path(tables.get("hidden") or paths.hidden_states(run_dir, settings.hidden_checkpoint))
-        if not hp.is_file():
-            raise DataError("hidden states not found", file=str(hp),
-                            fix="set stats.save_hidden: true and re-run rock stats score --checkpoint post")
-        hidden = np.load(hp, mmap_mode="r")
-    return Occurrences.from_tables(post, pre, loss=cfg.loss, hidden=hidden, post_name=str(post_path),
-                                   pre_name=str(pre_path))
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:

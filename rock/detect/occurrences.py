@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+from rock import paths
 from rock.errors import DataError
 
 #: per-occurrence loss column of the token table: reverse_kl (Eq. 15) or log_ratio (Eq. 2)
@@ -71,3 +74,35 @@ class Occurrences:
         pick = lambda a: None if a is None else a[keep]  # noqa: E731
         return Occurrences(self.trajectory[keep], self.position[keep], self.token_id[keep],
                            self.loss_post[keep], pick(self.loss_pre), pick(self.hidden))
+
+
+# ---- reading the token tables of a run (the stage edge; rock detect and rock geometry) ----------
+
+def _read_table(path: Path, what: str) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{what} not found", file=str(path), fix="run rock stats score first")
+    return pd.read_parquet(path)
+
+
+def load_occurrences(run_dir, settings, mode: str, tables: dict | None = None):
+    """Occurrences for one mode: post table, pre table (context), hidden states (if used).
+
+    ``tables`` names the files (``post``, ``pre``, ``hidden``; the rule's inputs); a missing or
+    None entry is the :mod:`rock.paths` artifact under ``run_dir``."""
+    tables = tables or {}
+    cfg = settings.modes[mode]
+    post_path = Path(tables.get("post") or paths.token_stats(run_dir, "post"))
+    post = _read_table(post_path, "post-OPD token table")
+    pre = None
+    pre_path = Path(tables.get("pre") or paths.token_stats(run_dir, "pre"))
+    if mode == "context":
+        pre = _read_table(pre_path, "pre-OPD token table")
+    hidden = None
+    if mode == "context" and settings.context.representation == "hidden":
+        hp = Path(tables.get("hidden") or paths.hidden_states(run_dir, settings.hidden_checkpoint))
+        if not hp.is_file():
+            raise DataError("hidden states not found", file=str(hp),
+                            fix="set stats.save_hidden: true and re-run rock stats score --checkpoint post")
+        hidden = np.load(hp, mmap_mode="r")
+    return Occurrences.from_tables(post, pre, loss=cfg.loss, hidden=hidden, post_name=str(post_path),
+                                   pre_name=str(pre_path))

@@ -108,7 +108,7 @@ def persistence_groups(config, run_dir, gcfg: GeometryConfig, rocks, mode, early
     pre = pd.read_parquet(_need(paths.token_stats(run_dir, "pre")))
     if gcfg.persistence_selection == "pre":
         return define_groups(type_kl(pre), rocks, spec), early, late, describe("pre", 0, None)
-    from rock.detect.cli import load_occurrences
+    from rock.detect.occurrences import load_occurrences
     from rock.detect.config import DetectionSettings
     from rock.detect.core import select_scores
 
