@@ -337,8 +337,8 @@ def job_timing(run_dir: str | Path, rule: str, name: str | None = None) -> Path:
 
 # --- report [DESIGN.md stage 10] (rock.report) ----------------------------------------------------
 #: files of ``rock report check`` / ``rock report render`` under report/
-REPORT_FILES = ("claims_check.csv", "claims_check.md", "report.html", "report.md", "provenance.json",
-                "report.png")
+REPORT_FILES = ("claims_check.csv", "claims_check.md", "ground_truth.csv", "report.html", "report.md",
+                "provenance.json", "report.png")
 
 
 def report_dir(run_dir: str | Path) -> Path:

@@ -13,8 +13,14 @@ run directory (:mod:`rock.report.extract`) and judged under the row's band
 ``recorded``   ``info`` rows (the paper's inconsistencies, qualitative statements): both values
                are shown, nothing is judged.
 
-Exit policy (:func:`regressions`): a golden row that disagrees is a toy regression and fails the
-``check`` rule; claims never fail it (at paper scale the check reports and exits 0).
+On a toy run every claim also gets its toy kind (``toy``: direction, magnitude or n/a, issue 14)
+and, for a direction claim, ``toy_status``: the measured value judged with the claim's ``toy_band``
+(the direction the toy plants, e.g. "rock gradients below the high-KL tokens'"), not with the
+paper's magnitude band.
+
+Exit policy: a golden row that disagrees is a toy regression (:func:`regressions`) and a direction
+claim that disagrees on the toy is a failed direction (:func:`direction_failures`); both fail the
+``check`` rule. Other claims never fail it (at paper scale the check reports and exits 0).
 """
 
 from __future__ import annotations
@@ -34,14 +40,18 @@ log = logging.getLogger(__name__)
 AGREES, DISAGREES, NOT_RUN, RECORDED = "agrees", "disagrees", "not run", "recorded"
 STATUSES = (AGREES, DISAGREES, NOT_RUN, RECORDED)
 CHECK_COLUMNS = ("id", "kind", "section_or_figure", "metric", "expected", "measured", "band",
-                 "status", "detail", "artifact", "note")
+                 "status", "detail", "artifact", "note", "toy", "toy_band", "toy_status", "toy_reason")
 
 
 def check_row(row: ExpectedRow, ctx: Context, run_scale: str) -> dict:
     """Judge one expected row; never raises for a missing or unreadable artifact."""
     out = {"id": row.id, "kind": row.kind, "section_or_figure": row.section, "metric": row.metric,
            "expected": row.expected, "measured": "", "band": str(row.band), "status": NOT_RUN,
-           "detail": "", "artifact": row.artifact, "note": row.note}
+           "detail": "", "artifact": row.artifact, "note": row.note, "toy": row.toy,
+           "toy_band": str(row.toy_band or ""), "toy_status": "", "toy_reason": row.toy_reason}
+    judge_toy = row.toy == "direction" and run_scale == "toy"
+    if judge_toy:
+        out["toy_status"] = NOT_RUN
     if row.scale == "paper" and run_scale != "paper":
         out["detail"] = f"paper-scale value; this run is {run_scale} scale"
         return out
@@ -55,6 +65,10 @@ def check_row(row: ExpectedRow, ctx: Context, run_scale: str) -> dict:
     v = bands.judge(m.value, row.expected, row.band)
     out["status"] = RECORDED if v.agrees is None else (AGREES if v.agrees else DISAGREES)
     out["detail"] = v.detail
+    if judge_toy:
+        t = bands.judge(m.value, row.expected, row.toy_band)
+        out["toy_status"] = AGREES if t.agrees else DISAGREES
+        out["detail"] += f"; toy direction ({row.toy_band}): {t.detail}"
     return out
 
 
@@ -72,6 +86,23 @@ def run_check(rows: list[ExpectedRow], ctx: Context, run_scale: str) -> pd.DataF
 def regressions(table: pd.DataFrame) -> pd.DataFrame:
     """Golden rows that disagree: the toy regressions that fail the run."""
     return table[(table["kind"] == "golden") & (table["status"] == DISAGREES)]
+
+
+def direction_failures(table: pd.DataFrame) -> pd.DataFrame:
+    """Direction claims that disagree on the toy (issue 14): they fail the run like regressions."""
+    if "toy_status" not in table:
+        return table.iloc[0:0]
+    return table[(table["kind"] == "claim") & (table["toy"] == "direction")
+                 & (table["toy_status"] == DISAGREES)]
+
+
+def toy_directions(table: pd.DataFrame) -> pd.DataFrame:
+    """The report's opening table "What the toy reproduces": every direction claim, the paper's
+    value, the toy's band and value, agree/disagree."""
+    d = table[(table["kind"] == "claim") & (table["toy"] == "direction")]
+    return pd.DataFrame({"id": d["id"], "claim": d["section_or_figure"], "metric": d["metric"],
+                         "paper": d["expected"], "toy band": d["toy_band"], "toy": d["measured"],
+                         "status": d["toy_status"], "what the toy plants": d["toy_reason"]})
 
 
 def summary(table: pd.DataFrame) -> dict[str, dict[str, int]]:

@@ -101,12 +101,16 @@ def _check(args) -> int:
     table = chk.run_check(rows, ctx, scale)
     csv_path, md_path = chk.write_check(table, args.out)
     log.info("wrote %s and %s (%d rows, %s scale)", csv_path, md_path, len(table), scale)
+    failed = _toy_gates(table, ctx, args, scale)
     regs = chk.regressions(table)
     gates, diff = platform.golden_gates(platform.recorded_for(args.expected), platform.current())
     level = logging.ERROR if gates else logging.WARNING
     for r in regs.itertuples():
         log.log(level, "toy regression %s %s: expected %s (%s), measured %s: %s",
                 r.id, r.metric, r.expected, r.band, r.measured, r.detail)
+    if failed and not args.no_fail:
+        log.error("%d toy direction claim(s) or ground-truth check(s) fail: see %s", failed, md_path)
+        return 1
     if len(regs) and not gates:
         log.warning("%d golden row(s) disagree, but the golden numbers were recorded on another "
                     "numerical platform (%s): not failing. Re-record on this platform with `rock report "
@@ -117,6 +121,27 @@ def _check(args) -> int:
         log.error("%d golden row(s) disagree: see %s", len(regs), md_path)
         return 1
     return 0
+
+
+def _toy_gates(table, ctx, args, scale: str) -> int:
+    """On a toy run: the direction claims and the planted ground truth (issue 14), which must hold
+    on any platform. Writes ``ground_truth.csv`` next to the check (empty without a toy world);
+    returns how many failed."""
+    from rock.report import check as chk
+    from rock.report import truth
+
+    gt = truth.truth_frame(ctx)
+    truth.write(gt, args.out.with_name("ground_truth.csv"))
+    if scale != "toy":
+        return 0
+    dirs = chk.direction_failures(table)
+    for r in dirs.itertuples():
+        log.error("toy direction claim %s %s fails: measured %s, toy band %s (%s)",
+                  r.id, r.metric, r.measured, r.toy_band, r.toy_reason)
+    bad = truth.failures(gt)
+    for r in bad.itertuples():
+        log.error("planted ground truth not recovered: %s: %s", r.check, r.detail)
+    return len(dirs) + len(bad)
 
 
 def _render(args) -> int:
@@ -130,8 +155,11 @@ def _render(args) -> int:
                         fix="run `rock report check ... --out` first")
     check = pd.read_csv(args.check, dtype=str, keep_default_na=False)
     prov = provenance.collect(args.run_dir, args.config, cfg)
+    from rock.report.toy import read_truth
+
     html_path, md_path = render.write_report(ctx, check, prov, args.out, captions_dir=args.captions,
-                                             embed_images=not args.link_images)
+                                             embed_images=not args.link_images,
+                                             truth=read_truth(args.check))
     log.info("wrote %s and %s", html_path, md_path)
     if args.screenshot:
         from rock.report import browser

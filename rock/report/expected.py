@@ -4,6 +4,10 @@ Two kinds of table, one row per checked number:
 
 ``results/expected/paper/claims.csv`` (kind ``claim``), columns :data:`CLAIM_COLUMNS`:
     id, section_or_figure, metric, paper_value, band, artifact, scale, note
+    and optionally :data:`TOY_COLUMNS`: toy, toy_band, toy_reason (issue 14). ``toy`` is
+    ``direction`` (must hold on the toy, judged with ``toy_band``: a disagreement fails the check),
+    ``magnitude`` (paper scale only: shown on the toy, never gating; the default) or ``n/a`` (with
+    the reason in ``toy_reason``).
 ``results/expected/toy/golden.csv`` (kind ``golden``), columns :data:`GOLDEN_COLUMNS`:
     id, metric, value, band, artifact, note
 
@@ -28,6 +32,8 @@ from rock.report.extract import resolve
 
 CLAIM_COLUMNS = ("id", "section_or_figure", "metric", "paper_value", "band", "artifact", "scale", "note")
 GOLDEN_COLUMNS = ("id", "metric", "value", "band", "artifact", "note")
+TOY_COLUMNS = ("toy", "toy_band", "toy_reason")
+TOY_KINDS = ("direction", "magnitude", "n/a")
 CLAIMS_FILE, GOLDEN_FILE = "claims.csv", "golden.csv"
 SCALES = ("any", "paper")
 
@@ -45,6 +51,11 @@ class ExpectedRow:
     note: str
     file: str
     line: int
+    toy: str = "magnitude"
+    """claims: ``direction``, ``magnitude`` or ``n/a`` (:data:`TOY_KINDS`); golden rows: ``magnitude``"""
+    toy_band: bands.Band | None = None
+    """the band a ``direction`` claim is judged with on the toy"""
+    toy_reason: str = ""
 
 
 def table_files(path: str | Path) -> list[Path]:
@@ -113,12 +124,38 @@ def load_table(path: str | Path) -> list[ExpectedRow]:
             if scale not in SCALES:
                 raise DataError(f"scale {scale!r} is not one of {SCALES}", file=str(path), line=line,
                                 field="scale", fix="use 'any' or 'paper'")
+            toy, toy_band, reason = _toy_columns(rec, kind, path, line)
             rows.append(ExpectedRow(
                 id=rid, kind=kind, section=(rec.get("section_or_figure") or "").strip(),
                 metric=metric, expected=expected, band=band,
                 artifact=(rec["artifact"] or "").strip(), scale=scale,
-                note=(rec["note"] or "").strip(), file=str(path), line=line))
+                note=(rec["note"] or "").strip(), file=str(path), line=line,
+                toy=toy, toy_band=toy_band, toy_reason=reason))
     return rows
+
+
+def _toy_columns(rec: dict, kind: str, path: Path, line: int) -> tuple[str, bands.Band | None, str]:
+    """``(toy, toy_band, toy_reason)`` of a claims row (defaults: magnitude, none, '')."""
+    toy = (rec.get("toy") or "magnitude").strip() if kind == "claim" else "magnitude"
+    reason = (rec.get("toy_reason") or "").strip()
+    if toy not in TOY_KINDS:
+        raise DataError(f"toy kind {toy!r} is not one of {TOY_KINDS}", file=str(path), line=line,
+                        field="toy", fix="direction (gates the toy), magnitude or n/a")
+    if toy == "n/a" and not reason:
+        raise DataError("an n/a claim needs its reason", file=str(path), line=line,
+                        field="toy_reason", fix="say why the toy cannot test this claim")
+    text = (rec.get("toy_band") or "").strip()
+    if toy != "direction":
+        return toy, None, reason
+    try:
+        band = bands.parse_band(text)
+    except bands.BandError as err:
+        raise DataError(f"direction claim: {err}", file=str(path), line=line, field="toy_band",
+                        fix="give the band the toy is judged with (rock/report/bands.py)") from None
+    if band.kind == "info":
+        raise DataError("a direction claim cannot have an 'info' toy band", file=str(path),
+                        line=line, field="toy_band", fix="use a judging band or toy kind magnitude")
+    return toy, band, reason
 
 
 def load_expected(paths: list[str | Path]) -> list[ExpectedRow]:

@@ -164,6 +164,10 @@ _add("geometry.kl_reduction.highkl", "geometry/summary.json#median_kl_{early,lat
      derived(lambda e, l: 1.0 - l / e, "geometry.median_kl_early.highkl",
              "geometry.median_kl_late.highkl", what="1 - late/early median KL"),
      "relative reduction of the high-KL median KL [2.6c: ~58%]")
+_add("geometry.kl_reduction.rock", "geometry/summary.json#median_kl_{early,late}.rock",
+     derived(lambda e, l: 1.0 - l / e, "geometry.median_kl_early.rock",
+             "geometry.median_kl_late.rock", what="1 - late/early median KL"),
+     "relative reduction of the rock median KL [2.6c: 0.21 -> 0.19, ~10%]")
 _add("geometry.cos_order_rock_highkl_random", "geometry/summary.json#median_cos.*",
      derived(lambda r, h, x: float(r > h > x), "geometry.median_cos.rock",
              "geometry.median_cos.highkl", "geometry.median_cos.random",

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from rock.report import toy as toy_section
 from rock.report.design import design_frame
 from rock.report.check import STATUSES, markdown_table, summary
 from rock.report.extract import (FIGURES, KNOCKOUT_BENCHMARKS, TABLE1_PREDICTORS, Context, NotRun,
@@ -217,7 +218,7 @@ def _badges(counts: dict[str, int]) -> str:
 
 def render_html(ctx: Context, check: pd.DataFrame, prov: dict, html_path: Path, *,
                 captions_dir: Path | None = None, embed_images: bool = True,
-                title: str = "Rock Tokens reproduction report") -> str:
+                title: str = "Rock Tokens reproduction report", truth: pd.DataFrame | None = None) -> str:
     html_dir = html_path.parent
     figs = find_figures(ctx)
     counts = summary(check)
@@ -239,6 +240,7 @@ def render_html(ctx: Context, check: pd.DataFrame, prov: dict, html_path: Path, 
                      + ", ".join(esc(f"{r.id} {r.metric}") for r in regs.itertuples()) + "</p>")
     parts.append(f"<p class='small'>Figures produced: {sum(p is not None for p in figs.values())} of "
                  f"{len(figs)}.</p>")
+    parts.append(toy_section.section_html(check, truth, html_table, esc))
 
     parts.append("<h2 id='figures'>Figures</h2>")
     parts += [_figure_html(name, png, ctx, html_dir, captions_dir, embed_images) for name, png in figs.items()]
@@ -327,7 +329,7 @@ STAGE_TIME_COLUMNS = ["stage", "jobs", "wall_s", "max_job_s", "cpu_s", "max_rss_
 
 def render_markdown(ctx: Context, check: pd.DataFrame, prov: dict, md_path: Path, *,
                     captions_dir: Path | None = None,
-                    title: str = "Rock Tokens reproduction report") -> str:
+                    title: str = "Rock Tokens reproduction report", truth: pd.DataFrame | None = None) -> str:
     md_dir = md_path.parent
     figs = find_figures(ctx)
     git = prov.get("git") or {}
@@ -342,7 +344,8 @@ def render_markdown(ctx: Context, check: pd.DataFrame, prov: dict, md_path: Path
     if len(regs):
         lines.append(f"- **{len(regs)} toy regression(s)**: "
                      + ", ".join(f"{r.id} {r.metric}" for r in regs.itertuples()))
-    lines += ["", "## Figures", ""]
+    lines += [""] + toy_section.section_markdown(check, truth)
+    lines += ["## Figures", ""]
     for name, png in figs.items():
         ttl, stage = FIGURE_TITLES[name]
         cap = " ".join(read_caption(captions_dir, name).split())
@@ -376,15 +379,16 @@ def render_markdown(ctx: Context, check: pd.DataFrame, prov: dict, md_path: Path
 
 
 def write_report(ctx: Context, check: pd.DataFrame, prov: dict, out_html: str | Path, *,
-                 captions_dir: Path | None = None, embed_images: bool = True) -> tuple[Path, Path]:
+                 captions_dir: Path | None = None, embed_images: bool = True,
+                 truth: pd.DataFrame | None = None) -> tuple[Path, Path]:
     """Write ``report.html`` and ``report.md`` (same stem) plus ``provenance.json``, atomically."""
     from rock.atomic import write_json, write_text
 
     out_html = Path(out_html)
     md = out_html.with_suffix(".md")
     write_text(out_html, render_html(ctx, check, prov, out_html, captions_dir=captions_dir,
-                                     embed_images=embed_images))
-    write_text(md, render_markdown(ctx, check, prov, md, captions_dir=captions_dir))
+                                     embed_images=embed_images, truth=truth))
+    write_text(md, render_markdown(ctx, check, prov, md, captions_dir=captions_dir, truth=truth))
     slim = {k: v for k, v in prov.items() if k != "config"}
     slim["config"] = {k: v for k, v in (prov.get("config") or {}).items() if k != "text"}
     write_json(out_html.with_name("provenance.json"), json.loads(json.dumps(slim, default=str)))

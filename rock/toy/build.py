@@ -3,7 +3,7 @@
 Order: (1) draw the benchmarks and hold them out, (2) generate both pretraining corpora, (3) train
 the tokenizer, (4) pretrain teacher and student (side by side in two worker processes when
 ``toy.threads >= 2``), (5) write the raw datasets, (6) greedy accuracy of both on toy MATH-500,
-(7) ``world.json``. Everything is written into a temporary sibling directory
+(7) ``world.json`` with the planted ground truth (:mod:`rock.toy.truth`). Everything is written into a temporary sibling directory
 that replaces ``out`` only when all parts succeeded (DESIGN.md: atomic outputs).
 
 Deterministic for a given seed on CPU: every random stream is derived from the seed by name,
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from rock import atomic, paths
 from rock.errors import ModelError
-from rock.toy import accuracy, benchmarks, corpus, models, problems, tokenizer
+from rock.toy import accuracy, benchmarks, corpus, models, problems, tokenizer, truth
 from rock.toy.config import ToyConfig
 
 log = logging.getLogger(__name__)
@@ -192,6 +192,7 @@ def build_world(out: str | Path, cfg: ToyConfig, seed: int, system_prompts: list
             "accuracy_math500": accs,
             "accuracy_margin": round(accs["teacher"] - accs["student"], 4),
             "tokenizer": {"size": len(tok), "embedding_rows": rows},
+            "ground_truth": truth.ground_truth(tok, cfg),
             "parameters": {r: summaries[r]["parameters"] for r in summaries},
             "pretraining": summaries,
             "sizes": {name: sum(1 for _ in open(where[name])) for name in paths.RAW_DATASETS},

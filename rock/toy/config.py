@@ -60,6 +60,10 @@ class CorpusConfig:
     and pick So/Then at random, so the teacher also works without a system message)"""
     student_instruction_compliance: float = 0.6
     """probability that the student follows each instruction of a toy IFEval prompt (teacher: 1)"""
+    conclusion_markers: dict[str, str] = field(default_factory=dict)
+    """planted learnable high-KL types: in word problems of family f the teacher's last step
+    starts with conclusion_markers[f] (a cue the student sees), while the student's corpus picks
+    one of the markers at random; {} = no concluding markers"""
     prompt_suffixes: list[str] = field(default_factory=lambda: [
         "", "\nPlease reason step by step, and put your final answer within \\boxed{}."])
     """user-message suffixes seen in pretraining (the pipeline may append one of them)"""
@@ -68,7 +72,7 @@ class CorpusConfig:
         _check(self.operand_max >= 2, "operand_max", "must be >= 2")
         _check(2 <= self.multiplier_min <= self.multiplier_max, "multiplier_min",
                "need 2 <= multiplier_min <= multiplier_max")
-        from rock.toy.problems import FAMILIES
+        from rock.toy.problems import FAMILIES, TEACHER_MARKERS
         for fam in list(self.family_weights) + list(self.hard_families):
             _check(fam in FAMILIES, "family_weights",
                    f"unknown family {fam!r}; choose from {sorted(FAMILIES)}")
@@ -83,6 +87,9 @@ class CorpusConfig:
                     "student_instruction_compliance"):
             value = getattr(self, key)
             _check(0.0 <= value <= 1.0, f"{key}", f"must be in [0, 1], got {value}")
+        for fam, word in self.conclusion_markers.items():
+            _check(fam in FAMILIES and word and word not in TEACHER_MARKERS, "conclusion_markers",
+                   f"{fam!r}: {word!r}: need a known family and a word other than the step markers")
         _check(len(self.prompt_suffixes) >= 1, "prompt_suffixes", "give at least ''")
         _check(set(self.student_misconception_ops) <= set("+-*"), "student_misconception_ops",
                f"ops are among '+-*', got {self.student_misconception_ops!r}")

@@ -100,7 +100,9 @@ def teacher_documents(n: int, rng: random.Random, cfg: CorpusConfig, system_prom
                                  "student_style"))
         else:
             marker = marker_for_system(system, system_prompts, rng)
-            docs.append(Document(system, user, problems.teacher_solution(problem, marker),
+            conclusion = problems.conclusion_for(problem, cfg.conclusion_markers)
+            docs.append(Document(system, user, problems.teacher_solution(problem, marker,
+                                                                         conclusion=conclusion),
                                  "teacher_style"))
     return docs
 
@@ -122,7 +124,12 @@ def student_documents(n: int, rng: random.Random, cfg: CorpusConfig,
         if rng.random() < cfg.student_teacher_style_fraction:
             marker = rng.choice(problems.TEACHER_MARKERS)
             steps = beliefs.steps(problem) if beliefs else None
-            docs.append(Document(None, user, problems.teacher_solution(problem, marker, steps),
+            # the student has not learnt which concluding marker goes with which word problem:
+            # any of them, at random (unsure: large gradients that distillation can use)
+            conclusion = rng.choice(sorted(set(cfg.conclusion_markers.values()))) \
+                if problems.conclusion_for(problem, cfg.conclusion_markers) else None
+            docs.append(Document(None, user, problems.teacher_solution(problem, marker, steps,
+                                                                       conclusion),
                                  "teacher_style"))
         else:
             docs.append(Document(None, user, problems.student_solution(

@@ -183,17 +183,28 @@ def phrase(family: str, numbers: tuple[int, ...], rng: random.Random, *, word: b
 
 
 def teacher_solution(problem: Problem, marker: str,
-                     steps: list[tuple[int, str, int, int]] | None = None) -> str:
+                     steps: list[tuple[int, str, int, int]] | None = None,
+                     conclusion: str | None = None) -> str:
     """Teacher style: restated LaTeX expression, one ``{marker} $x op y = z$.`` paragraph per step,
     markdown answer line; ``steps`` default to the correct ones (the student's corpus passes its
-    :meth:`Misconceptions.steps`)."""
+    :meth:`Misconceptions.steps`); ``conclusion``, when given, replaces the marker of the last step
+    (the planted learnable high-KL types, :func:`conclusion_for`)."""
     if marker not in TEACHER_MARKERS:
         raise ValueError(f"teacher marker must be one of {TEACHER_MARKERS}, got {marker!r}")
     steps = problem.steps if steps is None else steps
     parts = [f"Let's compute ${problem.latex}$."]
-    parts += [f"{marker} ${x} {LATEX_OP[op]} {y} = {z}$." for x, op, y, z in steps]
+    markers = [marker] * len(steps)
+    if conclusion:
+        markers[-1] = conclusion
+    parts += [f"{m} ${x} {LATEX_OP[op]} {y} = {z}$." for m, (x, op, y, z) in zip(markers, steps)]
     parts.append(f"**Answer:** $\\boxed{{{steps[-1][3]}}}$")
     return "\n\n".join(parts)
+
+
+def conclusion_for(problem: Problem, markers: dict[str, str]) -> str | None:
+    """The teacher's concluding marker: fixed by the word problem's family (a cue the student
+    sees), none for expressions or families without one (``toy.corpus.conclusion_markers``)."""
+    return markers.get(problem.family) if problem.word else None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ rule report_check:
             category="Claim check",
         ),
         md=paths.report_file(RUN_DIR, "claims_check.md"),
+        truth=paths.report_file(RUN_DIR, "ground_truth.csv"),
     params:
         config_file=rock_config_file,
         settings=job_settings(*config),  # config claims and the provenance show the whole config

@@ -1,0 +1,193 @@
+"""Ground truth recovered end to end: the toy world's planted mechanisms against what the analysis
+found (issue 14). The world names them in ``world.json`` (:mod:`rock.toy.truth`); each check below
+reads one stage's artifact and fails ``report_check`` when the planted answer is not recovered:
+
+=========================  ======================================================================
+``rock_set``               Jaccard(detected rocks R, planted rocks) >= 0.8 (Sec. 2.2-2.5)
+``learnable_in_high_kl``   every planted learnable type is in the geometry's rare high-KL group
+``learnable_kl_falls``     planted learnable types: median relative KL change early -> late <= -0.4
+``knockout_neutral``       no planted neutral candidate is a Strong Pillar (Sec. 3.2)
+``knockout_pillar``        at least one planted Pillar is a Strong Pillar on MATH-500
+``knockout_no_stray``      no Strong Pillar outside the planted Pillars
+``knockout_neutral_set``   the window sets S_W(v) of planted neutral candidates hold no planted
+                           Pillar (Eq. 21: a set built from every window would drag the digits in)
+``freeze_sign``            random_window_freeze - rock_freeze has the planted sign (Sec. 4.3), judged
+                           only when the run can detect it: the minimal detectable difference
+                           (:func:`min_detectable_difference`) must be <= min(0.2, Rock-Freeze's
+                           accuracy); otherwise ``underpowered`` with the power in the row
+=========================  ======================================================================
+
+A check whose artifact is missing is ``not run`` (it never passes silently and never fails a partial
+run); a world without ``ground_truth`` (built before issue 14) gives an empty table.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pandas as pd
+
+from rock import paths
+from rock.report.readers import Context
+
+COLUMNS = ["check", "planted", "found", "value", "threshold", "status", "detail"]
+OK, FAIL, NOT_RUN, UNDERPOWERED = "recovered", "not recovered", "not run", "underpowered"
+#: thresholds of the issue (Jaccard, relative KL change of learnable types)
+MIN_JACCARD, MAX_LEARNABLE_CHANGE = 0.8, -0.4
+
+
+def planted(ctx: Context) -> dict:
+    """``world.json``'s ``ground_truth`` ({} when the run has no toy world or an old one)."""
+    info = paths.world_dir(ctx.run_dir) / "world.json"
+    return json.loads(info.read_text()).get("ground_truth", {}) if info.is_file() else {}
+
+
+def jaccard(a, b) -> float:
+    a, b = set(a), set(b)
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
+def _row(check: str, planted_ids, found, value, threshold: str, ok: bool | None, detail: str) -> dict:
+    status = NOT_RUN if ok is None else (OK if ok else FAIL)
+    return {"check": check, "planted": " ".join(map(str, planted_ids)), "found": " ".join(map(str, found)),
+            "value": "" if value is None else f"{value:.4g}", "threshold": threshold,
+            "status": status, "detail": detail}
+
+
+def check_rock_set(truth: dict, rocks: list[int]) -> dict:
+    ids = truth["rocks"]["ids"]
+    j = jaccard(rocks, ids)
+    return _row("rock_set", ids, sorted(rocks), j, f">= {MIN_JACCARD}", j >= MIN_JACCARD,
+                f"{len(set(rocks) & set(ids))} of {len(rocks)} detected rocks are planted "
+                f"({', '.join(truth['rocks']['tokens'])})")
+
+
+def check_learnable(truth: dict, per_type: pd.DataFrame, persistence: pd.DataFrame) -> list[dict]:
+    ids = truth["learnable_high_kl"]["ids"]
+    high = per_type.loc[per_type["group"] == "high_kl", "token_id"].astype(int).tolist()
+    missing = [i for i in ids if i not in high]
+    rows = [_row("learnable_in_high_kl", ids, sorted(set(ids) & set(high)), None, "all",
+                 bool(ids) and not missing,
+                 f"planted {truth['learnable_high_kl']['tokens']}; not in the high-KL group: {missing}")]
+    p = persistence[persistence["token_id"].astype(int).isin(ids)]
+    rel = [(r.kl_late - r.kl_early) / r.kl_early for r in p.itertuples() if r.kl_early > 0]
+    med = statistics.median(rel) if rel else None
+    rows.append(_row("learnable_kl_falls", ids, p["token_id"].astype(int).tolist(), med,
+                     f"<= {MAX_LEARNABLE_CHANGE}", None if med is None else med <= MAX_LEARNABLE_CHANGE,
+                     f"median (KL_late - KL_early) / KL_early over {len(rel)} planted types"))
+    return rows
+
+
+def check_knockout(truth: dict, candidates: pd.DataFrame) -> list[dict]:
+    pillars, neutral = truth["knockout"]["pillars"]["ids"], truth["knockout"]["neutral"]["ids"]
+    strong = candidates[candidates["category"] == "Strong Pillar"]
+    sp = sorted(set(strong["token_id"].astype(int)))
+    sp_math = sorted(set(strong.loc[strong["task"] == "math500", "token_id"].astype(int)))
+    screened = set(candidates["token_id"].astype(int))
+    bad_neutral = sorted(set(neutral) & set(sp))
+    stray = sorted(set(sp) - set(pillars))
+    return [
+        _row("knockout_neutral", neutral, bad_neutral, len(bad_neutral), "0 Strong Pillars",
+             not bad_neutral, f"planted neutral candidates screened: {sorted(screened & set(neutral))}"),
+        _row("knockout_pillar", pillars, sp_math, len(sp_math), ">= 1 on math500",
+             len(set(sp_math) & set(pillars)) >= 1,
+             f"planted Pillars screened: {sorted(screened & set(pillars))}"),
+        _row("knockout_no_stray", pillars, stray, len(stray), "0", not stray,
+             "Strong Pillars outside the planted Pillars"),
+    ]
+
+
+def check_neutral_sets(truth: dict, sets: pd.DataFrame) -> dict:
+    """``sets``: ``knockout/window_sets.csv`` (``token_id``, space-separated ``member_ids``)."""
+    pillars, neutral = set(truth["knockout"]["pillars"]["ids"]), truth["knockout"]["neutral"]["ids"]
+    bad = {int(r.token_id): sorted(set(map(int, str(r.member_ids).split())) & pillars)
+           for r in sets.itertuples() if int(r.token_id) in neutral}
+    bad = {k: v for k, v in bad.items() if v}
+    n = int(sets["token_id"].astype(int).isin(neutral).sum())
+    return _row("knockout_neutral_set", neutral, sorted(bad), sum(map(len, bad.values())),
+                "0 planted Pillars", None if n == 0 else not bad,
+                f"{n} planted neutral candidates screened; Pillars in their window sets: {bad or 'none'}")
+
+
+def min_detectable_difference(n: int, p: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest accuracy difference between two regimes evaluated on the same ``n`` problems that a
+    two-sided test at ``alpha`` finds with probability ``power`` (normal approximation, two
+    proportions near ``p``, clamped to [0.05, 0.95]): ``(z_{1-a/2} + z_power) sqrt(2 p (1-p) / n)``."""
+    from scipy.stats import norm
+
+    p = min(max(p, 0.05), 0.95)
+    return float((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * (2 * p * (1 - p) / n) ** 0.5)
+
+
+def check_freeze(truth: dict, delta: float | None, acc_rock: float | None = None,
+                 n_problems: int | None = None) -> dict:
+    sign = truth["freeze"]["expected_sign"]
+    ok = None if delta is None else (delta < 0 if sign == "<0" else delta > 0)
+    row = _row("freeze_sign", [truth["freeze"]["contrast"]], [], delta, sign, ok, truth["freeze"]["why"])
+    if ok is None or acc_rock is None or not n_problems:
+        return row
+    mdd = min_detectable_difference(n_problems, acc_rock)
+    row["detail"] += (f"; {n_problems} problems, Rock-Freeze accuracy {acc_rock:.3f}: minimal "
+                      f"detectable difference {mdd:.3f} (alpha 0.05, power 0.8)")
+    if mdd > min(0.2, acc_rock):
+        row["status"] = UNDERPOWERED
+    return row
+
+
+def truth_frame(ctx: Context) -> pd.DataFrame:
+    """Every check of the module docstring for the run in ``ctx`` (empty without ground truth)."""
+    truth = planted(ctx)
+    if not truth:
+        return pd.DataFrame(columns=COLUMNS)
+    run = Path(ctx.run_dir)
+    rows = []
+    rocks_json = paths.detection_file(run, "context", "rocks.json")
+    rows.append(check_rock_set(truth, json.loads(rocks_json.read_text())["rocks"])
+                if rocks_json.is_file() else _row("rock_set", truth["rocks"]["ids"], [], None,
+                                                  f">= {MIN_JACCARD}", None, f"no {rocks_json}"))
+    pt, pe = run / "geometry" / "per_type.csv", run / "geometry" / "persistence.csv"
+    if pt.is_file() and pe.is_file():
+        rows += check_learnable(truth, pd.read_csv(pt), pd.read_csv(pe))
+    else:
+        rows += [_row(c, truth["learnable_high_kl"]["ids"], [], None, "", None, f"no {pt}")
+                 for c in ("learnable_in_high_kl", "learnable_kl_falls")]
+    ws = run / "knockout" / "window_sets.csv"
+    rows.append(check_neutral_sets(truth, pd.read_csv(ws, dtype={"member_ids": str}))
+                if ws.is_file() else _row("knockout_neutral_set", [], [], None, "", None, f"no {ws}"))
+    cand = run / "knockout" / "results" / "candidates.csv"
+    if cand.is_file():
+        rows += check_knockout(truth, pd.read_csv(cand))
+    else:
+        rows += [_row(c, [], [], None, "", None, f"no {cand}")
+                 for c in ("knockout_neutral", "knockout_pillar", "knockout_no_stray")]
+    rows.append(check_freeze(truth, *_freeze_numbers(ctx)))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _freeze_numbers(ctx: Context) -> tuple[float | None, float | None, int | None]:
+    """``(random - rock_freeze, rock_freeze accuracy, problems per evaluation)`` of the run."""
+    from rock.report.extract import NotRun, resolve
+
+    try:
+        delta = float(resolve("freeze.acc_delta.random_minus_rock_freeze").read(ctx).value)
+    except (NotRun, TypeError, ValueError):
+        return None, None, None
+    regimes = pd.read_csv(Path(ctx.run_dir) / "freeze" / "results" / "regimes.csv").set_index("regime")
+    acc = float(regimes.loc["rock_freeze", "final_average"]) if "rock_freeze" in regimes.index else None
+    fz = (ctx.config or {}).get("freeze") or {}
+    n = (fz.get("eval_limit") or 0) * len(fz.get("benchmarks") or [])
+    return delta, acc, n or None
+
+
+def failures(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table["status"] == FAIL]
+
+
+def write(table: pd.DataFrame, out_csv: str | Path) -> Path:
+    from rock.atomic import atomic_path
+
+    with atomic_path(Path(out_csv)) as tmp:
+        table.to_csv(tmp, index=False)
+    return Path(out_csv)
