@@ -79,6 +79,38 @@ def test_claim_check_lists_every_paper_claim(toy_run):
     assert status.str.len().gt(0).all()
 
 
+def test_the_toy_recovers_what_it_plants(toy_run):
+    """Issue 14: every direction claim agrees and every planted mechanism is recovered (the
+    report_check job already failed the run otherwise; this names the rows)."""
+    check = pd.read_csv(paths.report_file(toy_run, "claims_check.csv"), dtype=str, keep_default_na=False)
+    d = check[(check["kind"] == "claim") & (check["toy"] == "direction")]
+    assert len(d) >= 15
+    assert (d["toy_status"] == "agrees").all(), d[d["toy_status"] != "agrees"][["id", "measured", "toy_band"]]
+    gt = pd.read_csv(paths.report_file(toy_run, "ground_truth.csv"), dtype=str, keep_default_na=False)
+    assert set(gt["check"]) >= {"rock_set", "learnable_in_high_kl", "knockout_pillar", "freeze_sign"}
+    assert not (gt["status"] == "not recovered").any(), gt
+    html = next(paths.report_dir(toy_run).glob("*.html")).read_text()
+    assert html.index("What the toy reproduces") < html.index("id='figures'")
+
+
+def test_window_sets_from_every_window_break_the_toys_knockout_truth(toy_run):
+    """The real toy run, its window sets rebuilt from every occurrence in the window (the rule
+    Eq. 21 does not use): a planted neutral marker drags planted Pillar digits into its set."""
+    from rock.knockout.pool import window_sets
+    from rock.report import truth
+    from rock.report.readers import Context
+
+    planted = truth.planted(Context(run_dir=toy_run))
+    pool = pd.read_parquet(toy_run / "knockout" / "pool.parquet")[["token_id"]]
+    windows = pd.read_parquet(paths.detection_file(toy_run, "context", "windows.parquet"))
+    tokens = pd.read_parquet(toy_run / "stats" / "tokens_post.parquet")
+    for rule, status in (("high_divergence", "recovered"), ("any_occurrence", "not recovered")):
+        sets = window_sets(pool, windows, tokens, members=pool["token_id"].tolist(), min_share=0.25,
+                           rule=rule)
+        sets["member_ids"] = sets["window_set"].map(lambda s: " ".join(map(str, s)))
+        assert truth.check_neutral_sets(planted, sets)["status"] == status, (rule, sets)
+
+
 # ------------------------------------------------------------------------------------------------
 # two clean runs, one of them killed in the middle of each long stage: the same tables
 # ------------------------------------------------------------------------------------------------
