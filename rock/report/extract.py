@@ -173,8 +173,11 @@ _add("geometry.cos_order_rock_highkl_random", "geometry/summary.json#median_cos.
              "geometry.median_cos.highkl", "geometry.median_cos.random",
              what="1 if rock > high-KL > random"), "ordering of median cosines [2.6b]")
 _add("geometry.contrib_ratio_rock_to_highkl", "geometry/summary.json#contrib_sum.*",
-     derived(lambda r, h: r / h, "geometry.contrib_sum.rock", "geometry.contrib_sum.highkl",
-             what="rock / high-KL total contrib"), "rock dominance through frequency [2.6a, Eq. 16]")
+     derived(lambda r, h: r / abs(h), "geometry.contrib_sum.rock", "geometry.contrib_sum.highkl",
+             what="rock / |high-KL| total contrib"),
+     "rock dominance through frequency [2.6a, Eq. 16]: > 1 iff the rocks' total contrib is positive "
+     "and larger than the high-KL group's in magnitude (a plain ratio would read a high-KL group "
+     "that pulls against G_balanced, contrib < 0, as rocks not dominating)")
 
 # ---- knockout: Table 1, Table 2, App. D.2 ------------------------------------------------------
 for _p in TABLE1_PREDICTORS:

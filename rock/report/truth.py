@@ -4,7 +4,8 @@ reads one stage's artifact and fails ``report_check`` when the planted answer is
 
 =========================  ======================================================================
 ``rock_set``               Jaccard(detected rocks R, planted rocks) >= 0.8 (Sec. 2.2-2.5)
-``learnable_in_high_kl``   every planted learnable type is in the geometry's rare high-KL group
+``rocks_persist``          planted persistent rocks: median |relative KL change| early -> late < 0.2
+``learnable_in_high_kl``   at least half of the geometry's rare high-KL group are planted learnable types
 ``learnable_kl_falls``     planted learnable types: median relative KL change early -> late <= -0.4
 ``knockout_neutral``       no planted neutral candidate is a Strong Pillar (Sec. 3.2)
 ``knockout_pillar``        at least one planted Pillar is a Strong Pillar on MATH-500
@@ -34,8 +35,11 @@ from rock.report.readers import Context
 
 COLUMNS = ["check", "planted", "found", "value", "threshold", "status", "detail"]
 OK, FAIL, NOT_RUN, UNDERPOWERED = "recovered", "not recovered", "not run", "underpowered"
-#: thresholds of the issue (Jaccard, relative KL change of learnable types)
-MIN_JACCARD, MAX_LEARNABLE_CHANGE = 0.8, -0.4
+#: thresholds of the issue (Jaccard, relative KL change of learnable types) and the share of the
+#: high-KL group that must be planted learnable types (ASSUMED: a majority)
+MIN_JACCARD, MAX_LEARNABLE_CHANGE, MIN_LEARNABLE_SHARE = 0.8, -0.4, 0.5
+#: the largest relative KL change of a planted persistent rock (the paper's rocks: ~10%)
+MAX_ROCK_CHANGE = 0.2
 
 
 def planted(ctx: Context) -> dict:
@@ -64,20 +68,52 @@ def check_rock_set(truth: dict, rocks: list[int]) -> dict:
                 f"({', '.join(truth['rocks']['tokens'])})")
 
 
-def check_learnable(truth: dict, per_type: pd.DataFrame, persistence: pd.DataFrame) -> list[dict]:
+def check_learnable(truth: dict, per_type: pd.DataFrame, kl_early: pd.Series, kl_late: pd.Series,
+                    min_freq: int = 2) -> list[dict]:
+    """``per_type``: geometry's ``per_type.csv`` (its ``high_kl`` group is the top types by post-OPD
+    KL); ``kl_early``/``kl_late``: mean KL per type id at the persistence checkpoints (Sec. 2.6c).
+
+    ``learnable_in_high_kl``: at least half of the rare high-KL group are planted learnable types (the
+    group is chosen by KL alone; a planted type learnt well enough to fall below the group's cut is
+    not a failure as long as the group is still made of the planted mechanism).
+    ``learnable_kl_falls``: the median over the planted types seen at both checkpoints (>= min_freq
+    occurrences) of (KL_late - KL_early) / KL_early is <= -0.4."""
     ids = truth["learnable_high_kl"]["ids"]
     high = per_type.loc[per_type["group"] == "high_kl", "token_id"].astype(int).tolist()
-    missing = [i for i in ids if i not in high]
-    rows = [_row("learnable_in_high_kl", ids, sorted(set(ids) & set(high)), None, "all",
-                 bool(ids) and not missing,
-                 f"planted {truth['learnable_high_kl']['tokens']}; not in the high-KL group: {missing}")]
-    p = persistence[persistence["token_id"].astype(int).isin(ids)]
-    rel = [(r.kl_late - r.kl_early) / r.kl_early for r in p.itertuples() if r.kl_early > 0]
+    found = sorted(set(ids) & set(high))
+    share = len(found) / len(high) if high else 0.0
+    rows = [_row("learnable_in_high_kl", ids, found, share, f"share >= {MIN_LEARNABLE_SHARE}",
+                 bool(ids) and share >= MIN_LEARNABLE_SHARE,
+                 f"planted {truth['learnable_high_kl']['tokens']}: {len(found)} of the {len(high)} "
+                 f"types of the high-KL group {high}")]
+    seen = [i for i in ids if i in kl_early.index and i in kl_late.index and kl_early[i] > 0]
+    rel = [(kl_late[i] - kl_early[i]) / kl_early[i] for i in seen]
     med = statistics.median(rel) if rel else None
-    rows.append(_row("learnable_kl_falls", ids, p["token_id"].astype(int).tolist(), med,
-                     f"<= {MAX_LEARNABLE_CHANGE}", None if med is None else med <= MAX_LEARNABLE_CHANGE,
-                     f"median (KL_late - KL_early) / KL_early over {len(rel)} planted types"))
+    rows.append(_row("learnable_kl_falls", ids, seen, med, f"<= {MAX_LEARNABLE_CHANGE}",
+                     None if med is None else med <= MAX_LEARNABLE_CHANGE,
+                     "median (KL_late - KL_early) / KL_early over the planted types seen: "
+                     + ", ".join(f"{i}: {kl_early[i]:.3g} -> {kl_late[i]:.3g}" for i in seen)))
     return rows
+
+
+def check_persistent(truth: dict, kl_early: pd.Series, kl_late: pd.Series) -> dict:
+    """``rocks_persist``: the planted persistent rocks seen at both checkpoints keep their KL, median
+    |KL_late - KL_early| / KL_early < 0.2 (the paper: rocks 0.21 -> 0.19, Sec. 2.6c)."""
+    group = truth.get("persistent_rocks") or {"ids": [], "tokens": []}
+    ids = group["ids"]
+    seen = [i for i in ids if i in kl_early.index and i in kl_late.index and kl_early[i] > 0]
+    rel = [abs(kl_late[i] - kl_early[i]) / kl_early[i] for i in seen]
+    med = statistics.median(rel) if rel else None
+    return _row("rocks_persist", ids, seen, med, f"< {MAX_ROCK_CHANGE}",
+                None if med is None else med < MAX_ROCK_CHANGE,
+                f"planted {group['tokens']}: median |KL_late - KL_early| / KL_early over the ones seen: "
+                + ", ".join(f"{i}: {kl_early[i]:.3g} -> {kl_late[i]:.3g}" for i in seen))
+
+
+def type_mean_kl(table: pd.DataFrame, min_freq: int = 2) -> pd.Series:
+    """Mean reverse KL per type id of a token table, types with >= ``min_freq`` occurrences."""
+    g = table.groupby("token_id")["reverse_kl"].agg(["size", "mean"])
+    return g.loc[g["size"] >= min_freq, "mean"].rename(index=int)
 
 
 def check_knockout(truth: dict, candidates: pd.DataFrame) -> list[dict]:
@@ -147,12 +183,18 @@ def truth_frame(ctx: Context) -> pd.DataFrame:
     rows.append(check_rock_set(truth, json.loads(rocks_json.read_text())["rocks"])
                 if rocks_json.is_file() else _row("rock_set", truth["rocks"]["ids"], [], None,
                                                   f">= {MIN_JACCARD}", None, f"no {rocks_json}"))
-    pt, pe = run / "geometry" / "per_type.csv", run / "geometry" / "persistence.csv"
-    if pt.is_file() and pe.is_file():
-        rows += check_learnable(truth, pd.read_csv(pt), pd.read_csv(pe))
+    geo = (ctx.config or {}).get("geometry") or {}
+    pt = run / "geometry" / "per_type.csv"
+    early, late = (paths.token_stats(run, geo.get(k, k)) for k in ("early", "late"))
+    if pt.is_file() and early.is_file() and late.is_file():
+        cols = ["token_id", "reverse_kl"]
+        kl_early = type_mean_kl(pd.read_parquet(early, columns=cols))
+        kl_late = type_mean_kl(pd.read_parquet(late, columns=cols))
+        rows.append(check_persistent(truth, kl_early, kl_late))
+        rows += check_learnable(truth, pd.read_csv(pt), kl_early, kl_late)
     else:
         rows += [_row(c, truth["learnable_high_kl"]["ids"], [], None, "", None, f"no {pt}")
-                 for c in ("learnable_in_high_kl", "learnable_kl_falls")]
+                 for c in ("rocks_persist", "learnable_in_high_kl", "learnable_kl_falls")]
     ws = run / "knockout" / "window_sets.csv"
     rows.append(check_neutral_sets(truth, pd.read_csv(ws, dtype={"member_ids": str}))
                 if ws.is_file() else _row("knockout_neutral_set", [], [], None, "", None, f"no {ws}"))

@@ -61,9 +61,14 @@ class CorpusConfig:
     student_instruction_compliance: float = 0.6
     """probability that the student follows each instruction of a toy IFEval prompt (teacher: 1)"""
     conclusion_markers: dict[str, str] = field(default_factory=dict)
-    """planted learnable high-KL types: in word problems of family f the teacher's last step
-    starts with conclusion_markers[f] (a cue the student sees), while the student's corpus picks
-    one of the markers at random; {} = no concluding markers"""
+    """planted learnable high-KL types (rock.toy.truth): in problems of family f the teacher's last
+    step starts with conclusion_markers[f] (the family is a cue the student sees), while the
+    student's corpus picks the right one only w.p. student_conclusion_accuracy; {} = none"""
+    student_conclusion_accuracy: float = 0.5
+    """share of the student's teacher-style documents whose concluding marker is the teacher's
+    (the others pick one of the other markers): the student leans the right way but is unsure.
+    Measured (issue 14): with 1/3 (uniform) the student settled on a wrong marker, confidently,
+    in some families, which made that marker a persistent rock instead of a learnable type"""
     prompt_suffixes: list[str] = field(default_factory=lambda: [
         "", "\nPlease reason step by step, and put your final answer within \\boxed{}."])
     """user-message suffixes seen in pretraining (the pipeline may append one of them)"""
@@ -84,7 +89,7 @@ class CorpusConfig:
         for key in ("hard_family_weight", "word_problem_fraction", "instruction_fraction",
                     "student_error_rate", "student_misconception_rate", "student_teacher_style_fraction",
                     "teacher_student_style_fraction", "teacher_system_fraction",
-                    "student_instruction_compliance"):
+                    "student_instruction_compliance", "student_conclusion_accuracy"):
             value = getattr(self, key)
             _check(0.0 <= value <= 1.0, f"{key}", f"must be in [0, 1], got {value}")
         for fam, word in self.conclusion_markers.items():

@@ -124,10 +124,15 @@ def student_documents(n: int, rng: random.Random, cfg: CorpusConfig,
         if rng.random() < cfg.student_teacher_style_fraction:
             marker = rng.choice(problems.TEACHER_MARKERS)
             steps = beliefs.steps(problem) if beliefs else None
-            # the student has not learnt which concluding marker goes with which word problem:
-            # any of them, at random (unsure: large gradients that distillation can use)
-            conclusion = rng.choice(sorted(set(cfg.conclusion_markers.values()))) \
-                if problems.conclusion_for(problem, cfg.conclusion_markers) else None
+            # the student has half learnt which concluding marker goes with which family: the
+            # teacher's w.p. student_conclusion_accuracy, another one otherwise (it leans the right
+            # way but is unsure: large gradients that distillation can use, no confident mistake)
+            right = problems.conclusion_for(problem, cfg.conclusion_markers)
+            conclusion = None
+            if right:
+                others = sorted(set(cfg.conclusion_markers.values()) - {right})
+                conclusion = right if not others or rng.random() < cfg.student_conclusion_accuracy \
+                    else rng.choice(others)
             docs.append(Document(None, user, problems.teacher_solution(problem, marker, steps,
                                                                        conclusion),
                                  "teacher_style"))

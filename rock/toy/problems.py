@@ -202,9 +202,9 @@ def teacher_solution(problem: Problem, marker: str,
 
 
 def conclusion_for(problem: Problem, markers: dict[str, str]) -> str | None:
-    """The teacher's concluding marker: fixed by the word problem's family (a cue the student
-    sees), none for expressions or families without one (``toy.corpus.conclusion_markers``)."""
-    return markers.get(problem.family) if problem.word else None
+    """The teacher's concluding marker: fixed by the problem's family (a cue the student sees in the
+    restated expression), none for families without one (``toy.corpus.conclusion_markers``)."""
+    return markers.get(problem.family)
 
 
 @dataclass(frozen=True)

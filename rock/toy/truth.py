@@ -10,10 +10,17 @@ report can check that the analysis recovers them (:mod:`rock.report.truth`):
     digits of the student's fixed misconceptions (:class:`rock.toy.problems.Misconceptions`: it is
     confident in the wrong result, so its logit gradient is small however large the KL). The paper
     finds both kinds (discourse markers and all ten digits, App. B).
+``persistent_rocks``
+    the rocks whose persistence is planted: the step markers (hidden context). The digits are rocks
+    too, but the misconceptions behind part of their KL are correctable, and stage 2 corrects some
+    of them (measured on the toy: digit KL falls 29-45% between the persistence checkpoints, so
+    claims.csv G20 is n/a on the toy).
 ``learnable_high_kl``
-    the concluding markers of word problems (``toy.corpus.conclusion_markers``): the teacher picks
-    one from the problem's family, a cue the student sees; the student's corpus picks at random,
-    so it is unsure (large gradients) and distillation can teach it (its KL falls).
+    the concluding markers (``toy.corpus.conclusion_markers``): in problems of three minor families
+    the teacher's last step opens with a marker fixed by the family, a cue the student sees; the
+    student's corpus uses the right one only some of the time (``student_conclusion_accuracy``),
+    so it is unsure (large gradients) and distillation can teach it (its KL falls). Each marker
+    opens one step of ~10% of the problems: rare next to the rocks.
 ``knockout``
     planted Strong Pillars: the digits (every toy answer is a number written in them; suppressing
     one makes every answer that needs it wrong); planted neutral candidates: the step markers (the
@@ -52,9 +59,12 @@ def ground_truth(tok, cfg: ToyConfig) -> dict:
         "rocks": _group(tok, markers + list(DIGITS),
                         "step markers chosen by the teacher's hidden system message, and digits of "
                         "the student's fixed misconceptions"),
+        "persistent_rocks": _group(tok, markers,
+                                   "the step markers: chosen by context the student never sees, so "
+                                   "no amount of distillation teaches them (their KL stays)"),
         "learnable_high_kl": _group(tok, conclusions,
-                                    "concluding markers of word problems: the teacher's follows the "
-                                    "family (visible), the student's is random"),
+                                    "concluding markers: the teacher's follows the problem's family "
+                                    "(visible), the student's is right only some of the time"),
         "knockout": {"pillars": _group(tok, list(DIGITS), "every toy answer is written in digits"),
                      "neutral": _group(tok, markers, "either step marker serves")},
         "freeze": {"contrast": "random_window_freeze - rock_freeze", "expected_sign": "<0",
