@@ -16,7 +16,9 @@ from rock.report.check import markdown_table, toy_directions
 
 INTRO = ("The toy world plants each mechanism the paper describes (world.json, ground_truth). "
          "Direction claims must hold on the toy (judged with the toy band); magnitudes are paper-scale "
-         "and only shown below. A disagreement in either table fails the claim check.")
+         "and only shown below; claims the toy cannot test are n/a, with the reason, in the claim "
+         "check table (column toy_reason). A disagreement in either table fails the claim check on the "
+         "numerical platform the golden numbers were recorded on (another platform trains another world).")
 
 
 def read_truth(check_csv: str | Path) -> pd.DataFrame | None:
