@@ -6,7 +6,7 @@
 #    the images, so jobs never pick up another `rock` (e.g. the quick start's .venv).
 # Snakemake hashes this script, not the lock: the line below (written by envs/lock.py) changes
 # with the lock, so a new lock gives a new env.
-# lock sha256: 39d9cb6470309fdbca98c945e1bb0f664d2a137a44de198193601404435ec720
+# lock sha256: 6c5e6b53574a329fc585a4f7e0228778b4d351f6d0ac3620ee38246745d9b1ba
 set -eu
 python -m pip install --no-deps -r envs/analysis.lock.txt
 python -m pip check

@@ -6,7 +6,7 @@
 #    the images, so jobs never pick up another `rock` (e.g. the quick start's .venv).
 # Snakemake hashes this script, not the lock: the line below (written by envs/lock.py) changes
 # with the lock, so a new lock gives a new env.
-# lock sha256: c5c429e324b62d5d9515150c2a01d93e4733f15b662efd235775be7a6eba6057
+# lock sha256: 61a36f02f3ee0bf180236deb55ac29609634dabfbc11faeca9e257ab447048f6
 set -eu
 python -m pip install --no-deps -r envs/generate.lock.txt
 python -m pip check

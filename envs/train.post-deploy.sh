@@ -6,7 +6,7 @@
 #    the images, so jobs never pick up another `rock` (e.g. the quick start's .venv).
 # Snakemake hashes this script, not the lock: the line below (written by envs/lock.py) changes
 # with the lock, so a new lock gives a new env.
-# lock sha256: d1d07ab23ba7c9e09f20d754810fc0c237ecc45bc7e5bd574c421c801fb552cd
+# lock sha256: 324fcc11c98ff86480018cb2487ca90697a4cf09c53433b4de2117981de87b9b
 set -eu
 python -m pip install --no-deps -r envs/train.lock.txt
 python -m pip check

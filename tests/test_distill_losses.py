@@ -246,4 +246,6 @@ def test_full_qwen3_vocabulary_precision():
     ref = (ls.exp() * (ls - lt)).sum(-1)
     assert (st["reverse_kl"].double() - ref).abs().max().item() < 1e-5
     loss, _ = distill_loss(s, t, y, torch.ones(60), LossSpec())
-    assert abs(loss.item() - ref.mean().item()) < 1e-6
+    # the loss is a float32 mean of 60 values near 4.0, where one ulp is 4.8e-7: 4 ulp (measured:
+    # 1.0005e-6 on an AMD EPYC with AVX2 kernels, below 1e-6 on an Intel Xeon with AVX-512)
+    assert abs(loss.item() - ref.mean().item()) < 2e-6

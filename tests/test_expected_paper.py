@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from rock.report.bands import parse_expected, to_value
-from rock.report.expected import CLAIM_COLUMNS, load_table
+from rock.report.expected import CLAIM_COLUMNS, TOY_COLUMNS, load_table
 from rock.report.extract import REGISTRY, TABLE1_PREDICTORS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ def _metrics(rows):
 
 
 def test_table_loads_with_registered_metrics(rows):
-    assert CLAIMS.read_text().splitlines()[0] == ",".join(CLAIM_COLUMNS)
+    assert CLAIMS.read_text().splitlines()[0] == ",".join(CLAIM_COLUMNS + TOY_COLUMNS)
     assert len(rows) >= 150
     assert all(r.metric in REGISTRY for r in rows)
     assert all(r.artifact and r.section and r.note for r in rows)
