@@ -132,8 +132,8 @@ def _toy_gates(table, ctx, args, scale: str) -> int:
     """On a toy run: the direction claims and the planted ground truth (issue 14). They fail the
     check on the numerical platform the golden numbers were recorded on (or with
     ``ROCK_GOLDEN_STRICT=1``), as the golden rows do: the toy world is trained from scratch, and
-    another platform's float32 kernels train another world (rock.report.platform). Writes ``ground_truth.csv`` next to the check (empty without a toy world);
-    returns how many failed."""
+    another platform's float32 kernels train another world (rock.report.platform). Writes
+    ``ground_truth.csv`` next to the check (empty without a toy world); returns how many failed."""
     from rock.report import check as chk
     from rock.report import truth
 

@@ -68,16 +68,24 @@ def check_rock_set(truth: dict, rocks: list[int]) -> dict:
                 f"({', '.join(truth['rocks']['tokens'])})")
 
 
-def check_learnable(truth: dict, per_type: pd.DataFrame, kl_early: pd.Series, kl_late: pd.Series,
-                    min_freq: int = 2) -> list[dict]:
+def _relative_changes(ids, kl_early: pd.Series, kl_late: pd.Series) -> tuple[list[int], list[float], str]:
+    """The planted ``ids`` seen at both checkpoints, their (KL_late - KL_early) / KL_early, and the
+    ``early -> late`` values as text for the row's detail."""
+    seen = [i for i in ids if i in kl_early.index and i in kl_late.index and kl_early[i] > 0]
+    rel = [(kl_late[i] - kl_early[i]) / kl_early[i] for i in seen]
+    return seen, rel, ", ".join(f"{i}: {kl_early[i]:.3g} -> {kl_late[i]:.3g}" for i in seen)
+
+
+def check_learnable(truth: dict, per_type: pd.DataFrame, kl_early: pd.Series,
+                    kl_late: pd.Series) -> list[dict]:
     """``per_type``: geometry's ``per_type.csv`` (its ``high_kl`` group is the top types by post-OPD
     KL); ``kl_early``/``kl_late``: mean KL per type id at the persistence checkpoints (Sec. 2.6c).
 
     ``learnable_in_high_kl``: at least half of the rare high-KL group are planted learnable types (the
     group is chosen by KL alone; a planted type learnt well enough to fall below the group's cut is
     not a failure as long as the group is still made of the planted mechanism).
-    ``learnable_kl_falls``: the median over the planted types seen at both checkpoints (>= min_freq
-    occurrences) of (KL_late - KL_early) / KL_early is <= -0.4."""
+    ``learnable_kl_falls``: the median over the planted types seen at both checkpoints of
+    (KL_late - KL_early) / KL_early is <= -0.4."""
     ids = truth["learnable_high_kl"]["ids"]
     high = per_type.loc[per_type["group"] == "high_kl", "token_id"].astype(int).tolist()
     found = sorted(set(ids) & set(high))
@@ -86,13 +94,11 @@ def check_learnable(truth: dict, per_type: pd.DataFrame, kl_early: pd.Series, kl
                  bool(ids) and share >= MIN_LEARNABLE_SHARE,
                  f"planted {truth['learnable_high_kl']['tokens']}: {len(found)} of the {len(high)} "
                  f"types of the high-KL group {high}")]
-    seen = [i for i in ids if i in kl_early.index and i in kl_late.index and kl_early[i] > 0]
-    rel = [(kl_late[i] - kl_early[i]) / kl_early[i] for i in seen]
+    seen, rel, values = _relative_changes(ids, kl_early, kl_late)
     med = statistics.median(rel) if rel else None
     rows.append(_row("learnable_kl_falls", ids, seen, med, f"<= {MAX_LEARNABLE_CHANGE}",
                      None if med is None else med <= MAX_LEARNABLE_CHANGE,
-                     "median (KL_late - KL_early) / KL_early over the planted types seen: "
-                     + ", ".join(f"{i}: {kl_early[i]:.3g} -> {kl_late[i]:.3g}" for i in seen)))
+                     "median (KL_late - KL_early) / KL_early over the planted types seen: " + values))
     return rows
 
 
@@ -101,13 +107,12 @@ def check_persistent(truth: dict, kl_early: pd.Series, kl_late: pd.Series) -> di
     |KL_late - KL_early| / KL_early < 0.2 (the paper: rocks 0.21 -> 0.19, Sec. 2.6c)."""
     group = truth.get("persistent_rocks") or {"ids": [], "tokens": []}
     ids = group["ids"]
-    seen = [i for i in ids if i in kl_early.index and i in kl_late.index and kl_early[i] > 0]
-    rel = [abs(kl_late[i] - kl_early[i]) / kl_early[i] for i in seen]
-    med = statistics.median(rel) if rel else None
+    seen, rel, values = _relative_changes(ids, kl_early, kl_late)
+    med = statistics.median(map(abs, rel)) if rel else None
     return _row("rocks_persist", ids, seen, med, f"< {MAX_ROCK_CHANGE}",
                 None if med is None else med < MAX_ROCK_CHANGE,
                 f"planted {group['tokens']}: median |KL_late - KL_early| / KL_early over the ones seen: "
-                + ", ".join(f"{i}: {kl_early[i]:.3g} -> {kl_late[i]:.3g}" for i in seen))
+                + values)
 
 
 def type_mean_kl(table: pd.DataFrame, min_freq: int = 2) -> pd.Series:
