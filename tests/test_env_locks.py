@@ -114,3 +114,26 @@ def test_uv_is_pinned_for_ci():
     cpu = (REPO / "envs" / "cpu-requirements.txt").read_text()
     assert "\nuv==" in cpu, "CI needs uv for the lock check"
     assert shutil.which("sed")
+
+
+def test_check_keeps_locked_versions_that_still_fit(tmp_path, monkeypatch):
+    """A newer upload of a locked package (an index without upload times lets it past
+    `--exclude-newer`) does not make a lock stale: uv prefers the lock's versions. A locked version
+    the env file no longer allows does."""
+    reason = _pypi_unreachable()
+    if reason:
+        pytest.skip(reason)
+    text = lock.lock_file("train").read_text()
+    older = re.sub(r"^idna==\S+$", "idna==3.20", text, flags=re.M)
+    assert older != text
+    locked = tmp_path / "train.lock.txt"
+    locked.write_text(older)
+    monkeypatch.setattr(lock, "lock_file", lambda name: locked)
+    monkeypatch.setattr(lock, "recorded_sha", lambda name: lock.sha256(locked.read_text()))
+    assert lock.check("train") == []
+    env = tmp_path / "train.yaml"
+    pins = _pins("train")
+    pkg = "numpy"
+    env.write_text(lock.env_file("train").read_text().replace(f"numpy=={pins[pkg]}", "numpy==2.2.6"))
+    monkeypatch.setattr(lock, "env_file", lambda name: env)
+    assert any("numpy" in p and "stale" in p for p in lock.check("train"))
