@@ -126,11 +126,12 @@ def test_schema_rejects_bad_freeze_values():
     good = {"regimes": REGIMES, "window_radius": None, "window_anchor": "all",
             "anchor_loss_threshold": None, "loss_normalization": "token_mean", "eval_every": 200,
             "max_steps": 0, "benchmarks": ["aime24"], "eval_limit": None, "eval_job": "checkpoint",
+            "keep_checkpoints": False,
             "tta_fraction": 0.95,
             "control": {"bin_base": 2.0, "exclude_rock_centres": True, "n_proposals": 16,
                         "max_tries": 64, "max_bin_distance": 2}}
     jsonschema.validate(good, sub)
-    for key, value in (("eval_every", 0), ("window_anchor", "some"), ("tta_fraction", 1.5), ("eval_job", "step"),
+    for key, value in (("eval_every", 0), ("window_anchor", "some"), ("tta_fraction", 1.5), ("eval_job", "step"), ("keep_checkpoints", "yes"),
                        ("regimes", [{"name": "x", "selection": "rock", "lambda": 2.0}]),
                        ("regimes", [{"name": "X y", "selection": "rock", "lambda": 0.0}])):
         with pytest.raises(jsonschema.ValidationError):

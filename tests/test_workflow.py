@@ -537,14 +537,12 @@ def test_report_captions_are_valid_restructuredtext(rst):
 # a --config override re-plans only the jobs that use the value (job_settings in common.smk)
 # ------------------------------------------------------------------------------------------------
 
-def test_overriding_an_evaluation_value_replans_only_the_jobs_that_use_it(tmp_path):
-    """A finished toy run stands in as empty files (every output of the DAG, recorded by
-    `snakemake --touch`); `--config evaluation=...` then plans the evaluation jobs (and what reads
-    their outputs), never the toy world, data, teacher sampling, stage 1, stage 2 or the analysis.
-    Before job_settings, every job's params held the config file, whose name (a content hash)
-    any override changes, so the whole DAG was planned again."""
+def _finished_toy_run(tmp_path, **freeze):
+    """A finished toy run standing in as empty files: every output of the DAG, recorded by
+    `snakemake --touch`. Returns the base snakemake arguments."""
     cfg = yaml.safe_load(TOY_CONFIG_FILE.read_text())
     cfg["run_dir"] = str(tmp_path / "run")
+    cfg["freeze"].update(freeze)
     for role in ("teacher", "student"):
         cfg["models"][role] = str(tmp_path / "run" / "world" / role)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -564,13 +562,44 @@ def test_overriding_an_evaluation_value_replans_only_the_jobs_that_use_it(tmp_pa
     touched = snakemake(*base, "--touch", "-F")
     assert touched.returncode == 0, touched.stderr[-3000:]
     assert "Nothing to be done" in snakemake(*base, "-n").stdout
+    return cfg, base
+
+
+def _planned(base, override):
+    result = snakemake(*base, "-n", "--config", override)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return set(job_counts(result.stdout))
+
+
+_AFTER_EVALUATION = {"knockout_gather", "knockout_analyze", "freeze_report", "report_check",
+                     "report_render", "all"}
+
+
+def test_overriding_an_evaluation_value_replans_only_the_jobs_that_use_it(tmp_path):
+    """`--config evaluation=...` plans the jobs that read that value (and what reads their outputs),
+    never the toy world, data, teacher sampling, stage 1, stage 2 or the analysis. Before
+    job_settings, every job's params held the config file, whose name (a content hash) any override
+    changes, so the whole DAG was planned again. The IFEval metric is not read by the freeze
+    evaluation (AIME/HMMT), so no freeze job runs again (before freeze_eval_settings: every freeze
+    evaluation, and through the temp() checkpoints every freeze training run). A value the freeze
+    evaluation does read (dtype) re-scores the checkpoints, which temp() deleted, so the
+    regimes train again: freeze.keep_checkpoints (next test) avoids that."""
+    cfg, base = _finished_toy_run(tmp_path)
     metric = {"prompt_level_strict_acc": "prompt_level_loose_acc"}.get(cfg["evaluation"]["ifeval_metric"],
                                                                         "prompt_level_strict_acc")
-    result = snakemake(*base, "-n", "--config", f'evaluation={{"ifeval_metric": "{metric}"}}')
-    assert result.returncode == 0, result.stderr[-3000:]
-    planned = set(job_counts(result.stdout))
-    assert {"evaluate", "knockout_shard", "freeze_evaluate"} <= planned, planned
-    assert planned <= {"evaluate", "knockout_shard", "knockout_gather", "knockout_analyze",
-                       "freeze_train",   # its checkpoints are temp(): gone once evaluated, so made again
-                       "freeze_evaluate", "freeze_evaluate_start", "freeze_report",
-                       "report_check", "report_render", "all"}, planned
+    planned = _planned(base, f'evaluation={{"ifeval_metric": "{metric}"}}')
+    assert {"evaluate", "knockout_shard"} <= planned, planned
+    assert planned <= {"evaluate", "knockout_shard"} | _AFTER_EVALUATION, planned
+    assert not {p for p in planned if p.startswith("freeze_train") or p.startswith("freeze_evaluate")}
+    planned = _planned(base, 'evaluation={"dtype": "bfloat16"}')
+    assert {"evaluate", "freeze_evaluate", "freeze_evaluate_start", "freeze_train"} <= planned, planned
+
+
+def test_kept_freeze_checkpoints_are_rescored_without_training(tmp_path):
+    """freeze.keep_checkpoints: true: a changed evaluation value re-scores the kept checkpoints;
+    no freeze regime is trained again."""
+    _, base = _finished_toy_run(tmp_path, keep_checkpoints=True)
+    planned = _planned(base, 'evaluation={"dtype": "bfloat16"}')
+    assert {"evaluate", "freeze_evaluate", "freeze_evaluate_start"} <= planned, planned
+    assert "freeze_train" not in planned, planned
+    assert planned <= {"evaluate", "knockout_shard", "freeze_evaluate", "freeze_evaluate_start"} | _AFTER_EVALUATION

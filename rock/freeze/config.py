@@ -126,6 +126,9 @@ class FreezeConfig:
     """evaluate only the first N problems of each benchmark (None = all 30; the toy run uses a few)"""
     eval_job: str = "checkpoint"
     """workflow only: one freeze_evaluate job per checkpoint, or per regime (workflow/rules/freeze.smk)"""
+    keep_checkpoints: bool = False
+    """workflow only: keep the evaluated checkpoints (else temp(): deleted once scored, and a changed
+    evaluation setting trains the regimes again; workflow/rules/freeze.smk)"""
     control: ControlConfig = field(default_factory=ControlConfig)
     tta_fraction: float = 0.95
     """time-to-accuracy target = tta_fraction x the baseline's best average accuracy. ASSUMED:

@@ -449,6 +449,29 @@ def freeze_checkpoint(regime, step):
     return paths.train_checkpoint(paths.freeze_run_dir(RUN_DIR, regime), step)
 
 
+def freeze_checkpoint_output(regime, step):
+    """freeze_train's output for a kept checkpoint: temp() (deleted once scored) unless
+    freeze.keep_checkpoints."""
+    out = directory(freeze_checkpoint(regime, step))
+    return out if config["freeze"]["keep_checkpoints"] else temp(out)
+
+
+def freeze_eval_settings():
+    """What a freeze evaluation job reads: the evaluation keys, less those `rock evaluate` is given
+    on the command line for the freeze (benchmarks, limit when freeze.eval_limit is set) or never
+    uses there (the models list, suppression, the IFEval metric unless IFEval is a freeze benchmark),
+    plus the freeze benchmarks, eval_limit, seed and models. So changing e.g.
+    evaluation.ifeval_metric re-runs no freeze job."""
+    fz = config["freeze"]
+    unused = {"benchmarks", "models", "vllm_suppression"}
+    if "ifeval" not in fz["benchmarks"]:
+        unused.add("ifeval_metric")
+    if fz["eval_limit"]:
+        unused.add("limit")
+    return job_settings(*(f"evaluation.{k}" for k in config["evaluation"] if k not in unused),
+                        "freeze.benchmarks", "freeze.eval_limit", "seed", "models")
+
+
 #: the evaluated steps after step 0 (step 0 is the stage-1 model, scored once for every regime)
 FREEZE_KEPT_STEPS = [s for s in FREEZE_STEPS if s]
 

@@ -20,7 +20,7 @@ rule evaluate:
         benchmarks=" ".join(f"--benchmark {b}" for b in EVAL_BENCHMARKS),
         table=eval_output_template("per_problem.parquet"),
         summary=eval_output_template("summary.json"),
-        settings=job_settings("evaluation"),
+        settings=job_settings("evaluation", "seed", "models.enable_thinking"),
     log:
         paths.log_file(RUN_DIR, "evaluate", "{eval_model}"),
     benchmark:

@@ -6,7 +6,9 @@
 # for step 0 (freeze_evaluate_start); the report draws Figure 5 and writes the regime table, the
 # wall-clock comparison and the W_R vs W_S two-sample tests. The regime list
 # is data: one freeze_train job per name ({fz_regime}), no rule per regime. Checkpoints are temp():
-# deleted once evaluated (paper scale: 50 x 8 GB per regime). Targets in common.smk.
+# deleted once evaluated (paper scale: 50 x 8 GB per regime), unless freeze.keep_checkpoints; a
+# freeze evaluation re-runs only for the evaluation keys it reads (freeze_eval_settings). Targets in
+# common.smk.
 
 
 rule freeze_train:
@@ -19,7 +21,7 @@ rule freeze_train:
         teacher=model_input("teacher"),
     output:
         model=directory(paths.train_model(paths.freeze_run_dir(RUN_DIR, "{fz_regime}"))),
-        checkpoints=[temp(directory(freeze_checkpoint("{fz_regime}", s))) for s in FREEZE_STEPS if s],
+        checkpoints=[freeze_checkpoint_output("{fz_regime}", s) for s in FREEZE_KEPT_STEPS],
         log_csv=paths.train_log(paths.freeze_run_dir(RUN_DIR, "{fz_regime}")),
         summary=paths.train_summary(paths.freeze_run_dir(RUN_DIR, "{fz_regime}")),
         counts=paths.freeze_log(RUN_DIR, "{fz_regime}"),
@@ -55,7 +57,7 @@ rule freeze_evaluate_start:
     params:
         config_file=rock_config_file,
         options=FREEZE_EVAL_OPTIONS,
-        settings=job_settings("evaluation", "freeze.eval_limit"),
+        settings=freeze_eval_settings(),
         model_name=f"{paths.FREEZE_STEP0}_step0",
     log:
         paths.log_file(RUN_DIR, "freeze_evaluate", paths.FREEZE_STEP0),
@@ -90,7 +92,7 @@ if config["freeze"]["eval_job"] == "checkpoint":
         params:
             config_file=rock_config_file,
             options=FREEZE_EVAL_OPTIONS,
-            settings=job_settings("evaluation", "freeze.eval_limit"),
+            settings=freeze_eval_settings(),
         log:
             paths.log_file(RUN_DIR, "freeze_evaluate", "{fz_regime}/step_{fz_step}"),
         benchmark:
@@ -122,7 +124,7 @@ else:
             config_file=rock_config_file,
             models=freeze_eval_args,
             options=FREEZE_EVAL_OPTIONS,
-            settings=job_settings("evaluation", "freeze.eval_limit"),
+            settings=freeze_eval_settings(),
         log:
             paths.log_file(RUN_DIR, "freeze_evaluate", "{fz_regime}"),
         benchmark:
