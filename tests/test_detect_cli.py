@@ -70,3 +70,39 @@ def test_settings_build_both_modes():
     assert s.modes["official"].drop_top_frequent == 3 and s.modes["official"].controls == "ranks"
     with pytest.raises(ConfigError, match="downstream_mode"):
         DetectionSettings.from_dict({"downstream_mode": "both"})
+
+
+def test_compare_reads_the_rankings_its_rule_gives(tmp_path):
+    """Issue 16: a job reads the files its rule names (`--in NAME=PATH`), not paths recomputed from
+    run_dir: rankings outside the run directory are compared; without --in, the run directory's
+    (absent here) are read."""
+    run_dir, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    ref_rocks = tmp_path / "rocks.json"
+    ref_rocks.write_text(json.dumps([1, 2, 3, 4]))
+    given, planted = [], {"official": [1, 2, 3, 5], "context": [1, 2, 3, 4]}
+    for mode in paths.DETECTION_MODES:   # the rule's order
+        rocks = planted[mode]
+        p = elsewhere / mode / "ranking.parquet"
+        p.parent.mkdir(parents=True)
+        _ranking(rocks + [9, 10], set(rocks), set()).to_parquet(p)
+        given += ["--in", f"rankings={p}"]
+    config = _config(tmp_path / "c.yaml", scale="paper", run_dir=run_dir,
+                     reference={"rock_ids": str(ref_rocks), "control_ids": None})
+    assert main(["detect", "compare", "--config", str(config), *given]) == 0
+    out = pd.read_csv(paths.detection_comparison(run_dir)).set_index("mode")
+    assert out.loc["official", "jaccard"] == pytest.approx(3 / 5) and out.loc["context", "jaccard"] == 1.0
+    with pytest.raises(FileNotFoundError, match=str(run_dir)):
+        main(["detect", "compare", "--config", str(config)])
+
+
+def test_job_files_parse_names_lists_and_defaults():
+    from rock.job_files import JobFiles
+
+    files = JobFiles(["a=/x/1.csv", "b=/y/2", "b=/y/3", "c=p=q"])
+    assert files.path("a", "/default") == Path("/x/1.csv") and files.path("z", "/d") == Path("/d")
+    assert files.paths("b", []) == [Path("/y/2"), Path("/y/3")] and files.path("c", "") == Path("p=q")
+    assert "a" in files and "z" not in files
+    with pytest.raises(ConfigError, match="one path expected"):
+        files.path("b", "/d")
+    with pytest.raises(ConfigError, match="NAME=PATH"):
+        JobFiles(["no-equals-sign"])

@@ -603,3 +603,33 @@ def test_kept_freeze_checkpoints_are_rescored_without_training(tmp_path):
     assert {"evaluate", "freeze_evaluate", "freeze_evaluate_start"} <= planned, planned
     assert "freeze_train" not in planned, planned
     assert planned <= {"evaluate", "knockout_shard", "freeze_evaluate", "freeze_evaluate_start"} | _AFTER_EVALUATION
+
+
+def test_jobs_are_given_their_rules_inputs():
+    """Issue 16: detection (stability, figure, clusters, compare), geometry and freeze training jobs
+    read the files their rule declares: the printed command names every named input of the rule
+    as `--in NAME=PATH` (rock.job_files), the geometry inputs at the toy's configured checkpoints."""
+    result = snakemake("-n", "-p", "-F", "--profile", "workflow/profiles/toy")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    commands = [line for line in out.splitlines() if line.lstrip().startswith(("rock ", "python -m rock"))
+                or " rock " in line]
+    expected = {
+        "detect stability": ["post", "ranking"],   # pre too in context mode
+        "detect figure": ["ranking", "density", "sweep", "summary"],
+        "detect clusters": ["ranking", "tokenizer"],
+        "detect compare": ["rankings"],
+        "geometry gradients": ["trajectories", "tokens", "rocks", "teacher"],
+        "geometry analyze": ["per_type", "tokens", "early", "late", "pre", "rocks", "selection"],
+        "freeze train": ["student", "prompts", "rocks", "ranking", "info", "teacher"],
+    }
+    for action, names in expected.items():
+        lines = [c for c in commands if f"rock {action} " in c or f"-- {action} " in c]  # rock launch
+        assert lines, f"no `rock {action}` job planned"
+        for line in lines:
+            for name in names:
+                assert re.search(rf"--in {name}=results/toy/\S+", line), (action, name, line)
+    geometry = next(c for c in commands if "rock geometry analyze " in c)
+    toy = yaml.safe_load(TOY_CONFIG_FILE.read_text())["geometry"]
+    assert f"--in early=results/toy/stats/tokens_{toy['early']}.parquet" in geometry
+    assert f"--in late=results/toy/stats/tokens_{toy['late']}.parquet" in geometry

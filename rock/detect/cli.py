@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rock import paths
+from rock import job_files, paths
 from rock.atomic import atomic_path, write_json
 from rock.detect.occurrences import load_occurrences  # noqa: F401  (the stage reader; also used by geometry)
 from rock.errors import ConfigError, DataError
@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="clusters: tokenizer dir or hub id (default: models.student)")
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS threads (default: OMP_NUM_THREADS, which Snakemake sets to the job's threads)")
+    job_files.add_arguments(parser)  # --in ranking=... density= sweep= summary= rankings= tokenizer=
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -69,15 +70,18 @@ def run(args: argparse.Namespace) -> int:
     settings = DetectionSettings.from_dict(config["detection"])
     mode = args.mode or settings.downstream_mode
     tables = {"post": args.post, "pre": args.pre, "hidden": args.hidden}
+    files = job_files.JobFiles.from_args(args)
     if args.action == "select":
         return _select(run_dir, settings, mode, tables)
     if args.action == "stability":
-        return _stability(run_dir, settings, mode, tables)
+        return _stability(run_dir, settings, mode, tables, files)
     if args.action == "figure":
-        return _figure(run_dir, settings, mode)
+        return _figure(run_dir, settings, mode, files)
     if args.action == "clusters":
-        return _clusters(run_dir, settings, mode, args.tokenizer or config["models"]["student"])
-    return _compare(run_dir, settings, config)
+        tokenizer = args.tokenizer or (str(files.path("tokenizer", "")) if "tokenizer" in files
+                                       else config["models"]["student"])
+        return _clusters(run_dir, settings, mode, tokenizer, files)
+    return _compare(run_dir, settings, config, files)
 
 
 def _limit_blas_threads(n: int) -> None:
@@ -113,11 +117,11 @@ def _select(run_dir, settings, mode, tables: dict | None = None) -> int:
     return 0
 
 
-def _stability(run_dir, settings, mode, tables: dict | None = None) -> int:
+def _stability(run_dir, settings, mode, tables: dict | None = None, files=job_files.JobFiles()) -> int:
     from rock.detect.stability import coverage_curve, stability_summary, stability_sweep
 
     occ = load_occurrences(run_dir, settings, mode, tables)
-    ranking = pd.read_parquet(paths.detection_file(run_dir, mode, "ranking.parquet"))
+    ranking = pd.read_parquet(files.path("ranking", paths.detection_file(run_dir, mode, "ranking.parquet")))
     st = settings.stability
     sweep = stability_sweep(occ, settings.modes[mode], settings.context, sizes=st.sizes, k_grid=st.k_grid,
                             n_repeats=st.n_repeats, seed=settings.modes[mode].seed, full_ranking=ranking)
@@ -127,18 +131,19 @@ def _stability(run_dir, settings, mode, tables: dict | None = None) -> int:
     return 0
 
 
-def _figure(run_dir, settings, mode) -> int:
+def _figure(run_dir, settings, mode, files=job_files.JobFiles()) -> int:
     from rock.detect.figures import figure2
 
-    f = lambda name: paths.detection_file(run_dir, mode, name)  # noqa: E731
-    figure2(pd.read_parquet(f("ranking.parquet")), pd.read_csv(f("density.csv")), pd.read_csv(f("stability.csv")),
-            pd.read_csv(f("stability_summary.csv")), top_k=settings.modes[mode].top_k,
+    f = lambda key, name: files.path(key, paths.detection_file(run_dir, mode, name))  # noqa: E731
+    figure2(pd.read_parquet(f("ranking", "ranking.parquet")), pd.read_csv(f("density", "density.csv")),
+            pd.read_csv(f("sweep", "stability.csv")), pd.read_csv(f("summary", "stability_summary.csv")),
+            top_k=settings.modes[mode].top_k,
             title=f"Figure 2 ({mode} detection, {run_dir})",
             outputs=[paths.figure2(run_dir, mode, "png"), paths.figure2(run_dir, mode, "pdf")])
     return 0
 
 
-def _clusters(run_dir, settings, mode, tokenizer_src) -> int:
+def _clusters(run_dir, settings, mode, tokenizer_src, files=job_files.JobFiles()) -> int:
     from rock.detect.clusters import cluster_summary, cluster_table, matching_quality
 
     if not tokenizer_src:
@@ -146,7 +151,7 @@ def _clusters(run_dir, settings, mode, tokenizer_src) -> int:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer_src)
-    ranking = pd.read_parquet(paths.detection_file(run_dir, mode, "ranking.parquet"))
+    ranking = pd.read_parquet(files.path("ranking", paths.detection_file(run_dir, mode, "ranking.parquet")))
     table = cluster_table(ranking, lambda i: tok.decode([i]), settings.discourse_markers)
     _write_csv(table, paths.detection_file(run_dir, mode, "clusters.csv"))
     _write_csv(cluster_summary(table), paths.detection_file(run_dir, mode, "clusters_summary.csv"))
@@ -157,7 +162,7 @@ def _clusters(run_dir, settings, mode, tokenizer_src) -> int:
     return 0
 
 
-def _compare(run_dir, settings, config) -> int:
+def _compare(run_dir, settings, config, files=job_files.JobFiles()) -> int:
     """Jaccard of our top-K (K = top_k) sets with the authors' ids; 'not applicable' off paper scale."""
     from rock.detect.stability import jaccard, top_k
 
@@ -173,8 +178,9 @@ def _compare(run_dir, settings, config) -> int:
         ref_rocks = json.loads(Path(settings.reference_rock_ids).read_text())
         if settings.reference_control_ids:
             ref_ctrl = json.loads(Path(settings.reference_control_ids).read_text())
-    for mode in paths.DETECTION_MODES:
-        rp = paths.detection_file(run_dir, mode, "ranking.parquet")
+    rankings = files.paths("rankings", [paths.detection_file(run_dir, m, "ranking.parquet")
+                                        for m in paths.DETECTION_MODES])
+    for mode, rp in zip(paths.DETECTION_MODES, rankings, strict=True):
         k = settings.modes[mode].top_k
         if not applicable:
             rows.append({"mode": mode, "reference": "authors_rocks", "k": k, "jaccard": None,

@@ -10,6 +10,8 @@ import argparse
 import json
 import logging
 
+from rock import job_files
+
 log = logging.getLogger(__name__)
 
 
@@ -21,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", help="override config run_dir")
     parser.add_argument("--student", help="train: start model (default: the stage-1 model under run_dir)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    job_files.add_arguments(parser)  # train: student= prompts= rocks= ranking= info=; report: see runreport
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         from rock.freeze.train import train_regime
 
         train_regime(config, fcfg, fcfg.regime(args.regime), run_dir=run_dir, student=args.student,
-                     source=args.config, rank=int(os.environ.get("RANK", "0")))
+                     source=args.config, rank=int(os.environ.get("RANK", "0")),
+                     files=job_files.JobFiles.from_args(args))
         return 0
     from rock.freeze.runreport import write_report
 

@@ -38,15 +38,17 @@ from rock.freeze.config import FreezeConfig, Regime
 from rock.freeze.control import MatchAccumulator
 from rock.freeze.plan import eval_steps, n_checkpoints, regime_total_steps, stage2_total_steps
 from rock.freeze.weights import FreezeWeights
+from rock.job_files import JobFiles
 
 log = logging.getLogger(__name__)
 
 STEP_RECORDS = "freeze_steps.rank{rank}.jsonl"
 
 
-def _detection_json(run_dir, mode: str, name: str, what: str) -> tuple[dict, str]:
-    """A detection mode's json output and its path, or one clear error naming the stage to run."""
-    path = paths.detection_file(run_dir, mode, name)
+def _detection_json(run_dir, mode: str, name: str, what: str, path=None) -> tuple[dict, str]:
+    """A detection mode's json output (at ``path``, else its place under ``run_dir``) and its path,
+    or one clear error naming the stage to run."""
+    path = path or paths.detection_file(run_dir, mode, name)
     try:
         return json.loads(Path(path).read_text()), str(path)
     except FileNotFoundError as err:
@@ -54,12 +56,14 @@ def _detection_json(run_dir, mode: str, name: str, what: str) -> tuple[dict, str
                         fix=f"run `rock detect select --mode {mode}` first") from err
 
 
-def load_rock_set(run_dir, mode: str) -> tuple[list[int], int, np.ndarray]:
-    """``(R, detection window radius, Freq(v) per token id)`` from a detection mode's outputs."""
+def load_rock_set(run_dir, mode: str, files: JobFiles = JobFiles()) -> tuple[list[int], int, np.ndarray]:
+    """``(R, detection window radius, Freq(v) per token id)`` from a detection mode's outputs
+    (``files`` ``rocks`` and ``ranking`` when given, else their places under ``run_dir``)."""
     import pandas as pd
 
-    rocks, rocks_path = _detection_json(run_dir, mode, "rocks.json", "Rock set")
-    ranking_path = paths.detection_file(run_dir, mode, "ranking.parquet")
+    rocks, rocks_path = _detection_json(run_dir, mode, "rocks.json", "Rock set",
+                                        files.path("rocks", paths.detection_file(run_dir, mode, "rocks.json")))
+    ranking_path = files.path("ranking", paths.detection_file(run_dir, mode, "ranking.parquet"))
     if not isinstance(rocks.get("rocks"), list):
         raise DataError("no 'rocks' list", file=rocks_path, field="rocks")
     try:
@@ -91,11 +95,13 @@ def detection_threshold(info: dict, file: str = "info.json") -> float:
     return max(taus)
 
 
-def anchor_threshold(run_dir, mode: str, fcfg: FreezeConfig) -> float | None:
-    """``freeze.anchor_loss_threshold``, or detection's (``null``) for ``window_anchor: high_loss``."""
+def anchor_threshold(run_dir, mode: str, fcfg: FreezeConfig, files: JobFiles = JobFiles()) -> float | None:
+    """``freeze.anchor_loss_threshold``, or detection's (``null``; ``files`` ``info``) for
+    ``window_anchor: high_loss``."""
     if fcfg.window_anchor != "high_loss" or fcfg.anchor_loss_threshold is not None:
         return fcfg.anchor_loss_threshold
-    return detection_threshold(*_detection_json(run_dir, mode, "info.json", "detection info"))
+    info = files.path("info", paths.detection_file(run_dir, mode, "info.json"))
+    return detection_threshold(*_detection_json(run_dir, mode, "info.json", "detection info", info))
 
 
 def resumed_step(out_dir) -> int:
@@ -168,8 +174,12 @@ def merge_histograms(records: dict[tuple[int, int], dict], bin_base: float) -> M
 
 
 def train_regime(config: dict, fcfg: FreezeConfig, regime: Regime, *, run_dir, student=None,
-                 source: str = "config", rank: int = 0, on_step_end=None) -> dict:
+                 source: str = "config", rank: int = 0, on_step_end=None,
+                 files: JobFiles = JobFiles()) -> dict:
     """Run (or resume) one regime into ``paths.freeze_run_dir(run_dir, regime.name)``.
+
+    ``files``: the job's inputs as its rule names them (``student``, ``prompts``, ``rocks``,
+    ``ranking``, ``info``; rock.job_files), else their places under ``run_dir``.
 
     ``rank``: this process's data-parallel rank (torchrun's ``RANK``; 0 without torchrun).
     ``on_step_end``: passed to the engine (tests use it to interrupt a run).
@@ -180,17 +190,17 @@ def train_regime(config: dict, fcfg: FreezeConfig, regime: Regime, *, run_dir, s
 
     models = from_dict(ModelsConfig, config["models"], "models")
     total = regime_total_steps(config)
-    prompts_path = paths.prompts(run_dir, 2)
+    prompts_path = files.path("prompts", paths.prompts(run_dir, 2))
     s2 = _regime_stage2(config, fcfg, total, prompts_path, source)
     mode = config["detection"]["downstream_mode"]
-    rock_ids, det_radius, freq = load_rock_set(run_dir, mode)
+    rock_ids, det_radius, freq = load_rock_set(run_dir, mode, files)
     radius = fcfg.window_radius if fcfg.window_radius is not None else det_radius
     if radius is None:
         raise ConfigError(f"{source}: freeze.window_radius is null and rocks.json has no window_radius; "
                           "set freeze.window_radius")
     out = paths.freeze_run_dir(run_dir, regime.name)
     start = resumed_step(out)
-    threshold = anchor_threshold(run_dir, mode, fcfg)
+    threshold = anchor_threshold(run_dir, mode, fcfg, files)
     hook = FreezeWeights(regime, rock_ids=rock_ids, radius=radius, token_freq=freq,
                          anchor=fcfg.window_anchor, loss_threshold=threshold,
                          control=fcfg.control, seed=s2.seed, rank=rank, step=start)
@@ -198,7 +208,7 @@ def train_regime(config: dict, fcfg: FreezeConfig, regime: Regime, *, run_dir, s
     if start == 0 and records.exists():
         records.unlink()
     hook.on_step = StepRecorder(records, rank=rank)
-    student = student or str(paths.stage_model(run_dir, 1))
+    student = student or str(files.path("student", paths.stage_model(run_dir, 1)))
     log.info("regime %s (%s, lambda=%g): %d steps, evaluated at %s; |R| = %d, radius %d, anchor %s "
              "(l_t >= %s), loss %s; start %s%s", regime.name, regime.selection, regime.lam, total,
              eval_steps(total, fcfg.eval_every), len(rock_ids), radius, fcfg.window_anchor, threshold,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rock import paths
+from rock import job_files, paths
 from rock.atomic import atomic_path, write_json
 from rock.errors import DataError
 from rock.geometry.core import (GROUPS, SUMMARY_KEY, GeometryConfig, GradientAccumulator, GroupSpec,
@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="config YAML (run_dir, models, stats, detection, geometry)")
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--threads", type=int, default=None)
+    job_files.add_arguments(parser)  # --in tokens= rocks= trajectories= per_type= early= late= pre=
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,13 +42,15 @@ def run(args: argparse.Namespace) -> int:
     gcfg = GeometryConfig.from_dict(config["geometry"])
     mode = gcfg.detection_mode or config["detection"]["downstream_mode"]
     spec = GroupSpec(**gcfg.groups)
-    post = pd.read_parquet(_need(paths.token_stats(run_dir, gcfg.checkpoint)))
-    rocks = json.loads(_need(paths.detection_file(run_dir, mode, "rocks.json")).read_text())["rocks"]
+    files = job_files.JobFiles.from_args(args)
+    post = pd.read_parquet(_need(files.path("tokens", paths.token_stats(run_dir, gcfg.checkpoint))))
+    rocks = json.loads(_need(files.path("rocks", paths.detection_file(run_dir, mode, "rocks.json"))).read_text())["rocks"]
     types = type_kl(post)
     groups = define_groups(types, rocks, spec)
     if args.action == "gradients":
-        return _gradients(config, run_dir, gcfg, StatsConfig.from_dict(config["stats"]), post, types, groups)
-    return _analyze(config, run_dir, gcfg, groups, mode)
+        return _gradients(config, run_dir, gcfg, StatsConfig.from_dict(config["stats"]), post, types, groups,
+                          files)
+    return _analyze(config, run_dir, gcfg, groups, mode, files)
 
 
 def _need(path):
@@ -56,7 +59,8 @@ def _need(path):
     return path
 
 
-def _gradients(config, run_dir, gcfg: GeometryConfig, scfg, post, types, groups) -> int:
+def _gradients(config, run_dir, gcfg: GeometryConfig, scfg, post, types, groups,
+               files=job_files.JobFiles()) -> int:
     import time
 
     from rock.stats import iter_scored_chunks, load_models, read_trajectories, resolve_checkpoint
@@ -72,7 +76,7 @@ def _gradients(config, run_dir, gcfg: GeometryConfig, scfg, post, types, groups)
     log.info("gradient pass: %d member types, accumulator %.1f MiB", len(members), acc.nbytes() / 2**20)
     t0 = time.time()
     rows = chunk_rows(vocab, scfg.chunk_size)
-    for ch in iter_scored_chunks(student, teacher, read_trajectories(paths.trajectories(run_dir)), vocab=vocab,
+    for ch in iter_scored_chunks(student, teacher, read_trajectories(files.path("trajectories", paths.trajectories(run_dir))), vocab=vocab,
                                  chunk_size=rows, device=runtime.device):
         acc.update(reverse_kl_logit_grad(ch.student_logits, ch.teacher_logits), ch.tokens)
     g_bal, means = acc.finalize()
@@ -100,12 +104,13 @@ def _late_is_other_weights(config, run_dir, gcfg: GeometryConfig) -> None:
                                 {n: where(n) for n in SELECTION_CHECKPOINTS if n in specs})
 
 
-def persistence_groups(config, run_dir, gcfg: GeometryConfig, rocks, mode, early, late):
+def persistence_groups(config, run_dir, gcfg: GeometryConfig, rocks, mode, early, late,
+                       files=job_files.JobFiles()):
     """``(groups, early, late, selection info)`` of Fig. 3c-d (rock.persistence): groups on the
     pre model over all trajectories, or on half A (rocks re-detected there) with early/late
     restricted to half B."""
     spec = GroupSpec(**gcfg.groups)
-    pre = pd.read_parquet(_need(paths.token_stats(run_dir, "pre")))
+    pre = pd.read_parquet(_need(files.path("pre", paths.token_stats(run_dir, "pre"))))
     if gcfg.persistence_selection == "pre":
         return define_groups(type_kl(pre), rocks, spec), early, late, describe("pre", 0, None)
     from rock.detect.occurrences import load_occurrences
@@ -124,13 +129,13 @@ def persistence_groups(config, run_dir, gcfg: GeometryConfig, rocks, mode, early
             describe("holdout", gcfg.holdout_seed, halves))
 
 
-def _analyze(config, run_dir, gcfg: GeometryConfig, groups, mode) -> int:
-    per = pd.read_csv(_need(paths.geometry_file(run_dir, "per_type.csv")))
+def _analyze(config, run_dir, gcfg: GeometryConfig, groups, mode, files=job_files.JobFiles()) -> int:
+    per = pd.read_csv(_need(files.path("per_type", paths.geometry_file(run_dir, "per_type.csv"))))
     _late_is_other_weights(config, run_dir, gcfg)
-    early = pd.read_parquet(_need(paths.token_stats(run_dir, gcfg.early)))
-    late = pd.read_parquet(_need(paths.token_stats(run_dir, gcfg.late)))
+    early = pd.read_parquet(_need(files.path("early", paths.token_stats(run_dir, gcfg.early))))
+    late = pd.read_parquet(_need(files.path("late", paths.token_stats(run_dir, gcfg.late))))
     pgroups, early, late, selection = persistence_groups(config, run_dir, gcfg, groups["rock"], mode,
-                                                         early, late)
+                                                         early, late, files)
     persist, ptests = persistence(early, late, pgroups)
     tests = pd.concat([group_tests(per), ptests], ignore_index=True)
     with atomic_path(paths.geometry_file(run_dir, "tests.csv")) as tmp:

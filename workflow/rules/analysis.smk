@@ -129,6 +129,7 @@ rule detect_stability:
         summary=paths.detection_file(RUN_DIR, "{det_mode}", "stability_summary.csv"),
     params:
         config_file=rock_config_file,
+        inputs=job_inputs,
         tables=detection_table_args,
         settings=job_settings("detection"),
     log:
@@ -144,6 +145,7 @@ rule detect_stability:
         **job_resources("detect_stability"),
     shell:
         "rock detect stability --config {params.config_file} --mode {wildcards.det_mode} {params.tables}"
+        " {params.inputs}"
         " --threads {threads} > {log} 2>&1"
 
 
@@ -156,6 +158,7 @@ rule detect_clusters:
            for name in paths.DETECTION_CLUSTERS},
     params:
         config_file=rock_config_file,
+        inputs=job_inputs,
         settings=job_settings("detection.clusters"),
     log:
         paths.log_file(RUN_DIR, "detect_clusters", "{det_mode}"),
@@ -170,7 +173,7 @@ rule detect_clusters:
         **job_resources("analysis"),
     shell:
         "rock detect clusters --config {params.config_file} --mode {wildcards.det_mode}"
-        " > {log} 2>&1"
+        " {params.inputs} > {log} 2>&1"
 
 
 rule detect_figure2:
@@ -185,6 +188,7 @@ rule detect_figure2:
         pdf=paths.figure2(RUN_DIR, "{det_mode}", "pdf"),
     params:
         config_file=rock_config_file,
+        inputs=job_inputs,
         settings=job_settings("detection.top_k"),  # the K line of panel (c)
     log:
         paths.log_file(RUN_DIR, "detect_figure2", "{det_mode}"),
@@ -198,7 +202,8 @@ rule detect_figure2:
     resources:
         **job_resources("analysis"),
     shell:
-        "rock detect figure --config {params.config_file} --mode {wildcards.det_mode} > {log} 2>&1"
+        "rock detect figure --config {params.config_file} --mode {wildcards.det_mode}"
+        " {params.inputs} > {log} 2>&1"
 
 
 rule detect_compare:
@@ -209,6 +214,7 @@ rule detect_compare:
         paths.detection_comparison(RUN_DIR),
     params:
         config_file=rock_config_file,
+        inputs=job_inputs,
         settings=job_settings("scale", "detection.reference"),
     log:
         paths.log_file(RUN_DIR, "detect_compare"),
@@ -222,7 +228,7 @@ rule detect_compare:
     resources:
         **job_resources("analysis"),
     shell:
-        "rock detect compare --config {params.config_file} > {log} 2>&1"
+        "rock detect compare --config {params.config_file} {params.inputs} > {log} 2>&1"
 
 
 rule geometry_gradients:
@@ -237,6 +243,7 @@ rule geometry_gradients:
         info=paths.geometry_file(RUN_DIR, "gradients.json"),
     params:
         config_file=rock_config_file,
+        inputs=job_inputs,
         settings=job_settings("geometry"),
     log:
         paths.log_file(RUN_DIR, "geometry_gradients"),
@@ -251,7 +258,8 @@ rule geometry_gradients:
         **job_resources("geometry_gradients"),
     shell:
         "rock gpus {resources.gpu} --"
-        " rock geometry gradients --config {params.config_file} --threads {threads} > {log} 2>&1"
+        " rock geometry gradients --config {params.config_file} --threads {threads} {params.inputs}"
+        " > {log} 2>&1"
 
 
 rule geometry_analyze:
@@ -260,6 +268,7 @@ rule geometry_analyze:
         tokens=paths.token_stats(RUN_DIR, config["geometry"]["checkpoint"]),
         early=paths.token_stats(RUN_DIR, config["geometry"]["early"]),
         late=paths.token_stats(RUN_DIR, config["geometry"]["late"]),
+        pre=paths.token_stats(RUN_DIR, "pre"),  # the persistence groups' selection table (also in selection)
         rocks=paths.detection_file(RUN_DIR, geometry_mode(), "rocks.json"),
         selection=persistence_selection_input(),
     output:
@@ -270,6 +279,7 @@ rule geometry_analyze:
         pdf=paths.figure3(RUN_DIR, "pdf"),
     params:
         config_file=rock_config_file,
+        inputs=job_inputs,
         settings=job_settings("geometry"),
     log:
         paths.log_file(RUN_DIR, "geometry_analyze"),
@@ -283,4 +293,4 @@ rule geometry_analyze:
     resources:
         **job_resources("analysis"),
     shell:
-        "rock geometry analyze --config {params.config_file} > {log} 2>&1"
+        "rock geometry analyze --config {params.config_file} {params.inputs} > {log} 2>&1"

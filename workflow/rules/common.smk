@@ -108,6 +108,14 @@ def rock_config_file(wildcards, input):
     return CONFIG_FILE
 
 
+def job_inputs(wildcards, input):
+    """`params: inputs=job_inputs`, given to the stage as `{params.inputs}`: `--in NAME=PATH` for
+    every named input of the job (a list repeats its name), so the stage reads exactly the files
+    Snakemake tracked (rock.job_files). Derived from the job's input, so not a rerun trigger."""
+    return " ".join(f"--in {shlex.quote(f'{name}={path}')}" for name, value in input.items()
+                    for path in ([value] if isinstance(value, str) else value))
+
+
 # ================================================================================================
 # Wildcards
 # ================================================================================================

@@ -28,6 +28,7 @@ rule freeze_train:
         control=paths.freeze_control_match(RUN_DIR, "{fz_regime}"),
     params:
         config_file=rock_config_file,
+        inputs=job_inputs,
         launcher=distill_launcher("freeze_train"),
         settings=freeze_train_settings,
     log:
@@ -43,7 +44,7 @@ rule freeze_train:
         **job_resources("freeze_train"),
     shell:
         "{params.launcher} freeze train --config {params.config_file} --regime {wildcards.fz_regime}"
-        " --threads {threads}"
+        " --threads {threads} {params.inputs}"
         " > {log} 2>&1"
 
 
