@@ -148,6 +148,15 @@ def _accuracies(where: dict, tok, math500: list, cfg: ToyConfig, seed: int,
     return accs
 
 
+def _tokenizer(cfg: ToyConfig, t_docs: list[str], s_docs: list[str], out: Path):
+    """The world's byte-level BPE, trained on half the documents of each model, saved to ``out``."""
+    half = cfg.tokenizer.n_documents // 2
+    texts = list(tokenizer.training_texts(t_docs[:half] + s_docs[:half]))
+    tok = tokenizer.train_tokenizer(texts, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency)
+    tokenizer.save_tokenizer(tok, out)
+    return tok
+
+
 def build_world(out: str | Path, cfg: ToyConfig, seed: int, system_prompts: list[str]) -> dict:
     """Build the toy world into ``out`` and return the contents of its ``world.json``."""
     import tokenizers
@@ -163,11 +172,7 @@ def build_world(out: str | Path, cfg: ToyConfig, seed: int, system_prompts: list
         with _timed(timings, "corpus"):
             bench, holdout, t_docs, s_docs = _corpora(cfg, seed, system_prompts)
         with _timed(timings, "tokenizer"):
-            half = cfg.tokenizer.n_documents // 2
-            texts = list(tokenizer.training_texts(t_docs[:half] + s_docs[:half]))
-            tok = tokenizer.train_tokenizer(texts, cfg.tokenizer.vocab_size,
-                                            cfg.tokenizer.min_frequency)
-            tokenizer.save_tokenizer(tok, where["tokenizer"])
+            tok = _tokenizer(cfg, t_docs, s_docs, where["tokenizer"])
         rows = models.padded_vocab(len(tok), cfg.tokenizer.pad_to_multiple)
         jobs = {role: (role, docs, mcfg, str(where["tokenizer"]), rows,
                        torch_seed(seed, f"{role}-init"), str(where[role]), cfg.max_seq_len,
