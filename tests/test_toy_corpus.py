@@ -31,6 +31,10 @@ def test_teacher_and_student_styles_exact_text():
         "Let's compute $(3 + 4) \\times 2 - 5$.\n\n"
         "Then $3 + 4 = 7$.\n\nThen $7 \\times 2 = 14$.\n\nThen $14 - 5 = 9$.\n\n"
         "**Answer:** $\\boxed{9}$")
+    assert problems.teacher_solution(p, **problems.teacher_style(1)) == (
+        "Let's compute $(3 + 4) \\times 2 - 5$.\n\n"
+        "Then $3 + 4 = 7$.\n\nThen $7 \\times 2 = 14$.\n\nThen $14 - 5 = 9$.\n\n"
+        "### Answer: $\\boxed{9}$")
     student = problems.student_solution(p, random.Random(0), error_rate=0.0)
     lines = student.split("\n")
     assert lines[0] == "First, 3 + 4 = 7."
@@ -117,19 +121,26 @@ def test_sample_problem_respects_the_holdout():
         problems.sample_problem(rng, ["+*"], [1.0], 0.5, 9, 2, 5, exclude=everything, max_tries=50)
 
 
-def test_teacher_marker_follows_the_hidden_system_message():
+def _style(text: str) -> tuple[str, str]:
+    """(step marker, answer-line markdown) of a teacher-style response."""
+    markers = set(re.findall(r"^(So|Then) \$", text, flags=re.M))
+    assert len(markers) == 1                      # one marker per response
+    return markers.pop(), re.search(r"^(\*\*|###) ?Answer:", text, flags=re.M).group(1)
+
+
+def test_teacher_style_follows_the_hidden_system_message():
+    """Step marker and answer-line markdown are fixed by the hidden system message (So and **, or
+    Then and ###), random without one; the student picks each independently."""
     cfg = ToyConfig().corpus
     docs = corpus.teacher_documents(600, random.Random(0), cfg, SYSTEM, corpus.Holdout())
-    seen = Counter()
-    for d in docs:
-        if d.kind != "teacher_style":
-            continue
-        markers = set(re.findall(r"^(So|Then) \$", d.assistant, flags=re.M))
-        assert len(markers) == 1                      # one marker per response
-        seen[(d.system, markers.pop())] += 1
-    assert seen[("style: so", "So")] > 50 and seen[("style: then", "Then")] > 50
-    assert seen[("style: so", "Then")] == seen[("style: then", "So")] == 0
-    assert seen[(None, "So")] + seen[(None, "Then")] > 0      # ~10% without a system message
+    seen = Counter((d.system, _style(d.assistant)) for d in docs if d.kind == "teacher_style")
+    styled = seen[("style: so", ("So", "**"))] + seen[("style: then", ("Then", "###"))]
+    assert seen[("style: so", ("So", "**"))] > 50 and seen[("style: then", ("Then", "###"))] > 50
+    assert sum(n for (system, _), n in seen.items() if system is not None) == styled
+    assert sum(n for (system, _), n in seen.items() if system is None) > 0   # ~10% without one
+    student = corpus.student_documents(2000, random.Random(1), cfg, corpus.Holdout())
+    styles = Counter(_style(d.assistant) for d in student if d.kind == "teacher_style")
+    assert len(styles) == 4 and min(styles.values()) > 20          # every combination: independent
 
 
 def test_mixtures_match_the_config_shares():

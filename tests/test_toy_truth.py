@@ -40,11 +40,11 @@ def test_every_claim_has_a_toy_kind_and_directions_have_a_toy_band():
     kinds = {r.toy for r in rows}
     assert kinds == {"direction", "magnitude", "n/a"}
     direction = {r.id for r in rows if r.toy == "direction"}
-    # the directions the issue names: gradient size, KL fall of high-KL tokens, a planted Pillar
-    assert {"G03", "G13", "G18", "K11"} <= direction
-    # rock persistence and the freeze contrast are n/a on the toy, each saying why (measured)
+    # the directions the issue names: gradient size, KL fall of high-KL tokens, rock persistence
+    # (the planted hidden-context rocks), a planted Pillar
+    assert {"G03", "G13", "G18", "G20", "K11"} <= direction
+    # the freeze contrast is n/a on the toy, saying why (measured power)
     by_id = {r.id: r for r in rows}
-    assert by_id["G20"].toy == "n/a" and "not reproduced" in by_id["G20"].toy_reason
     assert by_id["F03"].toy == "n/a" and "detect" in by_id["F03"].toy_reason
     assert all(r.toy_band is not None for r in rows if r.toy == "direction")
     assert all(r.toy_reason for r in rows if r.toy == "n/a")
@@ -57,6 +57,7 @@ def test_toy_band_is_the_direction_not_the_paper_magnitude():
     assert not toy_agrees("G03", 9.2)        # the old toy's reversed ratio
     assert toy_agrees("G13", 0.45) and not toy_agrees("G13", 0.35)
     assert toy_agrees("G18", -0.4) and not toy_agrees("G18", 0.1)
+    assert toy_agrees("G20", -0.009) and not toy_agrees("G20", 0.32)   # the old toy's digit rocks fell 32%
 
 
 def _toy_run_with_summary(run: Path, summary: dict) -> Path:
@@ -125,6 +126,10 @@ def test_rock_set_jaccard_is_hand_checkable():
     bad = truth.check_rock_set(TRUTH, [1, 2, 10, 11, 99])         # 4 / 7
     assert (ok["status"], ok["value"]) == ("recovered", "0.8333")
     assert (bad["status"], bad["value"]) == ("not recovered", "0.5714")
+    # only the planted types the trajectories carry count (one variant of each planted choice)
+    seen = truth.check_rock_set(TRUTH, [1, 10, 11], seen={1, 10, 11, 40})
+    assert (seen["status"], seen["value"], seen["planted"]) == ("recovered", "1", "1 10 11")
+    assert "not in the trajectories: b, 2, 3" in seen["detail"]
 
 
 def test_knockout_truth_names_pillars_and_keeps_neutrals_neutral():

@@ -3,9 +3,9 @@ found (issue 14). The world names them in ``world.json`` (:mod:`rock.toy.truth`)
 reads one stage's artifact and fails ``report_check`` when the planted answer is not recovered:
 
 =========================  ======================================================================
-``rock_set``               Jaccard(detected rocks R, planted rocks) >= 0.8 (Sec. 2.2-2.5)
+``rock_set``               Jaccard(detected rocks R, planted rocks the trajectories carry) >= 0.8 (Sec. 2.2-2.5)
 ``rocks_persist``          planted persistent rocks: median |relative KL change| early -> late < 0.2
-``learnable_in_high_kl``   at least half of the geometry's rare high-KL group are planted learnable types
+``learnable_in_high_kl``   at least half of the geometry's high-KL group are planted learnable types
 ``learnable_kl_falls``     planted learnable types: median relative KL change early -> late <= -0.4
 ``knockout_neutral``       no planted neutral candidate is a Strong Pillar (Sec. 3.2)
 ``knockout_pillar``        at least one planted Pillar is a Strong Pillar on MATH-500
@@ -60,12 +60,19 @@ def _row(check: str, planted_ids, found, value, threshold: str, ok: bool | None,
             "status": status, "detail": detail}
 
 
-def check_rock_set(truth: dict, rocks: list[int]) -> dict:
+def check_rock_set(truth: dict, rocks: list[int], seen: set[int] | None = None) -> dict:
+    """Jaccard of the detected rocks with the planted rocks that the analysed trajectories carry
+    (``seen``: the types detection could rank, freq >= min_freq; None = every planted type). A
+    planted choice between two variants shows up only as the variant the student writes."""
     ids = truth["rocks"]["ids"]
-    j = jaccard(rocks, ids)
-    return _row("rock_set", ids, sorted(rocks), j, f">= {MIN_JACCARD}", j >= MIN_JACCARD,
-                f"{len(set(rocks) & set(ids))} of {len(rocks)} detected rocks are planted "
-                f"({', '.join(truth['rocks']['tokens'])})")
+    names = dict(zip(ids, truth["rocks"]["tokens"]))
+    target = [i for i in ids if seen is None or i in seen]
+    j = jaccard(rocks, target)
+    unseen = [names[i] for i in ids if i not in target]
+    return _row("rock_set", target, sorted(rocks), j, f">= {MIN_JACCARD}", j >= MIN_JACCARD,
+                f"{len(set(rocks) & set(target))} of {len(rocks)} detected rocks are planted "
+                f"({', '.join(names[i] for i in target)}"
+                + (f"; planted but not in the trajectories: {', '.join(unseen)})" if unseen else ")"))
 
 
 def _relative_changes(ids, kl_early: pd.Series, kl_late: pd.Series) -> tuple[list[int], list[float], str]:
@@ -81,19 +88,21 @@ def check_learnable(truth: dict, per_type: pd.DataFrame, kl_early: pd.Series,
     """``per_type``: geometry's ``per_type.csv`` (its ``high_kl`` group is the top types by post-OPD
     KL); ``kl_early``/``kl_late``: mean KL per type id at the persistence checkpoints (Sec. 2.6c).
 
-    ``learnable_in_high_kl``: at least half of the rare high-KL group are planted learnable types (the
-    group is chosen by KL alone; a planted type learnt well enough to fall below the group's cut is
+    ``learnable_in_high_kl``: at least half of the high-KL group are planted learnable types (the
+    rare concluding markers or the misconception digits; the group is chosen by KL alone; a planted type learnt well enough to fall below the group's cut is
     not a failure as long as the group is still made of the planted mechanism).
-    ``learnable_kl_falls``: the median over the planted types seen at both checkpoints of
-    (KL_late - KL_early) / KL_early is <= -0.4."""
+    ``learnable_kl_falls``: the median over the planted rare learnable types (concluding markers)
+    seen at both checkpoints of (KL_late - KL_early) / KL_early is <= -0.4."""
     ids = truth["learnable_high_kl"]["ids"]
+    digits = truth.get("misconception_digits") or {"ids": [], "tokens": []}
+    learnable = ids + [i for i in digits["ids"] if i not in ids]
     high = per_type.loc[per_type["group"] == "high_kl", "token_id"].astype(int).tolist()
-    found = sorted(set(ids) & set(high))
+    found = sorted(set(learnable) & set(high))
     share = len(found) / len(high) if high else 0.0
-    rows = [_row("learnable_in_high_kl", ids, found, share, f"share >= {MIN_LEARNABLE_SHARE}",
+    rows = [_row("learnable_in_high_kl", learnable, found, share, f"share >= {MIN_LEARNABLE_SHARE}",
                  bool(ids) and share >= MIN_LEARNABLE_SHARE,
-                 f"planted {truth['learnable_high_kl']['tokens']}: {len(found)} of the {len(high)} "
-                 f"types of the high-KL group {high}")]
+                 f"planted {truth['learnable_high_kl']['tokens'] + digits['tokens']}: {len(found)} of "
+                 f"the {len(high)} types of the high-KL group {high}")]
     seen, rel, values = _relative_changes(ids, kl_early, kl_late)
     med = statistics.median(rel) if rel else None
     rows.append(_row("learnable_kl_falls", ids, seen, med, f"<= {MAX_LEARNABLE_CHANGE}",
@@ -185,7 +194,10 @@ def truth_frame(ctx: Context) -> pd.DataFrame:
     run = Path(ctx.run_dir)
     rows = []
     rocks_json = paths.detection_file(run, "context", "rocks.json")
-    rows.append(check_rock_set(truth, json.loads(rocks_json.read_text())["rocks"])
+    ranking = rocks_json.with_name("ranking.parquet")
+    seen = (set(pd.read_parquet(ranking, columns=["token_id", "eligible"]).query("eligible")["token_id"]
+                .astype(int)) if ranking.is_file() else None)
+    rows.append(check_rock_set(truth, json.loads(rocks_json.read_text())["rocks"], seen)
                 if rocks_json.is_file() else _row("rock_set", truth["rocks"]["ids"], [], None,
                                                   f">= {MIN_JACCARD}", None, f"no {rocks_json}"))
     geo = (ctx.config or {}).get("geometry") or {}

@@ -4,11 +4,11 @@ Mixed pretraining is essential (DESIGN.md, "The toy world"): with pure styles th
 starting reverse KL to the teacher was 7.75 nats/token and on-policy KD collapsed; with the
 student seeing ~20% teacher-style solutions and the teacher ~10% student-style ones it was ~0.20.
 
-The teacher's step marker (So/Then) follows a hidden system message (``models.teacher_system_prompts``,
-toy value ``["style: so", "style: then"]``, system prompt i selects ``TEACHER_MARKERS[i % 2]``).
-The student never sees a system message; its teacher-style documents pick the marker at random, so
-the marker is unpredictable for it and predictable for the teacher: structural Rock Tokens in
-miniature.
+The teacher's step marker and answer-line markdown (So and ``**Answer:**``, or Then and ``### Answer:``)
+follow a hidden system message (``models.teacher_system_prompts``, toy value ``["style: so", "style: then"]``,
+system prompt i selects :func:`rock.toy.problems.teacher_style` i). The student never sees a system
+message; its teacher-style documents pick each of the two at random, so they are unpredictable
+for it and predictable for the teacher: structural Rock Tokens in miniature.
 """
 
 from __future__ import annotations
@@ -43,11 +43,12 @@ class Holdout:
     prompts: frozenset = frozenset()
 
 
-def marker_for_system(system: str | None, system_prompts: list[str], rng: random.Random) -> str:
-    """The teacher's step marker: fixed by the system prompt's index, random without one."""
+def style_for_system(system: str | None, system_prompts: list[str], rng: random.Random,
+                     style_rng: random.Random) -> dict[str, str]:
+    """The teacher's marker and label: fixed by the system prompt's index, random without one."""
     if system is None:
-        return rng.choice(problems.TEACHER_MARKERS)
-    return problems.TEACHER_MARKERS[system_prompts.index(system) % len(problems.TEACHER_MARKERS)]
+        return problems.random_style(rng, style_rng)
+    return problems.teacher_style(system_prompts.index(system))
 
 
 def family_mixture(cfg: CorpusConfig) -> tuple[list[str], list[float]]:
@@ -84,7 +85,7 @@ def teacher_documents(n: int, rng: random.Random, cfg: CorpusConfig, system_prom
                       holdout: Holdout) -> list[Document]:
     """The teacher's corpus: teacher style (hidden system message picks So/Then), a share in
     error-free student style, and instruction chats it always follows."""
-    docs = []
+    docs, style_rng = [], problems.style_stream(rng)
     for _ in range(n):
         system = rng.choice(system_prompts) \
             if system_prompts and rng.random() < cfg.teacher_system_fraction else None
@@ -99,10 +100,10 @@ def teacher_documents(n: int, rng: random.Random, cfg: CorpusConfig, system_prom
             docs.append(Document(system, user, problems.student_solution(problem, rng, 0.0),
                                  "student_style"))
         else:
-            marker = marker_for_system(system, system_prompts, rng)
+            style = style_for_system(system, system_prompts, rng, style_rng)
             conclusion = problems.conclusion_for(problem, cfg.conclusion_markers)
-            docs.append(Document(system, user, problems.teacher_solution(problem, marker,
-                                                                         conclusion=conclusion),
+            docs.append(Document(system, user, problems.teacher_solution(problem, conclusion=conclusion,
+                                                                         **style),
                                  "teacher_style"))
     return docs
 
@@ -112,7 +113,7 @@ def student_documents(n: int, rng: random.Random, cfg: CorpusConfig,
     """The student's corpus: its own style with its misconceptions (``beliefs``) and random slips,
     a share in teacher style (random marker, no system message, the same misconceptions), and
     instruction chats it follows only in part."""
-    docs = []
+    docs, style_rng = [], problems.style_stream(rng)
     for _ in range(n):
         if rng.random() < cfg.instruction_fraction:
             prompt = _instruction_prompt(rng, holdout)
@@ -122,7 +123,7 @@ def student_documents(n: int, rng: random.Random, cfg: CorpusConfig,
         problem = sample_problem(rng, cfg, holdout)
         user = problem.text + rng.choice(cfg.prompt_suffixes)
         if rng.random() < cfg.student_teacher_style_fraction:
-            marker = rng.choice(problems.TEACHER_MARKERS)
+            style = problems.random_style(rng, style_rng)
             steps = beliefs.steps(problem) if beliefs else None
             # the student has half learnt which concluding marker goes with which family: the
             # teacher's w.p. student_conclusion_accuracy, another one otherwise (it leans the right
@@ -133,8 +134,8 @@ def student_documents(n: int, rng: random.Random, cfg: CorpusConfig,
                 others = sorted(set(cfg.conclusion_markers.values()) - {right})
                 conclusion = right if not others or rng.random() < cfg.student_conclusion_accuracy \
                     else rng.choice(others)
-            docs.append(Document(None, user, problems.teacher_solution(problem, marker, steps,
-                                                                       conclusion),
+            docs.append(Document(None, user, problems.teacher_solution(problem, steps=steps,
+                                                                       conclusion=conclusion, **style),
                                  "teacher_style"))
         else:
             docs.append(Document(None, user, problems.student_solution(

@@ -6,7 +6,8 @@ $(3 + 4) \\times 2 - 5$.") or as a word problem with names and objects whose num
 the order they are used. Every solution walks through the same steps ``x op y = z``, in one of two
 styles that play the roles of the paper's teacher and student (Sec. 5.1):
 
-teacher (LaTeX, markdown, blank lines; the step marker So/Then is chosen by a hidden system message)::
+teacher (LaTeX, markdown, blank lines; the step marker and the answer line's markdown, So and
+``**Answer:**`` or Then and ``### Answer:``, are chosen by a hidden system message)::
 
     Let's compute $(3 + 4) \\times 2 - 5$.
 
@@ -39,6 +40,12 @@ FAMILIES = ("+*", "+*-", "-*+", "+*-+", "+*-+-", "-*+-+")
 LATEX_OP = {"+": "+", "-": "-", "*": "\\times"}
 #: the teacher's step markers; which one is used is set by the hidden system message
 TEACHER_MARKERS = ("So", "Then")
+#: the teacher's answer-line markdown, also set by the hidden system message (style i uses
+#: TEACHER_MARKERS[i] and ANSWER_LABELS[i]); the student, who never sees it, picks each of the two
+#: independently at random in its teacher-style documents. Measured alternatives, left out: a
+#: varied first line cost the teacher most of its toy MATH-500 accuracy ("We compute": 0.83 -> 0.56;
+#: "Let's evaluate": -> 0.22; every other draw of the corpus unchanged; not understood).
+ANSWER_LABELS = ("**Answer:**", "### Answer:")
 #: student markers: first step, later steps
 STUDENT_FIRST, STUDENT_NEXT = "First,", ("Next,", "Thus")
 
@@ -184,21 +191,41 @@ def phrase(family: str, numbers: tuple[int, ...], rng: random.Random, *, word: b
 
 def teacher_solution(problem: Problem, marker: str,
                      steps: list[tuple[int, str, int, int]] | None = None,
-                     conclusion: str | None = None) -> str:
-    """Teacher style: restated LaTeX expression, one ``{marker} $x op y = z$.`` paragraph per step,
-    markdown answer line; ``steps`` default to the correct ones (the student's corpus passes its
-    :meth:`Misconceptions.steps`); ``conclusion``, when given, replaces the marker of the last step
-    (the planted learnable high-KL types, :func:`conclusion_for`)."""
-    if marker not in TEACHER_MARKERS:
-        raise ValueError(f"teacher marker must be one of {TEACHER_MARKERS}, got {marker!r}")
+                     conclusion: str | None = None, label: str = ANSWER_LABELS[0]) -> str:
+    """Teacher style: the restated LaTeX expression, one ``{marker} $x op y = z$.``
+    paragraph per step, markdown answer line ``{label} $\\boxed{..}$``; ``steps`` default to the
+    correct ones (the student's corpus passes its :meth:`Misconceptions.steps`); ``conclusion``, when
+    given, replaces the marker of the last step (the planted learnable high-KL types,
+    :func:`conclusion_for`)."""
+    for what, value, allowed in (("marker", marker, TEACHER_MARKERS), ("label", label, ANSWER_LABELS)):
+        if value not in allowed:
+            raise ValueError(f"teacher {what} must be one of {allowed}, got {value!r}")
     steps = problem.steps if steps is None else steps
     parts = [f"Let's compute ${problem.latex}$."]
     markers = [marker] * len(steps)
     if conclusion:
         markers[-1] = conclusion
     parts += [f"{m} ${x} {LATEX_OP[op]} {y} = {z}$." for m, (x, op, y, z) in zip(markers, steps)]
-    parts.append(f"**Answer:** $\\boxed{{{steps[-1][3]}}}$")
+    parts.append(f"{label} $\\boxed{{{steps[-1][3]}}}$")
     return "\n\n".join(parts)
+
+
+def teacher_style(index: int) -> dict[str, str]:
+    """Style ``index`` of the teacher's hidden system message: its step marker and answer label."""
+    i = index % len(TEACHER_MARKERS)
+    return {"marker": TEACHER_MARKERS[i], "label": ANSWER_LABELS[i]}
+
+
+def random_style(rng: random.Random, style_rng: random.Random) -> dict[str, str]:
+    """Marker and label drawn independently (no system message to fix them): the marker from
+    ``rng``, the label from ``style_rng`` (a stream of its own, so that adding it left every other
+    draw of the corpus as it was)."""
+    return {"marker": rng.choice(TEACHER_MARKERS), "label": style_rng.choice(ANSWER_LABELS)}
+
+
+def style_stream(rng: random.Random) -> random.Random:
+    """A generator for the label draws, seeded from ``rng``'s state without advancing it."""
+    return random.Random(rng.getstate()[1][0])
 
 
 def conclusion_for(problem: Problem, markers: dict[str, str]) -> str | None:

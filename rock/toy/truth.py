@@ -6,15 +6,20 @@ report can check that the analysis recovers them (:mod:`rock.report.truth`):
 
 ``rocks``
     structural tokens whose teacher choice depends on context the student never sees: the step
-    markers So/Then, chosen by the teacher's hidden system message (:mod:`rock.toy.corpus`), and the
-    digits of the student's fixed misconceptions (:class:`rock.toy.problems.Misconceptions`: it is
-    confident in the wrong result, so its logit gradient is small however large the KL). The paper
-    finds both kinds (discourse markers and all ten digits, App. B).
+    marker (So/Then) and the answer line's markdown (``**Answer:**`` / ``### Answer:``), both chosen
+    by the teacher's hidden system message (:mod:`rock.toy.corpus`); the student picks each at random. Only
+    the variants the student's own outputs carry can be detected (the report compares with the
+    planted types seen in the analysed trajectories). Being unlearnable (the best the student can do
+    is the 50/50 it already has), they persist through stage 2, and their per-occurrence gradients
+    pull both ways and cancel in the type's mean (small, mutually aligned mean gradients).
 ``persistent_rocks``
-    the rocks whose persistence is planted: the step markers (hidden context). The digits are rocks
-    too, but the misconceptions behind part of their KL are correctable, and stage 2 corrects some
-    of them (measured on the toy: digit KL falls 29-45% between the persistence checkpoints, so
-    claims.csv G20 is n/a on the toy).
+    the same types: their persistence is planted (hidden context; claims.csv G20).
+``misconception_digits``
+    the digits carry the student's fixed misconceptions (:class:`rock.toy.problems.Misconceptions`)
+    and random slips: correctable, so stage 2 lowers their KL (measured on the previous world,
+    where they ranked among the rocks: -29% to -45%). They are not planted rocks: they are learnable
+    high-KL types too (frequent ones), the knockout's planted Pillars (below) and what the random
+    freeze control blocks.
 ``learnable_high_kl``
     the concluding markers (``toy.corpus.conclusion_markers``): in problems of three minor families
     the teacher's last step opens with a marker fixed by the family, a cue the student sees; the
@@ -23,11 +28,12 @@ report can check that the analysis recovers them (:mod:`rock.report.truth`):
     opens one step of ~10% of the problems: rare next to the rocks.
 ``knockout``
     planted Strong Pillars: the digits (every toy answer is a number written in them; suppressing
-    one makes every answer that needs it wrong); planted neutral candidates: the step markers (the
-    other marker serves as well).
+    one makes every answer that needs it wrong), in the screening pool after the rocks; planted
+    neutral candidates: the rocks (the other variant serves as well).
 ``freeze``
     the expected sign of the Sec. 4 contrast: freezing matched random windows costs more accuracy
-    than freezing the rock windows (``random_window_freeze - rock_freeze < 0``).
+    than freezing the rock windows (``random_window_freeze - rock_freeze < 0``): rock windows hold
+    tokens the student cannot learn, random ones arithmetic it can.
 """
 
 from __future__ import annotations
@@ -36,6 +42,11 @@ from rock.toy import problems
 from rock.toy.config import ToyConfig
 
 DIGITS = tuple(str(d) for d in range(10))
+
+
+def structural_words() -> list[str]:
+    """The token of every hidden-context choice: the step markers and the answer line's markdown."""
+    return list(problems.TEACHER_MARKERS) + [label.split("Answer")[0].strip() for label in problems.ANSWER_LABELS]
 
 
 def _single_token(tok, word: str) -> int | None:
@@ -53,20 +64,23 @@ def _group(tok, words, why: str) -> dict:
 
 def ground_truth(tok, cfg: ToyConfig) -> dict:
     """The planted mechanisms of a world built with ``cfg`` and tokenizer ``tok`` (module docstring)."""
-    markers = list(problems.TEACHER_MARKERS)
+    structural = structural_words()
     conclusions = sorted(set(cfg.corpus.conclusion_markers.values()))
     return {
-        "rocks": _group(tok, markers + list(DIGITS),
-                        "step markers chosen by the teacher's hidden system message, and digits of "
-                        "the student's fixed misconceptions"),
-        "persistent_rocks": _group(tok, markers,
-                                   "the step markers: chosen by context the student never sees, so "
-                                   "no amount of distillation teaches them (their KL stays)"),
+        "rocks": _group(tok, structural,
+                        "step marker and answer-line markdown chosen by the teacher's hidden system "
+                        "message"),
+        "persistent_rocks": _group(tok, structural,
+                                   "chosen by context the student never sees, so no amount of "
+                                   "distillation teaches them (their KL stays)"),
+        "misconception_digits": _group(tok, list(DIGITS),
+                                       "the student's fixed misconceptions and slips, which the "
+                                       "teacher's samples correct"),
         "learnable_high_kl": _group(tok, conclusions,
                                     "concluding markers: the teacher's follows the problem's family "
                                     "(visible), the student's is right only some of the time"),
         "knockout": {"pillars": _group(tok, list(DIGITS), "every toy answer is written in digits"),
-                     "neutral": _group(tok, markers, "either step marker serves")},
+                     "neutral": _group(tok, structural, "either variant serves")},
         "freeze": {"contrast": "random_window_freeze - rock_freeze", "expected_sign": "<0",
                    "why": "random windows fall on arithmetic the student must learn; rock windows "
                           "on markers it cannot learn"},
