@@ -78,8 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "figure":
         return _figure(run_dir, settings, mode, files)
     if args.action == "clusters":
-        tokenizer = args.tokenizer or (str(files.path("tokenizer", "")) if "tokenizer" in files
-                                       else config["models"]["student"])
+        tokenizer = args.tokenizer or next(map(str, files.paths("tokenizer", [])), config["models"]["student"])
         return _clusters(run_dir, settings, mode, tokenizer, files)
     return _compare(run_dir, settings, config, files)
 

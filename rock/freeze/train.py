@@ -45,10 +45,9 @@ log = logging.getLogger(__name__)
 STEP_RECORDS = "freeze_steps.rank{rank}.jsonl"
 
 
-def _detection_json(run_dir, mode: str, name: str, what: str, path=None) -> tuple[dict, str]:
-    """A detection mode's json output (at ``path``, else its place under ``run_dir``) and its path,
-    or one clear error naming the stage to run."""
-    path = path or paths.detection_file(run_dir, mode, name)
+def _detection_json(path, mode: str, what: str) -> tuple[dict, str]:
+    """A detection mode's json output at ``path`` and the path, or one clear error naming the stage
+    to run."""
     try:
         return json.loads(Path(path).read_text()), str(path)
     except FileNotFoundError as err:
@@ -61,8 +60,8 @@ def load_rock_set(run_dir, mode: str, files: JobFiles = JobFiles()) -> tuple[lis
     (``files`` ``rocks`` and ``ranking`` when given, else their places under ``run_dir``)."""
     import pandas as pd
 
-    rocks, rocks_path = _detection_json(run_dir, mode, "rocks.json", "Rock set",
-                                        files.path("rocks", paths.detection_file(run_dir, mode, "rocks.json")))
+    rocks_json = files.path("rocks", paths.detection_file(run_dir, mode, "rocks.json"))
+    rocks, rocks_path = _detection_json(rocks_json, mode, "Rock set")
     ranking_path = files.path("ranking", paths.detection_file(run_dir, mode, "ranking.parquet"))
     if not isinstance(rocks.get("rocks"), list):
         raise DataError("no 'rocks' list", file=rocks_path, field="rocks")
@@ -101,7 +100,7 @@ def anchor_threshold(run_dir, mode: str, fcfg: FreezeConfig, files: JobFiles = J
     if fcfg.window_anchor != "high_loss" or fcfg.anchor_loss_threshold is not None:
         return fcfg.anchor_loss_threshold
     info = files.path("info", paths.detection_file(run_dir, mode, "info.json"))
-    return detection_threshold(*_detection_json(run_dir, mode, "info.json", "detection info", info))
+    return detection_threshold(*_detection_json(info, mode, "detection info"))
 
 
 def resumed_step(out_dir) -> int:

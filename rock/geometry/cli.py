@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     spec = GroupSpec(**gcfg.groups)
     files = job_files.JobFiles.from_args(args)
     post = pd.read_parquet(_need(files.path("tokens", paths.token_stats(run_dir, gcfg.checkpoint))))
-    rocks = json.loads(_need(files.path("rocks", paths.detection_file(run_dir, mode, "rocks.json"))).read_text())["rocks"]
+    rocks_json = _need(files.path("rocks", paths.detection_file(run_dir, mode, "rocks.json")))
+    rocks = json.loads(rocks_json.read_text())["rocks"]
     types = type_kl(post)
     groups = define_groups(types, rocks, spec)
     if args.action == "gradients":
@@ -76,8 +77,9 @@ def _gradients(config, run_dir, gcfg: GeometryConfig, scfg, post, types, groups,
     log.info("gradient pass: %d member types, accumulator %.1f MiB", len(members), acc.nbytes() / 2**20)
     t0 = time.time()
     rows = chunk_rows(vocab, scfg.chunk_size)
-    for ch in iter_scored_chunks(student, teacher, read_trajectories(files.path("trajectories", paths.trajectories(run_dir))), vocab=vocab,
-                                 chunk_size=rows, device=runtime.device):
+    trajectories = read_trajectories(files.path("trajectories", paths.trajectories(run_dir)))
+    for ch in iter_scored_chunks(student, teacher, trajectories, vocab=vocab, chunk_size=rows,
+                                 device=runtime.device):
         acc.update(reverse_kl_logit_grad(ch.student_logits, ch.teacher_logits), ch.tokens)
     g_bal, means = acc.finalize()
     per = per_type_geometry(g_bal, means, members, counts)

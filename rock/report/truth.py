@@ -89,8 +89,9 @@ def check_learnable(truth: dict, per_type: pd.DataFrame, kl_early: pd.Series,
     KL); ``kl_early``/``kl_late``: mean KL per type id at the persistence checkpoints (Sec. 2.6c).
 
     ``learnable_in_high_kl``: at least half of the high-KL group are planted learnable types (the
-    rare concluding markers or the misconception digits; the group is chosen by KL alone; a planted type learnt well enough to fall below the group's cut is
-    not a failure as long as the group is still made of the planted mechanism).
+    rare concluding markers or the misconception digits; the group is chosen by KL alone; a planted
+    type learnt well enough to fall below the group's cut is not a failure as long as the group is
+    still made of the planted mechanism).
     ``learnable_kl_falls``: the median over the planted rare learnable types (concluding markers)
     seen at both checkpoints of (KL_late - KL_early) / KL_early is <= -0.4."""
     ids = truth["learnable_high_kl"]["ids"]

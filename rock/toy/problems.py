@@ -224,7 +224,10 @@ def random_style(rng: random.Random, style_rng: random.Random) -> dict[str, str]
 
 
 def style_stream(rng: random.Random) -> random.Random:
-    """A generator for the label draws, seeded from ``rng``'s state without advancing it."""
+    """The generator of the answer-line draws: a stream of its own, so that ``rng`` (and every other
+    draw of the corpus) is left as it was. It is seeded with ``rng``'s first state word, which is
+    2**31 for every seed (Python's MT19937 sets it so): the stream does not follow ``toy.seed``
+    (known limitation; changing it re-records the golden numbers)."""
     return random.Random(rng.getstate()[1][0])
 
 

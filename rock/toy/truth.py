@@ -46,7 +46,8 @@ DIGITS = tuple(str(d) for d in range(10))
 
 def structural_words() -> list[str]:
     """The token of every hidden-context choice: the step markers and the answer line's markdown."""
-    return list(problems.TEACHER_MARKERS) + [label.split("Answer")[0].strip() for label in problems.ANSWER_LABELS]
+    formats = [label.split("Answer")[0].strip() for label in problems.ANSWER_LABELS]   # "**", "###"
+    return list(problems.TEACHER_MARKERS) + formats
 
 
 def _single_token(tok, word: str) -> int | None:
