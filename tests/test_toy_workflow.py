@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -122,6 +123,44 @@ def test_window_sets_from_every_window_break_the_toys_knockout_truth(toy_run):
                            rule=rule)
         sets["member_ids"] = sets["window_set"].map(lambda s: " ".join(map(str, s)))
         assert truth.check_neutral_sets(marker, sets)["status"] == status, (rule, sets)
+
+
+def test_a_teacher_scored_without_its_hidden_context_loses_the_planted_rocks(toy_run, tmp_path):
+    """Issue 14, item 4: the real toy run's trajectories scored again with the teacher given the
+    student's prompt (no hidden system message: the teacher no longer knows which step marker the
+    context asks for), then detection on the new tables. The teacher's So/Then choice becomes the
+    same guess the student makes, the rock KL vanishes and the planted rock set is not recovered;
+    the run's own detection (teacher with its context) recovers it."""
+    from conftest import ROOT as root, toy_env
+    from rock.atomic import write_jsonl
+    from rock.report import truth
+    from rock.report.readers import Context
+    from rock.stats.core import read_trajectories
+
+    planted = truth.planted(Context(run_dir=toy_run))
+    config = toy_run.parent / f"{toy_run.name}.config.yaml"     # conftest.toy_config wrote it
+
+    def rock_set(run_dir: Path) -> dict:
+        det = paths.detection_file(run_dir, "context", "rocks.json")
+        seen = set(pd.read_parquet(det.with_name("ranking.parquet")).query("eligible")["token_id"].astype(int))
+        return truth.check_rock_set(planted, json.loads(det.read_text())["rocks"], seen)
+
+    assert rock_set(toy_run)["status"] == truth.OK, rock_set(toy_run)
+    rows = read_trajectories(paths.trajectories(toy_run))
+    assert any(r["teacher_prompt_ids"] != r["student_prompt_ids"] for r in rows)
+    blind = tmp_path / "trajectories.jsonl"
+    write_jsonl(blind, [{**r, "teacher_prompt_ids": r["student_prompt_ids"]} for r in rows])
+    tables = {}
+    for checkpoint in ("pre", "post"):
+        tables[checkpoint] = tmp_path / f"tokens_{checkpoint}.parquet"
+        subprocess.run(["rock", "stats", "score", "--config", str(config), "--checkpoint", checkpoint,
+                        "--trajectories", str(blind), "--out", str(tables[checkpoint])],
+                       cwd=root, env=toy_env(), check=True, capture_output=True)
+    subprocess.run(["rock", "detect", "select", "--config", str(config), "--mode", "context",
+                    "--run-dir", str(tmp_path / "blind"), "--post", str(tables["post"]),
+                    "--pre", str(tables["pre"])], cwd=root, env=toy_env(), check=True, capture_output=True)
+    broken = rock_set(tmp_path / "blind")
+    assert broken["status"] == truth.FAIL, broken
 
 
 # ------------------------------------------------------------------------------------------------

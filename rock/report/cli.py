@@ -1,4 +1,4 @@
-"""``rock report check | render | golden | timings | contract``: the claim check and the report.
+"""``rock report check | render | golden | timings | contract | seed-config | seeds``: the claim check and the report.
 
 The stage itself is described in :mod:`rock.report`.
 """
@@ -19,7 +19,7 @@ SCALES = ("toy", "paper")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="cmd", required=True, metavar="{check,render,golden,timings,contract}")
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="{check,render,golden,timings,contract,seed-config,seeds}")
 
     def common(p: argparse.ArgumentParser, run_flag: str = "--run-dir") -> None:
         p.add_argument(run_flag, dest="run_dir", required=True, type=Path,
@@ -58,6 +58,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     sub.add_parser("contract", help="print the summary fields each stage should write and all metric keys")
 
+    sc = sub.add_parser("seed-config", help="the toy config for another toy world seed (rock.report.seeds)")
+    sc.add_argument("--config", required=True, type=Path, help="the toy config to start from")
+    sc.add_argument("--seed", required=True, type=int, help="toy world and training seed")
+    sc.add_argument("--run-dir", required=True, type=Path, help="the seed's run directory")
+    sc.add_argument("--out", required=True, type=Path, help="config file to write")
+
+    s = sub.add_parser("seeds", help="direction claims and planted truth per toy seed run; exit 1 if any fails")
+    s.add_argument("--run-dirs", nargs="+", required=True, type=Path, help="finished toy runs")
+    s.add_argument("--out", type=Path, default=None, help="also write the table as markdown here")
+
 
 def load_config(path: Path | None) -> dict | None:
     """The validated config (:func:`rock.config.load_config`), or None without ``--config``."""
@@ -87,7 +97,7 @@ def _context(args):
 
 def run(args: argparse.Namespace) -> int:
     return {"check": _check, "render": _render, "golden": _golden, "timings": _timings,
-            "contract": _contract}[args.cmd](args)
+            "contract": _contract, "seed-config": _seed_config, "seeds": _seeds}[args.cmd](args)
 
 
 def _check(args) -> int:
@@ -214,4 +224,35 @@ def _contract(args) -> int:
     out.append("All metric keys:")
     out += [f"  {m.key:<55} {m.artifact}" for m in REGISTRY.values()]
     sys.stdout.write("\n".join(out) + "\n")
+    return 0
+
+
+def _seed_config(args) -> int:
+    import yaml
+
+    from rock.config import load_config, load_yaml
+    from rock.report.seeds import seed_config
+
+    cfg = seed_config(load_yaml(args.config), args.seed, args.run_dir)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    load_config(args.out)   # validated as every stage will read it
+    log.info("wrote %s (seed %d, run_dir %s)", args.out, args.seed, args.run_dir)
+    return 0
+
+
+def _seeds(args) -> int:
+    from rock.report.seeds import summarize
+
+    table = summarize(args.run_dirs)
+    text = ("toy seeds: direction claims agreeing and planted ground truth recovered per run "
+            "(rock.report.seeds)\n" + table.drop(columns="ok").to_markdown(index=False) + "\n")
+    sys.stdout.write(text)
+    if args.out:
+        args.out.write_text(text)
+    bad = table[~table["ok"]]
+    if len(bad):
+        log.error("%d of %d seed run(s) miss a direction claim or a planted truth: %s",
+                  len(bad), len(table), ", ".join(bad["run_dir"]))
+        return 1
     return 0
