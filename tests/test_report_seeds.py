@@ -3,6 +3,7 @@ misses a direction claim or a planted truth."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +40,9 @@ def _run(tmp_path: Path, name: str, seed: int, g08: str, rock_set: str) -> Path:
     run = tmp_path / name
     report = paths.report_dir(run)
     report.mkdir(parents=True)
-    (tmp_path / f"{name}.config.yaml").write_text(yaml.safe_dump({"seed": seed}))
+    paths.world_dir(run).mkdir(parents=True)
+    (paths.world_dir(run) / "world.json").write_text(json.dumps(
+        {"seed": seed, "accuracy_math500": {"teacher": 0.7, "student": 0.2}}))
     pd.DataFrame({"id": ["G03", "G08", "P01"], "kind": ["claim"] * 3, "toy": ["direction", "direction", "magnitude"],
                   "measured": ["0.36", "0", "5"], "toy_status": ["agrees", g08, "disagrees"]}
                  ).to_csv(report / "claims_check.csv", index=False)
@@ -53,6 +56,7 @@ def test_summary_names_what_each_seed_misses_and_fails_on_any(tmp_path):
     bad = _run(tmp_path, "toy-seed2", 2, "disagrees", "not recovered")
     table = summarize([good, bad, tmp_path / "toy-seed9"])
     assert table["seed"].tolist()[:2] == [1, 2]
+    assert table["teacher/student"].tolist() == ["0.70/0.20", "0.70/0.20", ""]
     assert table["directions"].tolist() == ["2/2", "1/2", "not run"]      # magnitude rows do not count
     assert table["disagree"].tolist()[:2] == ["", "G08 (0)"]
     assert table["ground_truth"].tolist()[:2] == ["1/2", "0/2"]           # underpowered: not recovered, not failed

@@ -32,23 +32,27 @@ def seed_config(base: dict, seed: int, run_dir: str | Path) -> dict:
 
 
 def seed_row(run_dir: Path) -> dict:
-    """One run's line: seed, direction claims agreeing / listed, the ones that disagree (id and
+    """One run's line: the world's seed and greedy toy MATH-500 accuracy of teacher/student
+    (``world.json``), direction claims agreeing / listed, the ones that disagree (id and
     measured value), ground-truth checks recovered / listed and the ones not recovered."""
-    import yaml
+    import json
 
     report = paths.report_dir(run_dir)
-    config = run_dir.parent / f"{run_dir.name}.config.yaml"
-    seed = yaml.safe_load(config.read_text()).get("seed") if config.is_file() else None
+    info = paths.world_dir(run_dir) / "world.json"
+    world = json.loads(info.read_text()) if info.is_file() else {}
+    seed = world.get("seed")
+    acc = world.get("accuracy_math500") or {}
+    greedy = f"{acc['teacher']:.2f}/{acc['student']:.2f}" if {"teacher", "student"} <= set(acc) else ""
     check_csv, truth_csv = report / "claims_check.csv", report / "ground_truth.csv"
     if not check_csv.is_file() or not truth_csv.is_file():
-        return {"run_dir": str(run_dir), "seed": seed, "directions": "not run", "disagree": "",
-                "ground_truth": "not run", "not_recovered": "", "ok": False}
+        return {"run_dir": str(run_dir), "seed": seed, "teacher/student": greedy, "directions": "not run",
+                "disagree": "", "ground_truth": "not run", "not_recovered": "", "ok": False}
     check = pd.read_csv(check_csv, dtype=str, keep_default_na=False)
     d = check[(check["kind"] == "claim") & (check["toy"] == "direction")]
     bad = d[d["toy_status"] != "agrees"]
     gt = pd.read_csv(truth_csv, dtype=str, keep_default_na=False)
     lost = gt[gt["status"] == "not recovered"]
-    return {"run_dir": str(run_dir), "seed": seed, "directions": f"{len(d) - len(bad)}/{len(d)}",
+    return {"run_dir": str(run_dir), "seed": seed, "teacher/student": greedy, "directions": f"{len(d) - len(bad)}/{len(d)}",
             "disagree": ", ".join(f"{r.id} ({r.measured})" for r in bad.itertuples()),
             "ground_truth": f"{(gt['status'] == 'recovered').sum()}/{len(gt)}",
             "not_recovered": ", ".join(f"{r.check} ({r.value})" for r in lost.itertuples()),
