@@ -20,7 +20,7 @@ help:
 	@echo "  make lint       snakemake --lint"
 	@echo "  make dry-run    plan the paper-scale workflow (no network, no GPU)"
 	@echo "  make containers build containers/*.sif with Apptainer (needs network)"
-	@echo "  make toy-seeds  the toy in worlds built from other seeds (SEEDS=\"1 2\"): direction claims and planted truth per seed"
+	@echo "  make toy-seeds  the toy from other seeds (SEEDS=\"1 2\"): direction claims, planted truth per seed"
 	@echo "  make clean-toy  remove results/toy"
 
 setup: $(STAMP)

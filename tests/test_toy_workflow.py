@@ -127,10 +127,10 @@ def test_window_sets_from_every_window_break_the_toys_knockout_truth(toy_run):
 
 def test_a_teacher_scored_without_its_hidden_context_loses_the_planted_rocks(toy_run, tmp_path):
     """Issue 14, item 4: the real toy run's trajectories scored again with the teacher given the
-    student's prompt (no hidden system message: the teacher no longer knows which step marker the
-    context asks for), then detection on the new tables. The teacher's So/Then choice becomes the
-    same guess the student makes, the rock KL vanishes and the planted rock set is not recovered;
-    the run's own detection (teacher with its context) recovers it."""
+    student's prompt (no hidden system message: the teacher no longer knows which step marker and
+    answer line the context asks for), then detection on the new tables. Measured on seed 0: the
+    run's own detection finds the planted So and ** (Jaccard 1.0); the blind teacher's tables give
+    So and a digit (Jaccard 0.33), so the planted rock set is not recovered."""
     from conftest import ROOT as root, toy_env
     from rock.atomic import write_jsonl
     from rock.report import truth
@@ -139,13 +139,8 @@ def test_a_teacher_scored_without_its_hidden_context_loses_the_planted_rocks(toy
 
     planted = truth.planted(Context(run_dir=toy_run))
     config = toy_run.parent / f"{toy_run.name}.config.yaml"     # conftest.toy_config wrote it
-
-    def rock_set(run_dir: Path) -> dict:
-        det = paths.detection_file(run_dir, "context", "rocks.json")
-        seen = set(pd.read_parquet(det.with_name("ranking.parquet")).query("eligible")["token_id"].astype(int))
-        return truth.check_rock_set(planted, json.loads(det.read_text())["rocks"], seen)
-
-    assert rock_set(toy_run)["status"] == truth.OK, rock_set(toy_run)
+    own = truth.check_detected_rocks(planted, toy_run)
+    assert own["status"] == truth.OK, own
     rows = read_trajectories(paths.trajectories(toy_run))
     assert any(r["teacher_prompt_ids"] != r["student_prompt_ids"] for r in rows)
     blind = tmp_path / "trajectories.jsonl"
@@ -159,7 +154,7 @@ def test_a_teacher_scored_without_its_hidden_context_loses_the_planted_rocks(toy
     subprocess.run(["rock", "detect", "select", "--config", str(config), "--mode", "context",
                     "--run-dir", str(tmp_path / "blind"), "--post", str(tables["post"]),
                     "--pre", str(tables["pre"])], cwd=root, env=toy_env(), check=True, capture_output=True)
-    broken = rock_set(tmp_path / "blind")
+    broken = truth.check_detected_rocks(planted, tmp_path / "blind")
     assert broken["status"] == truth.FAIL, broken
 
 

@@ -1,4 +1,5 @@
-"""``rock report check | render | golden | timings | contract | seed-config | seeds``: the claim check and the report.
+"""``rock report check | render | golden | timings | contract | seed-config | seeds``: the claim
+check and the report.
 
 The stage itself is described in :mod:`rock.report`.
 """
@@ -19,7 +20,8 @@ SCALES = ("toy", "paper")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="cmd", required=True, metavar="{check,render,golden,timings,contract,seed-config,seeds}")
+    sub = parser.add_subparsers(dest="cmd", required=True,
+                                metavar="{check,render,golden,timings,contract,seed-config,seeds}")
 
     def common(p: argparse.ArgumentParser, run_flag: str = "--run-dir") -> None:
         p.add_argument(run_flag, dest="run_dir", required=True, type=Path,
@@ -230,13 +232,13 @@ def _contract(args) -> int:
 def _seed_config(args) -> int:
     import yaml
 
-    from rock.config import load_config, load_yaml
+    from rock.atomic import write_text
+    from rock.config import load_yaml, validate_config
     from rock.report.seeds import seed_config
 
     cfg = seed_config(load_yaml(args.config), args.seed, args.run_dir)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    load_config(args.out)   # validated as every stage will read it
+    validate_config(cfg, str(args.out))   # as every stage will read it
+    write_text(args.out, yaml.safe_dump(cfg, sort_keys=False))
     log.info("wrote %s (seed %d, run_dir %s)", args.out, args.seed, args.run_dir)
     return 0
 

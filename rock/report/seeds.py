@@ -52,7 +52,8 @@ def seed_row(run_dir: Path) -> dict:
     bad = d[d["toy_status"] != "agrees"]
     gt = pd.read_csv(truth_csv, dtype=str, keep_default_na=False)
     lost = gt[gt["status"] == "not recovered"]
-    return {"run_dir": str(run_dir), "seed": seed, "teacher/student": greedy, "directions": f"{len(d) - len(bad)}/{len(d)}",
+    return {"run_dir": str(run_dir), "seed": seed, "teacher/student": greedy,
+            "directions": f"{len(d) - len(bad)}/{len(d)}",
             "disagree": ", ".join(f"{r.id} ({r.measured})" for r in bad.itertuples()),
             "ground_truth": f"{(gt['status'] == 'recovered').sum()}/{len(gt)}",
             "not_recovered": ", ".join(f"{r.check} ({r.value})" for r in lost.itertuples()),

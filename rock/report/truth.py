@@ -75,6 +75,18 @@ def check_rock_set(truth: dict, rocks: list[int], seen: set[int] | None = None) 
                 + (f"; planted but not in the trajectories: {', '.join(unseen)})" if unseen else ")"))
 
 
+def check_detected_rocks(truth: dict, run_dir: str | Path) -> dict:
+    """:func:`check_rock_set` on the context-mode detection of ``run_dir`` (its ``rocks.json``;
+    ``seen``: the ranking's eligible types); "not run" without a detection."""
+    rocks_json = paths.detection_file(run_dir, "context", "rocks.json")
+    if not rocks_json.is_file():
+        return _row("rock_set", truth["rocks"]["ids"], [], None, f">= {MIN_JACCARD}", None, f"no {rocks_json}")
+    ranking = rocks_json.with_name("ranking.parquet")
+    seen = (set(pd.read_parquet(ranking, columns=["token_id", "eligible"]).query("eligible")["token_id"]
+                .astype(int)) if ranking.is_file() else None)
+    return check_rock_set(truth, json.loads(rocks_json.read_text())["rocks"], seen)
+
+
 def _relative_changes(ids, kl_early: pd.Series, kl_late: pd.Series) -> tuple[list[int], list[float], str]:
     """The planted ``ids`` seen at both checkpoints, their (KL_late - KL_early) / KL_early, and the
     ``early -> late`` values as text for the row's detail."""
@@ -194,13 +206,7 @@ def truth_frame(ctx: Context) -> pd.DataFrame:
         return pd.DataFrame(columns=COLUMNS)
     run = Path(ctx.run_dir)
     rows = []
-    rocks_json = paths.detection_file(run, "context", "rocks.json")
-    ranking = rocks_json.with_name("ranking.parquet")
-    seen = (set(pd.read_parquet(ranking, columns=["token_id", "eligible"]).query("eligible")["token_id"]
-                .astype(int)) if ranking.is_file() else None)
-    rows.append(check_rock_set(truth, json.loads(rocks_json.read_text())["rocks"], seen)
-                if rocks_json.is_file() else _row("rock_set", truth["rocks"]["ids"], [], None,
-                                                  f">= {MIN_JACCARD}", None, f"no {rocks_json}"))
+    rows.append(check_detected_rocks(truth, run))
     geo = (ctx.config or {}).get("geometry") or {}
     pt = run / "geometry" / "per_type.csv"
     early, late = (paths.token_stats(run, geo.get(k, k)) for k in ("early", "late"))
