@@ -12,7 +12,8 @@ the file and the key path, e.g.::
 
 The Snakefile calls this before any job is planned (``workflow/rules/common.smk``), in place of
 ``snakemake.utils.validate``, whose messages do not name the key path. Stage CLIs call
-:func:`load_config` when given ``--config FILE``; library code never reads a config file.
+:func:`stage_config` (once per process) when given ``--config FILE``; library code never reads a
+config file.
 
 :func:`resolve_model` decides whether ``models.teacher`` / ``models.student`` is a hub id, an
 existing local directory, or the toy world's directory that rule ``toy_world`` builds; anything
@@ -336,9 +337,16 @@ def from_dict(cls, data: Mapping | None, where: str, **extra):
         raise ConfigError(f"{where}: {err}") from err
 
 
-def load_section(path: str | Path, cls, section: str, **extra):
-    """Validate the config file ``path`` and build ``cls`` from its ``section``."""
-    return from_dict(cls, load_config(path).get(section), section, **extra)
+def stage_config(args) -> dict:
+    """The validated config of a stage command's ``--config FILE`` (``args.config``).
+
+    Every stage CLI asks this and none reads a config file itself: the file is read and checked
+    against the schema once per process (kept on ``args`` as ``config_data``), and a stage builds
+    its typed section from it with :func:`from_dict`. A command without ``--config`` gets None.
+    """
+    if getattr(args, "config_data", None) is None and getattr(args, "config", None) is not None:
+        args.config_data = load_config(args.config)
+    return getattr(args, "config_data", None)
 
 
 # ------------------------------------------------------------------------------------------------

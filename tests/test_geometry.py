@@ -199,7 +199,7 @@ def test_geometry_resolves_the_configured_late_checkpoint_and_compares_weights(t
 
     from rock import paths
     from rock.errors import ConfigError
-    from rock.geometry import GeometryConfig, _late_is_other_weights
+    from rock.geometry import GeometryConfig, late_is_other_weights
 
     run = tmp_path
     _ckpt(paths.stage_model(run, 1), b"S1" * 32)
@@ -212,9 +212,9 @@ def test_geometry_resolves_the_configured_late_checkpoint_and_compares_weights(t
     gcfg = GeometryConfig(early="early", late="late")
     if refused:
         with pytest.raises(ConfigError, match="'late'.*'post'"):
-            _late_is_other_weights(config, run, gcfg)
+            late_is_other_weights(config, run, gcfg)
     else:
-        _late_is_other_weights(config, run, gcfg)
+        late_is_other_weights(config, run, gcfg)
     root = Path(__file__).resolve().parents[1]
     for cfg_file in ("config.yaml", "tests/config_toy/config.yaml"):
         cfg = yaml.safe_load((root / cfg_file).read_text())
@@ -263,7 +263,7 @@ def test_holdout_selection_redetects_rocks_on_half_a_and_measures_on_half_b(tmp_
         base.assign(reverse_kl=kl).to_parquet(path)
     config = {"detection": {"top_k": 1, "n_controls": 1, "k_screen": 1, "context": {"radius": 1}}}
     gcfg = GeometryConfig(persistence_selection="holdout", holdout_seed=3,
-                          groups={"high_kl_n": 3, "random_n": 3})
+                          groups=GroupSpec(high_kl_n=3, random_n=3))
     early = pd.read_parquet(paths.token_stats(tmp_path, "early"))
     late = pd.read_parquet(paths.token_stats(tmp_path, "late"))
     groups, e, la, info = persistence_groups(config, tmp_path, gcfg, [99], "context", early, late)
@@ -275,7 +275,7 @@ def test_holdout_selection_redetects_rocks_on_half_a_and_measures_on_half_b(tmp_
     a, b = split_trajectories(base["trajectory"], 3)
     assert measured == set(b.tolist()) and not measured & set(a.tolist())
     groups_pre, e_pre, _, info_pre = persistence_groups(config, tmp_path, GeometryConfig(
-        groups={"high_kl_n": 3, "random_n": 3}), [99], "context", early, late)
+        groups=GroupSpec(high_kl_n=3, random_n=3)), [99], "context", early, late)
     assert groups_pre["rock"] == [99] and len(e_pre) == len(early) and info_pre["selection"] == "pre"
     # pre: high-KL ranked on the pre table (not on early/late/post)
     from rock.geometry import type_kl
@@ -337,5 +337,6 @@ def test_rock_geometry_analyze_end_to_end_selects_on_pre_and_refuses_the_final_m
     assert sorted(persist.loc[persist["group"] == "high_kl", "token_id"]) == sorted(kl["token_id"].head(5))
     cfg["stats"]["checkpoints"]["late"] = "stage2_last"
     cfg_file.write_text(yaml.safe_dump(cfg))
+    args = argparse.Namespace(action="analyze", config=str(cfg_file), run_dir=None, threads=None)
     with pytest.raises(ConfigError, match="same weights as the selection model 'post'"):
         run(args)

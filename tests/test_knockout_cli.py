@@ -98,7 +98,7 @@ def test_cli_end_to_end(tmp_path, monkeypatch, tiny_model):
     run_dir = tmp_path / "run"
     calls = []
 
-    def fake_make_evaluator(config_path, cfg, *, model, data_files):
+    def fake_make_evaluator(config, cfg, *, model, data_files, source):
         assert sorted(data_files) == ["ifeval", "math500"]
         calls.append(model)
         return planted_evaluator(cfg.tasks, cfg.seeds)

@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from rock import paths
+from rock.config import load_config
 from rock.knockout import config as kconfig
 from rock.knockout import pool as kpool
 from rock.knockout import runner
@@ -42,8 +43,9 @@ def setup(tmp_path_factory):
     cfg["knockout"].update({"n_runs": 2, "max_gen_toks": 10, "limit": None, "n_shards": 1})
     cfg_file = root / "config.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg))
-    kcfg = kconfig.from_file(cfg_file)
-    evaluate = make_evaluator(str(cfg_file), kcfg, model=str(model),
+    config = load_config(cfg_file)
+    kcfg = kconfig.from_config(config)
+    evaluate = make_evaluator(config, kcfg, model=str(model),
                               data_files={t: paths.benchmark(run_dir, t) for t in kcfg.tasks})
     return kcfg, evaluate
 

@@ -11,7 +11,8 @@ import yaml
 
 from rock import cli, paths
 from rock.errors import ConfigError
-from rock.toy import accuracy, load_settings
+from rock.config import load_config
+from rock.toy import accuracy, settings_from
 
 REPO = Path(__file__).resolve().parent.parent
 TOY_CONFIG = REPO / "tests" / "config_toy" / "config.yaml"
@@ -101,6 +102,11 @@ def test_models_load_with_auto_classes(two_builds):
         assert model.config.hidden_size == hidden and model.config.vocab_size == 512
         assert model.config.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>")
         assert model.generation_config.do_sample is False
+
+
+def load_settings(path, overrides=()):
+    """What ``rock toy build --config path --set ...`` reads (rock.config.stage_config, then this)."""
+    return settings_from(load_config(path), overrides, path)
 
 
 def test_settings_errors_name_the_file_and_key(tmp_path):

@@ -28,13 +28,14 @@ def test_world_teacher_clearly_beats_student(toy_run):
     """The toy config's world: the margin is what distillation works with; greedy answers end."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rock.toy import accuracy, load_settings
+    from rock.config import load_config
+    from rock.toy import accuracy, settings_from
 
     info = json.loads(paths.world_info(toy_run).read_text())
     acc = info["accuracy_math500"]
     assert acc["teacher"] >= acc["student"] + 0.3, acc
     assert 512 <= info["tokenizer"]["size"] <= 1024
-    settings = load_settings(ROOT / "tests" / "config_toy" / "config.yaml")
+    settings = settings_from(load_config(ROOT / "tests" / "config_toy" / "config.yaml"))
     world = paths.world_dir(toy_run)
     tok = AutoTokenizer.from_pretrained(str(world / "student"))
     rows = [json.loads(line) for line in open(world / "raw" / "math500.jsonl")][:16]

@@ -56,14 +56,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--config", required=True)
 
 
-def _config(path: str | None) -> dict | None:
-    if path is None:
-        return None
-    from rock.config import load_config
-
-    return load_config(path)
-
-
 def _require(value, option: str):
     if value is None:
         raise ConfigError(f"{option} is required (or give --config FILE)")
@@ -114,7 +106,9 @@ def benchmark_source(name: str, cfg: dict | None, run_dir: str, *, hub: str | No
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = _config(args.config)
+    from rock.config import stage_config
+
+    cfg = stage_config(args)
     if args.command == "prompts":
         pool_cfg, run_dir = pool_from_args(args, cfg)
         if args.out1 is None or args.out2 is None:

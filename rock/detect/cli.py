@@ -60,12 +60,12 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rock.config import load_config
+    from rock.config import stage_config
     from rock.detect.config import DetectionSettings
 
     if args.threads:
         _limit_blas_threads(args.threads)
-    config = load_config(args.config)
+    config = stage_config(args)
     run_dir = args.run_dir or config["run_dir"]
     settings = DetectionSettings.from_dict(config["detection"])
     mode = args.mode or settings.downstream_mode

@@ -94,9 +94,9 @@ def run(args: argparse.Namespace) -> int:
 
         # under torchrun the job's threads are shared by the ranks of this node
         torch.set_num_threads(max(1, args.threads // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
-    from rock.config import load_config
+    from rock.config import stage_config
 
-    data = load_config(args.config)
+    data = stage_config(args)
     run_dir, models, cfg = configs_from(args, data)
     teacher = args.teacher or models.teacher
     if not teacher:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rock.distill.losses import DIVERGENCES, KD_RATIO, NORMALIZATIONS
+from rock.distill.losses import KD_RATIO, NORMALIZATIONS, LossSpec
 from rock.errors import ConfigError
 
 BACKENDS = ("hf", "vllm")
@@ -115,10 +115,18 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
 
+    @property
+    def loss_spec(self) -> LossSpec:
+        """What the trainer computes per token (``loss``, ``kd_ratio``, ``kd_temperature``,
+        ``chunk_size``): the only place these four keys are read after the config."""
+        return LossSpec(self.loss, kd_ratio=self.kd_ratio, temperature=self.kd_temperature,
+                        chunk_size=self.chunk_size or None)
+
     def _check_train(self, w: str):
-        _check(self.loss in DIVERGENCES, f"{w}.loss", f"use one of {DIVERGENCES}")
-        _check(0 <= self.kd_ratio <= 1, f"{w}.kd_ratio", "must be in [0, 1]")
-        _check(self.kd_temperature > 0, f"{w}.kd_temperature", "must be > 0")
+        try:
+            self.loss_spec                   # loss, kd_ratio, kd_temperature: LossSpec's checks
+        except ConfigError as err:
+            raise ConfigError(f"{w}: {err}") from None
         _check(self.lr > 0, f"{w}.lr", "must be > 0")
         _check(0 <= self.warmup_ratio < 1, f"{w}.warmup_ratio", "must be in [0, 1)")
         _check(self.lr_scheduler in SCHEDULERS, f"{w}.lr_scheduler", f"use one of {SCHEDULERS}")

@@ -90,6 +90,16 @@ class LossSpec:
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ConfigError(f"chunk_size {self.chunk_size} must be >= 1")
 
+    @property
+    def uses_teacher(self) -> bool:
+        """The loss has a KD term, so the teacher's logits are needed (``kd_ratio > 0``)."""
+        return self.kd_ratio > 0
+
+    @property
+    def uses_ce(self) -> bool:
+        """The loss has a CE term on the sampled tokens (``kd_ratio < 1``)."""
+        return self.kd_ratio < 1
+
 
 def chunk_rows(vocab: int, chunk_size: int | None = None, device=None) -> int:
     """Positions per chunk for a vocabulary of ``vocab`` entries on ``device`` (None = CPU).

@@ -118,7 +118,7 @@ def run_stage1(cfg: Stage1Config, models: ModelsConfig, *, samples_path: str | o
         raise DataError(f"no usable teacher samples ({counts})", file=str(samples_path),
                         fix="check the teacher samples and stage1.max_seq_len")
     log.info("stage 1: %d sequences (%s)", len(seqs), counts)
-    teacher_model = load_causal_lm(teacher, rt, trainable=False) if cfg.kd_ratio > 0 else None
+    teacher_model = load_causal_lm(teacher, rt, trainable=False) if cfg.loss_spec.uses_teacher else None
     t_vocab = teacher_model.config.vocab_size if teacher_model is not None else s_cfg.vocab_size
     vocab = shared_vocab(tok, t_tok, s_cfg.vocab_size, t_vocab, student_name=student, teacher_name=teacher)
     batches = Stage1Batches(seqs, cfg, rt)

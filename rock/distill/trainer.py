@@ -41,7 +41,7 @@ from rock.distill.config import TrainConfig
 from rock.distill.forward import (TrainSequence, blocks_compiled, compile_blocks, keep_hidden,  # noqa: F401
                                   keep_logits, left_pad, plain_lm_head, response_logits,
                                   response_mask_right, response_targets)
-from rock.distill.losses import LossSpec, distill_loss, token_statistics
+from rock.distill.losses import distill_loss, token_statistics
 from rock.distill.runtime import Runtime, load_causal_lm, make_runtime  # noqa: F401  (re-exported)
 from rock.errors import ConfigError
 
@@ -96,8 +96,7 @@ class Trainer:
         self.fused_lm_head = bool(fused_lm_head) and plain_lm_head(student) is not None and \
             (teacher is None or plain_lm_head(teacher) is not None)
         self.vocab, self.pad_id, self.weighter = vocab, pad_id, weighter
-        self.spec = LossSpec(cfg.loss, kd_ratio=cfg.kd_ratio, temperature=cfg.kd_temperature,
-                             chunk_size=cfg.chunk_size or None)
+        self.spec = cfg.loss_spec
         self._compiled = []
         if cfg.compile_layers and runtime.device.type == "cuda":
             self._compiled = [pair for m in (student, teacher) if m is not None
@@ -192,7 +191,7 @@ class Trainer:
         loss_sum, kd_sum, ce_sum = sums.tolist()
         g_loss, g_kd, g_ce, g_seq, g_frozen = rt.all_sum([loss_sum, kd_sum, ce_sum, len(seqs), n_frozen])
         return StepResult(loss=g_loss, mean_kd=g_kd / g_tok if g_tok else float("nan"),
-                          mean_ce=g_ce / g_tok if g_tok and self.spec.kd_ratio < 1 else float("nan"),
+                          mean_ce=g_ce / g_tok if g_tok and self.spec.uses_ce else float("nan"),
                           n_sequences=int(g_seq),
                           n_response_tokens=int(g_tok), n_frozen_tokens=int(g_frozen), weight_sum=g_w,
                           grad_norm=grad_norm, lr=lr, extra=counts, token_rows=records)
@@ -235,7 +234,7 @@ class Trainer:
         if self.fused_lm_head:
             return self._fused_micro_loss(batch, w_b, denominator, keep, dummy=dummy)
         t_logits = None
-        if self.spec.kd_ratio > 0:
+        if self.spec.uses_teacher:
             with torch.no_grad():
                 t_logits = keep_logits(self.teacher, [s.teacher_ids for s in batch], keep,
                                        self.pad_id, self.vocab, rt)
@@ -262,7 +261,7 @@ class Trainer:
 
         rt, v = self.runtime, self.vocab
         h_t = w_t = None
-        if self.spec.kd_ratio > 0:
+        if self.spec.uses_teacher:
             with torch.no_grad():
                 h_t = keep_hidden(self.teacher, [s.teacher_ids for s in batch], keep, self.pad_id, rt)
             w_t = plain_lm_head(self.teacher)[:v]

@@ -27,11 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rock.config import load_config
+    from rock.config import stage_config
     from rock.errors import ConfigError
     from rock.freeze.config import from_section
 
-    config = load_config(args.config)
+    config = stage_config(args)
     if "freeze" not in config:
         raise ConfigError(f"{args.config}: no 'freeze' section (fix: copy it from config.yaml)")
     fcfg = from_section(config["freeze"])

@@ -36,7 +36,7 @@ Modules: :mod:`rock.geometry.core` (the library), :mod:`rock.geometry.figure` (F
 :mod:`rock.geometry.cli` (``add_arguments``, ``run``).
 """
 
-from rock.geometry.cli import _late_is_other_weights, add_arguments, persistence_groups, run  # noqa: F401
+from rock.geometry.cli import add_arguments, late_is_other_weights, persistence_groups, run  # noqa: F401
 from rock.geometry.core import (GROUP_COLORS, GROUPS, SUMMARY_KEY, GeometryConfig, GradientAccumulator,
                                 GroupSpec, define_groups, geometry_summary, group_tests, per_type_geometry,
                                 persistence, reverse_kl_logit_grad, type_kl)
@@ -44,5 +44,5 @@ from rock.geometry.figure import figure3
 
 __all__ = ["GROUPS", "GROUP_COLORS", "SUMMARY_KEY", "GeometryConfig", "GradientAccumulator", "GroupSpec",
            "add_arguments", "define_groups", "figure3", "geometry_summary", "group_tests",
-           "per_type_geometry", "persistence", "persistence_groups", "reverse_kl_logit_grad", "run",
+           "late_is_other_weights", "per_type_geometry", "persistence", "persistence_groups", "reverse_kl_logit_grad", "run",
            "type_kl"]

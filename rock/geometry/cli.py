@@ -14,7 +14,7 @@ import torch
 from rock import job_files, paths
 from rock.atomic import atomic_path, write_json
 from rock.errors import DataError
-from rock.geometry.core import (GROUPS, SUMMARY_KEY, GeometryConfig, GradientAccumulator, GroupSpec,
+from rock.geometry.core import (GROUPS, SUMMARY_KEY, GeometryConfig, GradientAccumulator,
                                 define_groups, geometry_summary, group_tests, per_type_geometry,
                                 persistence, reverse_kl_logit_grad, type_kl)
 from rock.geometry.figure import figure3
@@ -32,16 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rock.config import load_config
+    from rock.config import stage_config
     from rock.stats import StatsConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = load_config(args.config)
+    config = stage_config(args)
     run_dir = args.run_dir or config["run_dir"]
     gcfg = GeometryConfig.from_dict(config["geometry"])
     mode = gcfg.detection_mode or config["detection"]["downstream_mode"]
-    spec = GroupSpec(**gcfg.groups)
+    spec = gcfg.groups
     files = job_files.JobFiles.from_args(args)
     post = pd.read_parquet(_need(files.path("tokens", paths.token_stats(run_dir, gcfg.checkpoint))))
     rocks_json = _need(files.path("rocks", paths.detection_file(run_dir, mode, "rocks.json")))
@@ -95,7 +95,7 @@ def _gradients(config, run_dir, gcfg: GeometryConfig, scfg, post, types, groups,
     return 0
 
 
-def _late_is_other_weights(config, run_dir, gcfg: GeometryConfig) -> None:
+def late_is_other_weights(config, run_dir, gcfg: GeometryConfig) -> None:
     """The late checkpoint's weights differ from every selection model's (rock.persistence)."""
     from rock.stats import StatsConfig, resolve_checkpoint
 
@@ -111,7 +111,7 @@ def persistence_groups(config, run_dir, gcfg: GeometryConfig, rocks, mode, early
     """``(groups, early, late, selection info)`` of Fig. 3c-d (rock.persistence): groups on the
     pre model over all trajectories, or on half A (rocks re-detected there) with early/late
     restricted to half B."""
-    spec = GroupSpec(**gcfg.groups)
+    spec = gcfg.groups
     pre = pd.read_parquet(_need(files.path("pre", paths.token_stats(run_dir, "pre"))))
     if gcfg.persistence_selection == "pre":
         return define_groups(type_kl(pre), rocks, spec), early, late, describe("pre", 0, None)
@@ -133,7 +133,7 @@ def persistence_groups(config, run_dir, gcfg: GeometryConfig, rocks, mode, early
 
 def _analyze(config, run_dir, gcfg: GeometryConfig, groups, mode, files=job_files.JobFiles()) -> int:
     per = pd.read_csv(_need(files.path("per_type", paths.geometry_file(run_dir, "per_type.csv"))))
-    _late_is_other_weights(config, run_dir, gcfg)
+    late_is_other_weights(config, run_dir, gcfg)
     early = pd.read_parquet(_need(files.path("early", paths.token_stats(run_dir, gcfg.early))))
     late = pd.read_parquet(_need(files.path("late", paths.token_stats(run_dir, gcfg.late))))
     pgroups, early, late, selection = persistence_groups(config, run_dir, gcfg, groups["rock"], mode,

@@ -243,7 +243,7 @@ class GeometryConfig:
     half of the trajectories ('holdout'); rock.persistence"""
     holdout_seed: int = 0
     """seed of the trajectory split of persistence_selection 'holdout' (ASSUMED)"""
-    groups: dict = field(default_factory=dict)
+    groups: GroupSpec = field(default_factory=GroupSpec)
     accumulate_dtype: str = "float64"
 
     def __post_init__(self):
@@ -253,9 +253,6 @@ class GeometryConfig:
             raise ConfigError(f"geometry.persistence_selection must be one of {SELECTIONS}")
         if self.accumulate_dtype not in ("float32", "float64"):
             raise ConfigError("geometry.accumulate_dtype must be float32 or float64")
-        allowed = set(GroupSpec.__dataclass_fields__)
-        if set(self.groups) - allowed:
-            raise ConfigError(f"geometry.groups: unknown keys {sorted(set(self.groups) - allowed)}")
 
     @staticmethod
     def from_dict(data: dict | None) -> "GeometryConfig":

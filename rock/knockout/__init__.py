@@ -25,16 +25,4 @@ correlations), :mod:`.analysis` (all statistics from the gathered table), :mod:`
 (Figures 4 and 6, Tables 1 and 2), :mod:`.cli` (I/O).
 """
 
-from __future__ import annotations
-
-
-def add_arguments(parser):
-    from rock.knockout.cli import add_arguments as _add
-
-    _add(parser)
-
-
-def run(args) -> int:
-    from rock.knockout.cli import run as _run
-
-    return _run(args)
+from rock.knockout.cli import add_arguments, run  # noqa: F401  (rock.cli calls rock.knockout.run)

@@ -77,9 +77,12 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-resamples", type=int, help="override knockout.n_resamples")
 
 
-def _load_config(args) -> kconfig.KnockoutConfig:
-    return kconfig.from_file(args.config, {"n_shards": args.n_shards,
-                                           "n_resamples": args.n_resamples})
+def _knockout_config(args) -> kconfig.KnockoutConfig:
+    from rock.config import stage_config
+
+    return kconfig.from_config(stage_config(args), {"n_shards": args.n_shards,
+                                                    "n_resamples": args.n_resamples},
+                               source=str(args.config))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -152,7 +155,7 @@ def cmd_pool(args) -> int:
     from rock.knockout import pool as kpool
     from rock.knockout.specials import load_excluded_ids
 
-    cfg = _load_config(args)
+    cfg = _knockout_config(args)
     cands = read_table(args.candidates)
     excluded, tokenizer = load_excluded_ids(args.model)
     pool = kpool.screening_pool(cands, exclude=excluded, source=args.candidates)
@@ -196,7 +199,7 @@ def _window_sets(args, cfg: kconfig.KnockoutConfig, pool: pd.DataFrame, post) ->
 def cmd_shard(args) -> int:
     from rock.knockout import runner
 
-    cfg = _load_config(args)
+    cfg = _knockout_config(args)
     plan = read_plan(args.plan)
     sets, _ = plan_frames(plan)
     if not 0 <= args.shard < plan["n_shards"]:
@@ -214,8 +217,10 @@ def cmd_shard(args) -> int:
     if missing:
         raise DataError(f"no benchmark file for task(s) {missing} among {args.benchmark_files}",
                         field="benchmark-files", fix="pass data/<task>.jsonl for every knockout task")
-    evaluate = make_evaluator(args.config, cfg, model=args.model,
-                              data_files={t: files[t] for t in cfg.tasks})
+    from rock.config import stage_config
+
+    evaluate = make_evaluator(stage_config(args), cfg, model=args.model,
+                              data_files={t: files[t] for t in cfg.tasks}, source=str(args.config))
     table = runner.run_shard(sets, args.shard, evaluate, tasks=cfg.tasks, seeds=cfg.seeds)
     write_parquet(table, args.out)
     log.info("shard %d: %d rows -> %s", args.shard, len(table), args.out)
@@ -236,7 +241,7 @@ def cmd_analyze(args) -> int:
     from rock.knockout import analysis, figures
     from rock.paths import KNOCKOUT_RESULTS
 
-    cfg = _load_config(args)
+    cfg = _knockout_config(args)
     plan = read_plan(args.plan)
     _, mapping = plan_frames(plan)
     pool = read_table(args.pool)
@@ -289,31 +294,30 @@ def _jsonable(obj):
 # the evaluation seam
 # --------------------------------------------------------------------------------------------
 
-def make_evaluator(config_path: str, cfg: kconfig.KnockoutConfig, *, model: str,
-                   data_files: dict[str, Path]):
+def make_evaluator(config: dict, cfg: kconfig.KnockoutConfig, *, model: str,
+                   data_files: dict[str, Path], source: str = "config"):
     """Bind :data:`rock.knockout.runner.Evaluator` to :class:`rock.evaluate.runner.Evaluator`.
 
     Loads the model and builds the lm-eval tasks once (here), then every call evaluates a list of
     suppression sets with that one model. Evaluation settings (backend, prompt format, devices,
     IFEval metric, vLLM suppression mode) come from the config's ``evaluation`` section; the
     ``knockout`` section overrides sampling (T = 1.0 [D.3]), runs, seeds, generation budget and
-    limit. ``data_files`` maps each task to the local jsonl the data stage writes at both scales
-    (``rock.paths.benchmark``), so every shard decodes exactly the same problems.
+    limit; ``config`` is the validated config (``source`` names its file). ``data_files`` maps
+    each task to the local jsonl the data stage writes at both scales (``rock.paths.benchmark``),
+    so every shard decodes exactly the same problems.
     """
-    from rock.config import load_config
     from rock.evaluate.benchmarks import build_tasks
     from rock.evaluate.config import from_section
     from rock.evaluate.models import make_lm
     from rock.evaluate.runner import Evaluator
 
-    config = load_config(config_path)
     section = dict(config["evaluation"])
     section["seed"] = cfg.seed                       # run r -> seed + r, as the plan says
     ecfg = from_section(section, enable_thinking=config["models"]["enable_thinking"],
                         dataset_source="local", n_runs=cfg.n_runs, temperature=cfg.temperature,
                         top_p=cfg.top_p, max_gen_toks=cfg.max_gen_toks, limit=cfg.limit)
     if ecfg.seeds != cfg.seeds:
-        raise ConfigError(f"{config_path}: evaluation seeds {ecfg.seeds} != knockout seeds {cfg.seeds}")
+        raise ConfigError(f"{source}: evaluation seeds {ecfg.seeds} != knockout seeds {cfg.seeds}")
     for t, f in data_files.items():
         if not f.is_file():
             raise DataError("benchmark file not found", file=str(f), field=t,

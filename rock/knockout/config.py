@@ -1,6 +1,6 @@
 """Configuration of the knockout stage (config section ``knockout``) [Sec. 3.2, App. D.2-D.4].
 
-Parsed at the CLI edge (:func:`from_file`) and passed down as a :class:`KnockoutConfig`; library code
+Parsed at the CLI edge (:func:`from_config`) and passed down as a :class:`KnockoutConfig`; library code
 never reads the config file. Paper values are cited; the others are marked ASSUMED in
 ``config.yaml`` with the reason.
 """
@@ -103,12 +103,9 @@ def from_dict(section: dict, *, source: str = "config") -> KnockoutConfig:
         raise ConfigError(f"{source}: {err}") from None
 
 
-def from_file(path: str | Path, overrides: dict | None = None) -> KnockoutConfig:
-    """Validate a config file (:func:`rock.config.load_config`), take its ``knockout`` section and
-    apply ``overrides`` (CLI flags; None = keep)."""
-    from rock.config import load_config
-
-    cfg = load_config(path)
-    section = dict(cfg["knockout"])
+def from_config(config: dict, overrides: dict | None = None, *, source: str = "config") -> KnockoutConfig:
+    """The ``knockout`` section of a validated config (:func:`rock.config.stage_config`) with
+    ``overrides`` (CLI flags; None = keep)."""
+    section = dict(config["knockout"])
     section.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return from_dict(section, source=str(path))
+    return from_dict(section, source=source)

@@ -71,13 +71,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--out", type=Path, default=None, help="also write the table as markdown here")
 
 
-def load_config(path: Path | None) -> dict | None:
-    """The validated config (:func:`rock.config.load_config`), or None without ``--config``."""
-    from rock.config import load_config
-
-    return None if path is None else load_config(path)
-
-
 def run_scale(run_dir: Path, config: dict | None, explicit: str | None) -> str:
     if explicit:
         return explicit
@@ -93,7 +86,9 @@ def _context(args):
 
     if not args.run_dir.is_dir():
         log.warning("run directory %s does not exist: every row will be 'not run'", args.run_dir)
-    cfg = load_config(args.config)
+    from rock.config import stage_config
+
+    cfg = stage_config(args)
     return Context(run_dir=args.run_dir, config=cfg, config_path=args.config), cfg
 
 
@@ -233,10 +228,10 @@ def _seed_config(args) -> int:
     import yaml
 
     from rock.atomic import write_text
-    from rock.config import load_yaml, validate_config
+    from rock.config import stage_config, validate_config
     from rock.report.seeds import seed_config
 
-    cfg = seed_config(load_yaml(args.config), args.seed, args.run_dir)
+    cfg = seed_config(stage_config(args), args.seed, args.run_dir)
     validate_config(cfg, str(args.out))   # as every stage will read it
     write_text(args.out, yaml.safe_dump(cfg, sort_keys=False))
     log.info("wrote %s (seed %d, run_dir %s)", args.out, args.seed, args.run_dir)

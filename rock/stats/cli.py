@@ -37,9 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args):
-    from rock.config import load_config
+    from rock.config import stage_config
 
-    config = load_config(args.config)
+    config = stage_config(args)
     return config, args.run_dir or config["run_dir"], StatsConfig.from_dict(config["stats"]), dict(config["models"])
 
 

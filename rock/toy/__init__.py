@@ -21,4 +21,4 @@ It reads ``run_dir``, ``seed``, ``models.teacher_system_prompts`` and the ``toy:
 - :mod:`rock.toy.build`: the orchestration
 """
 
-from rock.toy.cli import add_arguments, run, load_settings  # noqa: F401  (rock.cli calls rock.toy.run)
+from rock.toy.cli import add_arguments, run, settings_from  # noqa: F401  (rock.cli calls rock.toy.run)

@@ -26,17 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="override a toy: key, e.g. teacher.steps=5 (value parsed as YAML)")
 
 
-def load_settings(config_file: str | Path, overrides: list[str] = ()) -> dict:
-    """Read what the toy build needs from the validated ``config_file``: run_dir, seed, system
-    prompts and the parsed :class:`~rock.toy.config.ToyConfig` (with ``KEY=VALUE`` overrides of
-    ``toy:`` keys)."""
+def settings_from(data: dict, overrides: list[str] = (), path: str | Path = "config") -> dict:
+    """What the toy build needs from the validated config ``data`` (read from ``path``): run_dir,
+    seed, system prompts and the parsed :class:`~rock.toy.config.ToyConfig` (with ``KEY=VALUE``
+    overrides of ``toy:`` keys)."""
     import yaml
 
-    from rock.config import load_config
     from rock.toy.config import ToyConfig
 
-    path = Path(config_file)
-    data = load_config(path)
     prompts = data["models"]["teacher_system_prompts"]
     section = dict(data.get("toy") or {})
     for item in overrides:
@@ -62,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     from rock import paths
     from rock.toy.build import build_world
 
-    settings = load_settings(args.config, args.set)
+    from rock.config import stage_config
+
+    settings = settings_from(stage_config(args), args.set, args.config)
     seed = settings["seed"] if args.seed is None else args.seed
     out = Path(args.out) if args.out else paths.world_dir(settings["run_dir"])
     info = build_world(out, settings["toy"], seed, settings["system_prompts"])
