@@ -174,3 +174,30 @@ def test_sequential_build_equals_parallel_build(two_builds, tmp_path):
     assert cli.main(["toy", "build", "--config", str(cfg), "--out", str(tmp_path / "seq"),
                      "--set", "threads=1"]) == 0
     assert _hashes(tmp_path / "seq") == _hashes(world)
+
+
+def test_a_teacher_below_the_margin_trains_another_round_then_fails(tmp_path):
+    """toy.eval.teacher_rounds: an unreachable margin (1.0) runs round 2 (the teacher's weights
+    change, its summary records the round) and still fails the build with ModelError; with one
+    round the same world stops after round 1. A world that passes round 1 never trains more
+    (the golden seed: test_toy_workflow)."""
+    from rock.errors import ModelError
+    from rock.toy.build import build_world
+    from rock.toy.config import ToyConfig
+
+    base = settings_from(load_config(_config(tmp_path)))
+    worlds = {}
+    for rounds in (1, 2):
+        cfg = ToyConfig.from_dict({**TINY, "eval": {**TINY["eval"], "min_margin": 1.0,
+                                                    "teacher_rounds": rounds}})
+        out = tmp_path / f"rounds{rounds}"
+        with pytest.raises(ModelError, match="not 1.0 above"):
+            build_world(out, cfg, 0, base["system_prompts"])
+        worlds[rounds] = json.loads((out / "world.json").read_text())
+    one, two = worlds[1]["pretraining"]["teacher"], worlds[2]["pretraining"]["teacher"]
+    assert "later_rounds" not in one
+    assert [r["round"] for r in two["later_rounds"]] == [2] and two["later_rounds"][0]["steps"] == 3
+    assert _hashes(tmp_path / "rounds1")["teacher/model.safetensors"] != \
+        _hashes(tmp_path / "rounds2")["teacher/model.safetensors"]
+    assert _hashes(tmp_path / "rounds1")["student/model.safetensors"] == \
+        _hashes(tmp_path / "rounds2")["student/model.safetensors"]

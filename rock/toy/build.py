@@ -71,9 +71,10 @@ def _set_torch(threads: int) -> dict:
 
 
 def pretrain_role(role: str, docs: list, mcfg, tokenizer_dir: str, vocab_rows: int, seed: int,
-                  out_dir: str, max_seq_len: int, threads: int) -> dict:
-    """Encode ``docs``, pretrain one model with ``threads`` torch threads, save it to ``out_dir``;
-    return its summary with a ``timing`` entry. Runs in a worker process when parallel."""
+                  out_dir: str, max_seq_len: int, threads: int, init_dir: str | None = None) -> dict:
+    """Encode ``docs``, pretrain one model with ``threads`` torch threads (from the weights saved in
+    ``init_dir`` when given, else from scratch), save it to ``out_dir``; return its summary with a
+    ``timing`` entry. Runs in a worker process when parallel."""
     from transformers import AutoTokenizer
 
     if not logging.getLogger().handlers:            # a spawned worker: log like the CLI does
@@ -83,8 +84,9 @@ def pretrain_role(role: str, docs: list, mcfg, tokenizer_dir: str, vocab_rows: i
     wall, cpu = time.perf_counter(), time.process_time()
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     data = models.encode_documents(docs, tok, max_seq_len)
+    init = models.load_model(init_dir) if init_dir else None
     model, summary = models.pretrain(mcfg, models.qwen3_config(mcfg, tok, vocab_rows), data,
-                                     tok.pad_token_id, seed, role)
+                                     tok.pad_token_id, seed, role, model=init)
     models.save_model(model, tok, out_dir)
     summary["timing"] = {"wall_s": round(time.perf_counter() - wall, 2),
                          "cpu_s": round(time.process_time() - cpu, 2), "threads": threads}
@@ -148,6 +150,32 @@ def _accuracies(where: dict, tok, math500: list, cfg: ToyConfig, seed: int,
     return accs
 
 
+def _more_teacher_rounds(where: dict, tok, rows: int, cfg: ToyConfig, seed: int,
+                         system_prompts: list[str], holdout, bench: dict, accs: dict,
+                         summary: dict) -> None:
+    """While the margin check fails and ``toy.eval.teacher_rounds`` allows: train the teacher
+    another round (``toy.teacher.steps`` steps from its weights, its schedule restarted) on fresh
+    documents of its corpus (stream ``teacher-corpus-round<k>``), then measure both models again
+    (``accs`` is updated). Each extra round's summary goes to the teacher's ``summary`` as
+    ``later_rounds``; nothing changes when round 1 passes."""
+    rounds = []
+    for k in range(2, cfg.eval.teacher_rounds + 1):
+        if accs["teacher"] - accs["student"] >= cfg.eval.min_margin:
+            break
+        log.info("teacher round %d: accuracy %.3f is not %s above the student's %.3f", k,
+                 accs["teacher"], cfg.eval.min_margin, accs["student"])
+        docs = corpus.teacher_documents(cfg.teacher.steps * cfg.teacher.batch_size,
+                                        rng_for(seed, f"teacher-corpus-round{k}"), cfg.corpus,
+                                        system_prompts, holdout)
+        more = pretrain_role("teacher", docs, cfg.teacher, str(where["tokenizer"]), rows,
+                                torch_seed(seed, f"teacher-round{k}"), str(where["teacher"]),
+                                cfg.max_seq_len, cfg.threads, init_dir=str(where["teacher"]))
+        accs.update(_accuracies(where, tok, bench["math500"], cfg, seed, system_prompts))
+        rounds.append({**more, "round": k, "accuracy_math500": dict(accs)})
+    if rounds:
+        summary["later_rounds"] = rounds
+
+
 def _tokenizer(cfg: ToyConfig, t_docs: list[str], s_docs: list[str], out: Path):
     """The world's byte-level BPE, trained on half the documents of each model, saved to ``out``."""
     half = cfg.tokenizer.n_documents // 2
@@ -187,6 +215,9 @@ def build_world(out: str | Path, cfg: ToyConfig, seed: int, system_prompts: list
             _write_datasets(where, cfg, seed, bench, holdout)
         with _timed(timings, "accuracy"):
             accs = _accuracies(where, tok, bench["math500"], cfg, seed, system_prompts)
+        with _timed(timings, "teacher_rounds"):
+            _more_teacher_rounds(where, tok, rows, cfg, seed, system_prompts, holdout, bench, accs,
+                                 summaries["teacher"])
         # CPU of the whole build: this process plus the pretraining workers
         workers = sum(timings[f"pretrain_{r}"]["cpu_s"] for r in jobs) if cfg.threads >= 2 else 0
         timings["total"] = {"wall_s": round(time.perf_counter() - start_wall, 2),

@@ -119,9 +119,10 @@ def collate(batch: list[Encoded], pad_id: int):
 
 
 def pretrain(cfg: ModelConfig, model_config, data: list[Encoded], pad_id: int, seed: int,
-             name: str) -> tuple[object, dict]:
-    """Initialise a Qwen3ForCausalLM with ``torch.manual_seed(seed)`` and train it on ``data``, each
-    document once, ``cfg.batch_size`` documents per step in length buckets (:func:`length_bucketed`).
+             name: str, model=None) -> tuple[object, dict]:
+    """Initialise a Qwen3ForCausalLM with ``torch.manual_seed(seed)`` (or go on training ``model``,
+    with a fresh optimizer and schedule) and train it on ``data``, each document once,
+    ``cfg.batch_size`` documents per step in length buckets (:func:`length_bucketed`).
     Returns the model and a summary (first/last-10-step mean loss, parameter count)."""
     import torch
     import torch.nn.functional as F
@@ -130,7 +131,7 @@ def pretrain(cfg: ModelConfig, model_config, data: list[Encoded], pad_id: int, s
     if len(data) < cfg.steps * cfg.batch_size:
         raise ValueError(f"{name}: {len(data)} documents < steps * batch_size")
     torch.manual_seed(seed)
-    model = Qwen3ForCausalLM(model_config)
+    model = Qwen3ForCausalLM(model_config) if model is None else model
     model.train()
     batches = length_bucketed(data, cfg.batch_size, BUCKET_BATCHES, random.Random(seed))
     n_params = sum(p.numel() for p in model.parameters())
