@@ -55,3 +55,21 @@ class JobFiles:
     def paths(self, name: str, default: Sequence[str | Path]) -> list[Path]:
         """Every file given as ``name`` (in order), else ``default``."""
         return list(self._files.get(name, [Path(p) for p in default]))
+
+
+def unique_paths(by_key: dict) -> list[Path]:
+    """The distinct paths of ``{key: path}`` in first-seen order: what a rule declares."""
+    return list(dict.fromkeys(Path(p) for p in by_key.values()))
+
+
+def keyed_paths(files: JobFiles, name: str, by_key: dict) -> dict:
+    """``{key: path}`` of an aggregating job: the rule declares :func:`unique_paths` of ``by_key``
+    as its input ``name`` (in that order), and each key gets the file given in its place. Without
+    ``--in name=...`` the usual places (``by_key`` itself); a different count is an error."""
+    expected = unique_paths(by_key)
+    given = files.paths(name, expected)
+    if len(given) != len(expected):
+        raise ConfigError(f"--in {name}=...: {len(expected)} paths expected (the rule's input "
+                          f"'{name}'), got {len(given)}")
+    where = dict(zip(expected, given))
+    return {key: where[Path(p)] for key, p in by_key.items()}

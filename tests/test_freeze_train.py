@@ -75,9 +75,11 @@ def trained(tiny_pair, tmp_path_factory):
     fcfg = from_section(config["freeze"])
     for r in fcfg.regimes:
         train_regime(config, fcfg, r, run_dir=run_dir, source="test")
+    from rock.freeze.plan import report_files
     from rock.freeze.runreport import read_logs
 
-    logs = {r["name"]: read_logs(run_dir, [r["name"]]) for r in REGIMES}
+    files = report_files(config, run_dir)
+    logs = {r["name"]: read_logs({r["name"]: files["logs"][r["name"]]}, files["counts"]) for r in REGIMES}
     return {"run_dir": run_dir, "config": config, "fcfg": fcfg, "logs": logs, "rocks": rocks}
 
 
@@ -131,13 +133,8 @@ def test_random_regime_writes_its_match_histograms(trained):
     assert not list(path.parent.glob("freeze_steps.*"))  # merged and removed
 
 
-def test_report_from_logs_and_evaluation_tables(trained):
-    from rock.freeze.plan import planned_eval_steps
-    from rock.freeze.runreport import write_report
-
-    run_dir, config, fcfg = trained["run_dir"], trained["config"], trained["fcfg"]
-    steps = planned_eval_steps(config)
-    assert steps == [0, 1, 2]
+def _write_eval_tables(run_dir, steps):
+    """Per-problem tables of every (regime, step) as `rock evaluate` writes them (seeded)."""
     rng = np.random.default_rng(0)
     for r in REGIMES:
         for step in steps:
@@ -147,6 +144,16 @@ def test_report_from_logs_and_evaluation_tables(trained):
             path = paths.freeze_eval(run_dir, r["name"], step, "per_problem.parquet")
             path.parent.mkdir(parents=True, exist_ok=True)
             pd.DataFrame(rows).to_parquet(path)
+
+
+def test_report_from_logs_and_evaluation_tables(trained):
+    from rock.freeze.plan import planned_eval_steps
+    from rock.freeze.runreport import write_report
+
+    run_dir, config, fcfg = trained["run_dir"], trained["config"], trained["fcfg"]
+    steps = planned_eval_steps(config)
+    assert steps == [0, 1, 2]
+    _write_eval_tables(run_dir, steps)
     res = write_report(config, fcfg, run_dir=run_dir)
     for name in paths.FREEZE_RESULTS:
         assert paths.freeze_result(run_dir, name).exists(), name
@@ -158,6 +165,47 @@ def test_report_from_logs_and_evaluation_tables(trained):
     s0 = c[(c["step"] == 0) & (c["benchmark"] == "average")]["pass1"]
     assert s0.nunique() == 1
     assert set(res["match"]["quantity"]) >= {"window_length", "token_log2_freq"}
+
+
+def test_freeze_report_reads_the_files_its_rule_gives(trained, tmp_path):
+    """`rock freeze report --in evals=... logs=... counts=... control=...` (the rule's named
+    inputs, rock.freeze.plan.report_files) reads those files, not the run directory's: copies
+    elsewhere give the same regime table; a wrong count is a ConfigError naming the input."""
+    import argparse
+
+    from rock.errors import ConfigError, DataError
+    from rock.freeze.cli import run
+    from rock.freeze.plan import planned_eval_steps, report_files
+    from rock.freeze.runreport import write_report
+    from rock.job_files import JobFiles, keyed_paths, unique_paths
+
+    src, config = trained["run_dir"], trained["config"]
+    _write_eval_tables(src, planned_eval_steps(config))
+    out = tmp_path / "out"                                    # results only: none of the inputs
+    pairs = []
+    for name, by_key in report_files(config, src).items():
+        for i, path in enumerate(unique_paths(by_key)):
+            copy = tmp_path / "given" / name / f"{i}{path.suffix}"
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, copy)
+            pairs.append(f"{name}={copy}")
+
+    def report(given):   # what the rule runs; the (test-sized, partial) config is handed over as read
+        return run(argparse.Namespace(action="report", config="config.yaml", config_data=config,
+                                      run_dir=str(out), job_inputs=given, threads=None))
+
+    assert report(pairs) == 0
+    given = pd.read_csv(paths.freeze_result(out, "regimes.csv"))
+    own = write_report(config, trained["fcfg"], run_dir=src)["table"]
+    assert list(given["final_average"]) == list(own["final_average"])
+    assert list(given["frozen_tokens"]) == list(own["frozen_tokens"])
+    with pytest.raises(ConfigError, match=r"--in evals=\.\.\.: 9 paths expected .*got 8"):
+        report(pairs[1:])                                       # one table short
+    evals = report_files(config, src)["evals"]                  # 4 regimes x steps 1, 2 + step 0
+    assert len(evals) == 12 and len(unique_paths(evals)) == 9
+    assert keyed_paths(JobFiles(), "evals", evals) == evals     # by hand: the usual places
+    with pytest.raises(DataError, match="evaluation table missing"):
+        report([])                                              # nothing under out/
 
 
 def test_random_regime_killed_and_resumed_draws_the_same_windows(tiny_pair, trained, tmp_path):

@@ -606,8 +606,8 @@ def test_kept_freeze_checkpoints_are_rescored_without_training(tmp_path):
 
 
 def test_jobs_are_given_their_rules_inputs():
-    """Issue 16: detection (stability, figure, clusters, compare), geometry and freeze training jobs
-    read the files their rule declares: the printed command names every named input of the rule
+    """Issue 16: detection (stability, figure, clusters, compare), geometry, freeze training and the
+    freeze report read the files their rule declares: the printed command names every named input of the rule
     as `--in NAME=PATH` (rock.job_files), the geometry inputs at the toy's configured checkpoints."""
     result = snakemake("-n", "-p", "-F", "--profile", "workflow/profiles/toy")
     out = result.stdout + result.stderr
@@ -622,6 +622,7 @@ def test_jobs_are_given_their_rules_inputs():
         "geometry gradients": ["trajectories", "tokens", "rocks", "teacher"],
         "geometry analyze": ["per_type", "tokens", "early", "late", "pre", "rocks", "selection"],
         "freeze train": ["student", "prompts", "rocks", "ranking", "info", "teacher"],
+        "freeze report": ["evals", "logs", "counts", "control"],
     }
     for action, names in expected.items():
         lines = [c for c in commands if f"rock {action} " in c or f"-- {action} " in c]  # rock launch

@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", help="override config run_dir")
     parser.add_argument("--student", help="train: start model (default: the stage-1 model under run_dir)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
-    job_files.add_arguments(parser)  # train: student= prompts= rocks= ranking= info=; report: see runreport
+    job_files.add_arguments(parser)  # train: student= prompts= rocks= ranking= info=; report: evals= logs=
+    # counts= control= (rock.freeze.plan.report_files)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +59,11 @@ def run(args: argparse.Namespace) -> int:
                      source=args.config, rank=int(os.environ.get("RANK", "0")),
                      files=job_files.JobFiles.from_args(args))
         return 0
+    from rock.freeze.plan import report_files
     from rock.freeze.runreport import write_report
 
-    write_report(config, fcfg, run_dir=run_dir)
+    given = job_files.JobFiles.from_args(args)
+    files = {name: job_files.keyed_paths(given, name, by_key)
+             for name, by_key in report_files(config, run_dir).items()}
+    write_report(config, fcfg, run_dir=run_dir, files=files)
     return 0

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 
+from rock import paths
+
 
 def checkpoint_steps(total_steps: int, n_checkpoints: int) -> list[int]:
     """The engine's kept checkpoints (same formula as :func:`rock.distill.loop.checkpoint_steps`,
@@ -64,3 +66,21 @@ def regime_total_steps(config: dict) -> int:
 def planned_eval_steps(config: dict) -> list[int]:
     """Evaluated steps of every regime, from a whole config mapping."""
     return eval_steps(regime_total_steps(config), int(config["freeze"]["eval_every"]))
+
+
+def report_files(config: dict, run_dir) -> dict[str, dict]:
+    """What ``rock freeze report`` reads, by the names its rule gives them (``freeze_report`` in
+    workflow/rules/freeze.smk declares each as a named input, :func:`rock.job_files.keyed_paths`
+    maps what the job is given back to these keys): ``evals`` {(regime, step): per-problem table;
+    step 0, the stage-1 model, is one file shared by every regime}, ``logs`` {regime: engine log},
+    ``counts`` {regime: freeze_log.csv}, ``control`` {random regime: control_match.json}."""
+    regimes = config["freeze"]["regimes"]
+    names = [r["name"] for r in regimes]
+    return {
+        "evals": {(r, s): paths.freeze_eval(run_dir, r, s, "per_problem.parquet")
+                  for r in names for s in planned_eval_steps(config)},
+        "logs": {r: paths.train_log(paths.freeze_run_dir(run_dir, r)) for r in names},
+        "counts": {r: paths.freeze_log(run_dir, r) for r in names},
+        "control": {r["name"]: paths.freeze_control_match(run_dir, r["name"])
+                    for r in regimes if r["selection"] == "random"},
+    }

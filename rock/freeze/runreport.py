@@ -1,8 +1,9 @@
 """``rock freeze report``: read every regime's log and evaluations, write Figure 5 and the tables.
 
-Reads (paths in :mod:`rock.paths`): each regime's training log (``freeze_run_dir/log.csv``), the
-per-problem table of every evaluated checkpoint (``freeze_eval(..., "per_problem.parquet")``,
-written by ``rock evaluate``), and the random regimes' ``control_match.json``. Writes
+Reads the files its rule names (:func:`rock.freeze.plan.report_files`, given as ``--in``; by hand,
+their places under the run directory): each regime's training log and freeze counts, the
+per-problem table of every evaluated checkpoint (written by ``rock evaluate``), and the random
+regimes' ``control_match.json``. Writes
 ``freeze/results/``: ``curves.csv`` (Pass@1 per regime, step, benchmark, with the 90-problem
 average), ``regimes.csv`` / ``regimes.md`` (the regime table), ``speedup.json`` (wall-clock and how
 a speedup could arise), ``control_match.csv`` (W_R vs W_S two-sample tests) and Figure 5 (PNG, PDF).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pandas as pd
 
@@ -21,30 +23,29 @@ from rock.atomic import atomic_path, write_json, write_text
 from rock.errors import DataError
 from rock.freeze.config import FreezeConfig
 from rock.freeze.control import MatchAccumulator, match_tests
-from rock.freeze.plan import planned_eval_steps
+from rock.freeze.plan import report_files
 from rock.freeze.report import (markdown_table, pass_at_1, plot_figure5, regime_table,
                                 speedup_summary)
 
 log = logging.getLogger(__name__)
 
 
-def read_evaluations(run_dir, regimes: list[str], steps: list[int], benchmarks) -> pd.DataFrame:
-    """One row per (regime, step, benchmark, run): problems solved and problems evaluated."""
+def read_evaluations(tables: dict[tuple[str, int], Path], benchmarks) -> pd.DataFrame:
+    """One row per (regime, step, benchmark, run): problems solved and problems evaluated, from
+    ``{(regime, step): per-problem table}``."""
     rows = []
-    for regime in regimes:
-        for step in steps:
-            path = paths.freeze_eval(run_dir, regime, step, "per_problem.parquet")
-            try:
-                table = pd.read_parquet(path, columns=["task", "problem_id", "run", "correct"])
-            except FileNotFoundError as err:
-                raise DataError("evaluation table missing", file=str(path),
-                                fix="run the freeze_evaluate jobs (snakemake) first") from err
-            table = table[table["task"].isin(list(benchmarks))]
-            g = table.groupby(["task", "run"]).agg(correct=("correct", "sum"),
-                                                   n_problems=("problem_id", "nunique")).reset_index()
-            for r in g.itertuples(index=False):
-                rows.append({"regime": regime, "step": step, "benchmark": r.task, "run": int(r.run),
-                             "correct": int(r.correct), "n_problems": int(r.n_problems)})
+    for (regime, step), path in tables.items():
+        try:
+            table = pd.read_parquet(path, columns=["task", "problem_id", "run", "correct"])
+        except FileNotFoundError as err:
+            raise DataError("evaluation table missing", file=str(path),
+                            fix="run the freeze_evaluate jobs (snakemake) first") from err
+        table = table[table["task"].isin(list(benchmarks))]
+        g = table.groupby(["task", "run"]).agg(correct=("correct", "sum"),
+                                               n_problems=("problem_id", "nunique")).reset_index()
+        for r in g.itertuples(index=False):
+            rows.append({"regime": regime, "step": step, "benchmark": r.task, "run": int(r.run),
+                         "correct": int(r.correct), "n_problems": int(r.n_problems)})
     return pd.DataFrame(rows)
 
 
@@ -69,26 +70,45 @@ def read_engine_log(path) -> pd.DataFrame:
     return df[list(TIMING_COLUMNS)].apply(pd.to_numeric, errors="coerce")
 
 
-def read_logs(run_dir, regimes: list[str]) -> pd.DataFrame:
-    """Per regime and step: the engine's timing joined with the hook's freeze counts."""
+def read_logs(logs: dict[str, Path], counts: dict[str, Path]) -> pd.DataFrame:
+    """Per regime and step: the engine's timing (``logs`` {regime: log.csv}) joined with the
+    hook's freeze counts (``counts`` {regime: freeze_log.csv})."""
     frames = []
-    for regime in regimes:
-        out = paths.freeze_run_dir(run_dir, regime)
+    for regime, log_path in logs.items():
         try:
-            timing = read_engine_log(paths.train_log(out))
-            counts = pd.read_csv(paths.freeze_log(run_dir, regime))
+            timing = read_engine_log(log_path)
+            counted = pd.read_csv(counts[regime])
         except FileNotFoundError as err:
-            raise DataError(f"training log missing ({err.filename})", file=str(out),
+            raise DataError(f"training log missing ({err.filename})", file=str(log_path),
                             fix=f"run `rock freeze train --regime {regime}` first") from err
-        frames.append(timing.merge(counts, on="step", how="left").assign(regime=regime))
+        frames.append(timing.merge(counted, on="step", how="left").assign(regime=regime))
     return pd.concat(frames, ignore_index=True)
 
 
-def write_report(config: dict, fcfg: FreezeConfig, *, run_dir) -> dict:
+def control_matches(control: dict[str, Path]) -> pd.DataFrame:
+    """W_R vs W_S two-sample tests of each random regime (``control`` {regime:
+    control_match.json}), one row per (regime, quantity)."""
+    matches = []
+    for regime, path in control.items():
+        try:
+            acc = MatchAccumulator.from_json(json.loads(Path(path).read_text()))
+        except FileNotFoundError as err:
+            raise DataError("control histograms missing", file=str(path),
+                            fix=f"re-run `rock freeze train --regime {regime}`") from err
+        matches.append(match_tests(acc).assign(regime=regime))
+    if not matches:
+        return pd.DataFrame(columns=["regime", "quantity"])
+    match = pd.concat(matches, ignore_index=True)
+    return match[["regime"] + [c for c in match.columns if c != "regime"]]
+
+
+def write_report(config: dict, fcfg: FreezeConfig, *, run_dir, files: dict | None = None) -> dict:
+    """Read ``files`` (:func:`rock.freeze.plan.report_files`' layout; default: the places under
+    ``run_dir``), write ``freeze/results/`` under ``run_dir``."""
+    files = files or report_files(config, run_dir)
     names = fcfg.regime_names
-    steps = planned_eval_steps(config)
-    evals = read_evaluations(run_dir, names, steps, fcfg.benchmarks)
-    logs = read_logs(run_dir, names)
+    evals = read_evaluations(files["evals"], fcfg.benchmarks)
+    logs = read_logs(files["logs"], files["counts"])
     curves = pass_at_1(evals)
     regimes = [{"name": r.name, "selection": r.selection, "lambda": r.lam} for r in fcfg.regimes]
     table, target = regime_table(curves, logs, regimes, baseline=fcfg.baseline.name,
@@ -106,22 +126,7 @@ def write_report(config: dict, fcfg: FreezeConfig, *, run_dir) -> dict:
     speed["paper_rock_share_claims"] = {"sec_4_3_rock_tokens_of_output": 0.18,
                                         "take_away_high_cost_tokens": 0.30}
 
-    matches = []
-    for r in fcfg.regimes:
-        if r.selection != "random":
-            continue
-        path = paths.freeze_control_match(run_dir, r.name)
-        try:
-            acc = MatchAccumulator.from_json(json.loads(path.read_text()))
-        except FileNotFoundError as err:
-            raise DataError("control histograms missing", file=str(path),
-                            fix=f"re-run `rock freeze train --regime {r.name}`") from err
-        matches.append(match_tests(acc).assign(regime=r.name))
-    match = pd.concat(matches, ignore_index=True) if matches else pd.DataFrame(
-        columns=["regime", "quantity"])
-    if len(match):
-        match = match[["regime"] + [c for c in match.columns if c != "regime"]]
-
+    match = control_matches(files["control"])
     out = lambda name: paths.freeze_result(run_dir, name)  # noqa: E731
     for df, name in ((curves, "curves.csv"), (table, "regimes.csv"), (match, "control_match.csv")):
         with atomic_path(out(name)) as tmp:

@@ -436,6 +436,8 @@ TARGETS.append(knockout_targets)
 # ------------------------------------------------------------------------------------------------
 
 from rock.freeze.plan import planned_eval_steps as _freeze_planned_steps
+from rock.freeze.plan import report_files as freeze_report_files
+from rock.job_files import unique_paths
 
 #: regime names of config freeze.regimes (wildcard values; rock.freeze.config validates them)
 FREEZE_REGIMES = [r["name"] for r in config["freeze"]["regimes"]]
@@ -525,24 +527,12 @@ def freeze_train_settings(wildcards):
     return {"regime": regime, **job_settings(*(f"freeze.{k}" for k in _FREEZE_TRAIN_KEYS), "stage2", "models")}
 
 
-def freeze_eval_tables():
-    """Every evaluated (regime, step) table the report reads; step 0 once (the stage-1 model)."""
-    return [str(paths.freeze_eval(RUN_DIR, r, s, "per_problem.parquet"))
-            for r in FREEZE_REGIMES for s in FREEZE_STEPS if s or r == FREEZE_REGIMES[0]]
-
-
-def freeze_run_files(name):
-    """One file of every regime's run: "log" (engine log), "counts" (freeze_log.csv)."""
-    out = []
-    for r in FREEZE_REGIMES:
-        d = paths.freeze_run_dir(RUN_DIR, r)
-        out.append(str(paths.train_log(d) if name == "log" else paths.freeze_log(RUN_DIR, r)))
-    return out
-
-
-def freeze_control_files():
-    return [str(paths.freeze_control_match(RUN_DIR, r["name"]))
-            for r in config["freeze"]["regimes"] if r["selection"] == "random"]
+def freeze_report_inputs():
+    """`rock freeze report`'s named inputs (evals, logs, counts, control), as the stage maps them
+    back to regimes and steps (rock.freeze.plan.report_files, rock.job_files.keyed_paths): step 0,
+    the stage-1 model's table, once."""
+    return {name: [str(p) for p in unique_paths(by_key)]
+            for name, by_key in freeze_report_files(config, RUN_DIR).items()}
 
 
 def freeze_targets():

@@ -145,10 +145,7 @@ else:
 
 rule freeze_report:
     input:
-        evals=freeze_eval_tables(),
-        logs=freeze_run_files("log"),
-        counts=freeze_run_files("counts"),
-        control=freeze_control_files(),
+        **freeze_report_inputs(),
     output:
         figure5=report(paths.freeze_result(RUN_DIR, "figure5.png"),
                        caption="../report/figure5.rst", category="Freeze training"),
@@ -159,6 +156,7 @@ rule freeze_report:
                if n not in ("figure5.png", "figure5.pdf", "regimes.csv")],
     params:
         config_file=rock_config_file,
+        inputs=job_inputs,
         settings=job_settings("freeze.regimes", "freeze.benchmarks", "freeze.tta_fraction"),
     log:
         paths.log_file(RUN_DIR, "freeze_report"),
@@ -172,4 +170,4 @@ rule freeze_report:
     resources:
         **job_resources("freeze_report"),
     shell:
-        "rock freeze report --config {params.config_file} > {log} 2>&1"
+        "rock freeze report --config {params.config_file} {params.inputs} > {log} 2>&1"
