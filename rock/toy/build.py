@@ -133,12 +133,12 @@ def _write_datasets(where: dict, cfg: ToyConfig, seed: int, bench: dict, holdout
 
 
 def _accuracies(where: dict, tok, math500: list, cfg: ToyConfig, seed: int,
-                system_prompts: list[str]) -> dict[str, float]:
+                system_prompts: list[str], roles=("teacher", "student")) -> dict[str, float]:
     """Greedy toy MATH-500 accuracy of the teacher (with its hidden context) and the student."""
     accs = {}
     problems_ = [p.text for p in math500]
     answers = [p.answer for p in math500]
-    for role in ("teacher", "student"):
+    for role in roles:
         model = models.load_model(where[role])
         accs[role], responses = accuracy.accuracy(
             model, tok, problems_, answers,
@@ -155,8 +155,8 @@ def _more_teacher_rounds(where: dict, tok, rows: int, cfg: ToyConfig, seed: int,
                          summary: dict) -> None:
     """While the margin check fails and ``toy.eval.teacher_rounds`` allows: train the teacher
     another round (``toy.teacher.steps`` steps from its weights, its schedule restarted) on fresh
-    documents of its corpus (stream ``teacher-corpus-round<k>``), then measure both models again
-    (``accs`` is updated). Each extra round's summary goes to the teacher's ``summary`` as
+    documents of its corpus (stream ``teacher-corpus-round<k>``), then measure the teacher again
+    (``accs["teacher"]`` is updated; the student has not changed). Each extra round's summary goes to the teacher's ``summary`` as
     ``later_rounds``; nothing changes when round 1 passes."""
     rounds = []
     for k in range(2, cfg.eval.teacher_rounds + 1):
@@ -168,9 +168,10 @@ def _more_teacher_rounds(where: dict, tok, rows: int, cfg: ToyConfig, seed: int,
                                         rng_for(seed, f"teacher-corpus-round{k}"), cfg.corpus,
                                         system_prompts, holdout)
         more = pretrain_role("teacher", docs, cfg.teacher, str(where["tokenizer"]), rows,
-                                torch_seed(seed, f"teacher-round{k}"), str(where["teacher"]),
-                                cfg.max_seq_len, cfg.threads, init_dir=str(where["teacher"]))
-        accs.update(_accuracies(where, tok, bench["math500"], cfg, seed, system_prompts))
+                             torch_seed(seed, f"teacher-round{k}"), str(where["teacher"]),
+                             cfg.max_seq_len, cfg.threads, init_dir=str(where["teacher"]))
+        accs.update(_accuracies(where, tok, bench["math500"], cfg, seed, system_prompts,
+                                roles=("teacher",)))
         rounds.append({**more, "round": k, "accuracy_math500": dict(accs)})
     if rounds:
         summary["later_rounds"] = rounds
